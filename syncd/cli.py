@@ -1,0 +1,204 @@
+"""The `syncd` command (DESIGN §4). Exit codes: 0 ok, 1 runtime failure, 2 usage/config."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+import anyio
+from rich.console import Console
+from rich.table import Table
+
+from syncd import __version__
+from syncd.config import Config, ConfigError, find_config, load_config
+from syncd.logs import configure
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+console = Console(stderr=False, highlight=False)
+errconsole = Console(stderr=True, highlight=False)
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", metavar="FILE", help="config file (default ./syncd.toml, else ./config/syncd.toml)")
+    p.add_argument("--log-format", choices=["console", "json"], default="console")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncd", description="Sync source trees into running containers, live.")
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the daemon: reconcile, then watch and sync until SIGINT/SIGTERM")
+    _config_arg(p)
+
+    p = sub.add_parser("sync", help="one reconcile pass, then exit (0 = converged)")
+    _config_arg(p)
+    p.add_argument("--service", action="append", help="only this service (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (puts and deletes per container), change nothing")
+
+    p = sub.add_parser("validate", help="check the config only; exit 2 listing every problem")
+    _config_arg(p)
+
+    p = sub.add_parser("trace", help="summarize a trace file: per-step p50/p95/max, slowest batches")
+    _config_arg(p)
+    p.add_argument("file", nargs="?", help="trace file (default: the config's daemon.trace)")
+    p.add_argument("--top", type=int, default=5, help="how many slowest batches to show")
+
+    p = sub.add_parser("demo", help="the embedded default: an example app synced into local targets, live timings")
+    _config_arg(p)
+    p.add_argument("--dir", default="syncd-demo", help="where to lay out the demo workspace (default ./syncd-demo)")
+    p.add_argument("--edits", type=int, default=12, help="scripted edits to make (default 12)")
+    p.add_argument("--forever", action="store_true", help="keep running after the scripted edits; edit files yourself")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(find_config(args.config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure(getattr(args, "log_format", "console"), getattr(args, "log_level", "info"))
+    try:
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "trace":
+            return cmd_trace(args)
+        if args.command == "demo":
+            from syncd.demo import run_demo
+
+            return run_demo(Path(args.dir), args.edits, args.forever)
+        cfg = _load(args)
+        if args.command == "run":
+            return anyio.run(_run, cfg)
+        if args.command == "sync":
+            return anyio.run(_sync, cfg, args.service, args.dry_run)
+    except ConfigError as e:
+        errconsole.print(f"[bold red]invalid config[/]: {len(e.problems)} problem(s)")
+        for problem in e.problems:
+            errconsole.print(f"  {e.file}: {problem}", markup=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_USAGE
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    console.print(
+        f"{cfg.file}: ok — {len(cfg.targets)} target(s), {len(cfg.services)} service(s), "
+        f"{sum(len(s.sync) for s in cfg.services)} mapping(s)",
+        markup=False,
+    )
+    return EXIT_OK
+
+
+def _engine(cfg: Config):  # noqa: ANN202
+    from syncd.engine import Engine
+    from syncd.trace import TraceWriter
+    from syncd.transports import make_transports
+
+    return Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+
+
+async def _run(cfg: Config) -> int:
+    engine = _engine(cfg)
+    stop = anyio.Event()
+
+    async def on_signal() -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                stop.set()
+                return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(on_signal)
+        await engine.run(stop)
+        tg.cancel_scope.cancel()
+    return EXIT_OK
+
+
+async def _sync(cfg: Config, services: list[str] | None, dry_run: bool) -> int:
+    wanted = set(services) if services else None
+    if wanted:
+        unknown = wanted - {s.name for s in cfg.services}
+        if unknown:
+            errconsole.print(f"unknown service(s): {', '.join(sorted(unknown))}; known: "
+                             f"{', '.join(s.name for s in cfg.services)}", markup=False)
+            return EXIT_USAGE
+    engine = _engine(cfg)
+    if dry_run:
+        return await _dry_run(engine, wanted)
+    ok = await engine.sync_once(wanted)
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+async def _dry_run(engine, wanted: set[str] | None) -> int:  # noqa: ANN001
+    from syncd.engine import ContainerWorker
+    from syncd.transports.base import TransportError
+
+    ok = True
+    for target in engine.targets.values():
+        try:
+            refs = await target.transport.containers()
+        except TransportError as e:
+            console.print(f"[red]✗[/] target {target.name}: {e}")
+            ok = False
+            continue
+        for ref in refs:
+            delta, _remote, errors, _trace = await engine.compute_reconcile(ContainerWorker(ref, target), wanted)
+            table = Table(title=f"plan for {ref.label} (extract at {target.root})", title_justify="left")
+            table.add_column("action")
+            table.add_column("container path", overflow="fold")
+            table.add_column("from", overflow="fold")
+            for d in delta.deletes:
+                table.add_row("[red]delete[/]", d, "")
+            for put in delta.puts:
+                kind = {"f": "put", "d": "mkdir", "l": "link"}[put.source.entry.kind.value]
+                table.add_row(f"[green]{kind}[/]", put.dest, str(Path(put.source.path).relative_to(engine.cfg.root))
+                              if put.source.path.startswith(str(engine.cfg.root)) else put.source.path)
+            if not delta:
+                console.print(f"{ref.label}: up to date (nothing to send)")
+            else:
+                console.print(table)
+            for path, message in errors:
+                console.print(f"[red]✗[/] cannot read {path}: {message}")
+                ok = False
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from syncd.trace import read_trace, summarize
+
+    if args.file:
+        path = Path(args.file)
+    else:
+        cfg = _load(args)
+        path = cfg.resolve(cfg.daemon.trace)
+    try:
+        records = read_trace(path)
+    except FileNotFoundError:
+        errconsole.print(f"{path}: no trace file yet; run `syncd run` or `syncd demo` first", markup=False)
+        return EXIT_FAIL
+    except ValueError as e:
+        errconsole.print(str(e), markup=False)
+        return EXIT_FAIL
+    table = Table(title=f"{path}: {len(records)} batch(es)", title_justify="left")
+    for col in ("step", "count", "p50 ms", "p95 ms", "max ms"):
+        table.add_column(col, justify="right" if col != "step" else "left")
+    for name, row in sorted(summarize(records).items(), key=lambda kv: kv[0] == "total"):
+        table.add_row(name, str(row["count"]), f"{row['p50']:.1f}", f"{row['p95']:.1f}", f"{row['max']:.1f}")
+    console.print(table)
+    slow = sorted(records, key=lambda r: r["spans"][-1]["ms"] if r.get("spans") else 0, reverse=True)[: args.top]
+    for rec in slow:
+        spans = ", ".join(f"{s['name']} {s['ms']:.1f}" for s in rec["spans"])
+        console.print(f"batch {rec['batch']}{' (reconcile)' if rec.get('reconcile') else ''}: {spans}", markup=False)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

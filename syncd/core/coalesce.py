@@ -1,0 +1,68 @@
+"""Coalescing of file events into batches. Pure: time is always passed in as `now`.
+
+A batch closes after `debounce` seconds without new events (the quiet period), or
+`max_wait` seconds after its first event at the latest, so a never-ending stream of events
+(a build writing files, a 5,000-file checkout) still produces batches at a steady cadence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from syncd.model import Batch
+
+
+@dataclass
+class Coalescer:
+    debounce: float
+    max_wait: float
+    _paths: set[str] = field(default_factory=set)
+    _first: float | None = None
+    _last: float | None = None
+    _reconcile: bool = False
+    _next_id: int = 1
+
+    def add(self, paths: set[str] | frozenset[str], now: float) -> None:
+        if not paths:
+            return
+        self._paths.update(paths)
+        if self._first is None:
+            self._first = now
+        self._last = now
+
+    def request_reconcile(self, now: float) -> None:
+        """Events were lost (watcher overflow, restart): the next batch compares whole trees."""
+        self._reconcile = True
+        if self._first is None:
+            self._first = now
+        self._last = now
+
+    @property
+    def pending(self) -> int:
+        return len(self._paths)
+
+    def deadline(self) -> float | None:
+        """When the open batch must be cut, or None when nothing is pending."""
+        if self._first is None or self._last is None:
+            return None
+        return min(self._last + self.debounce, self._first + self.max_wait)
+
+    def cut(self, now: float) -> Batch | None:
+        """Close the batch if its deadline has passed; events added later go to the next one."""
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
+            return None
+        assert self._first is not None and self._last is not None
+        batch = Batch(
+            id=self._next_id,
+            paths=frozenset(self._paths),
+            first_event=self._first,
+            last_event=self._last,
+            cut=now,
+            reconcile=self._reconcile,
+        )
+        self._next_id += 1
+        self._paths = set()
+        self._first = self._last = None
+        self._reconcile = False
+        return batch

@@ -1,0 +1,81 @@
+"""Local path <-> container path, and the safety checks on container paths. Pure."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+from syncd.model import DestPath
+
+
+class UnsafePath(ValueError):
+    """A container path that would leave its mapping's destination."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedMapping:
+    src: Path  # absolute local path (file or directory)
+    dest: DestPath  # absolute, normalised container path
+    service: str
+    target: str
+
+    def contains(self, path: Path) -> bool:
+        return path == self.src or self.src in path.parents
+
+    def dest_of(self, path: Path) -> DestPath:
+        rel = path.relative_to(self.src).as_posix()
+        dest = self.dest if rel == "." else posixpath.join(self.dest, rel)
+        check_within(dest, self.dest)
+        return dest
+
+
+def most_specific(mappings: list[ResolvedMapping], path: Path) -> ResolvedMapping | None:
+    """The mapping whose source contains `path` most closely (longest source wins)."""
+    best: ResolvedMapping | None = None
+    for m in mappings:
+        if m.contains(path) and (best is None or len(m.src.parts) > len(best.src.parts)):
+            best = m
+    return best
+
+
+def check_within(dest: DestPath, root: DestPath) -> None:
+    """Refuse anything that is not `root` itself or strictly below it."""
+    if not dest.startswith("/") or "\0" in dest:
+        raise UnsafePath(f"{dest!r} is not an absolute container path")
+    if ".." in dest.split("/"):
+        raise UnsafePath(f"{dest!r} contains '..'")
+    norm = posixpath.normpath(dest)
+    if norm != root and not norm.startswith(root.rstrip("/") + "/"):
+        raise UnsafePath(f"{dest!r} is outside {root!r}")
+
+
+def common_root(dests: list[DestPath]) -> DestPath:
+    """The deepest directory that contains every destination (the tar extraction root).
+
+    The root is strictly above every destination, so each destination has a member name.
+    """
+    if not dests:
+        return "/"
+    root = posixpath.commonpath(dests)
+    if root in dests:
+        return posixpath.dirname(root) or "/"
+    return root
+
+
+def relative_name(dest: DestPath, root: DestPath) -> str:
+    """The tar member name for `dest` when extracting at `root`: never absolute, never `..`."""
+    check_within(dest, root)
+    rel = posixpath.relpath(dest, root)
+    if rel == "." or rel.startswith("/") or ".." in rel.split("/"):
+        raise UnsafePath(f"{dest!r} has no safe name below {root!r}")
+    return rel
+
+
+def local_rel(path: Path, root: Path) -> str:
+    """`path` relative to the config directory, for messages and glob matching."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return os.fspath(path)

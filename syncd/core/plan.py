@@ -1,0 +1,87 @@
+"""Batch + config -> Plan. Pure: the filesystem state and ignore decisions come in as data.
+
+Per service: a change matching `fall_back_on` turns the whole batch for that service into
+a fallback (nothing is synced for it). Otherwise every changed path is resolved against the
+service's mappings (most specific source wins) into the desired state of a container path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pathspec import GitIgnoreSpec
+
+from syncd.core.mapping import ResolvedMapping, UnsafePath, local_rel, most_specific
+from syncd.model import Fallback, LocalFile, Plan, Skip, TargetPlan
+
+# ignored(path, is_dir_or_None_when_gone, mapping_src) -> bool
+IgnoreCheck = Callable[[Path, bool | None, Path], bool]
+
+
+@dataclass(frozen=True)
+class ServicePlanInput:
+    name: str
+    target: str
+    mappings: tuple[ResolvedMapping, ...]
+    fall_back_on: tuple[str, ...]
+    fallback: str | list[str] | None
+
+
+def fallback_reason(svc: ServicePlanInput, rel_paths: list[str]) -> str | None:
+    if not svc.fall_back_on:
+        return None
+    for pattern in svc.fall_back_on:
+        spec = GitIgnoreSpec.from_lines([pattern])
+        hits = sorted(p for p in rel_paths if spec.match_file(p))
+        if hits:
+            return f"{hits[0]} matches fall_back_on '{pattern}'" + (f" (+{len(hits) - 1} more)" if len(hits) > 1 else "")
+    return None
+
+
+def plan_batch(
+    batch_id: int,
+    local: Mapping[str, LocalFile | None],
+    services: list[ServicePlanInput],
+    root: Path,
+    ignored: IgnoreCheck,
+) -> Plan:
+    """`local`: every path of the batch (directories expanded) -> its state now (None: gone)."""
+    targets: dict[str, TargetPlan] = {}
+    fallbacks: list[Fallback] = []
+    skipped: list[Skip] = []
+    claimed: set[str] = set()
+    rels = [local_rel(Path(p), root) for p in local]
+    for svc in services:
+        reason = fallback_reason(svc, rels)
+        if reason is not None:
+            fallbacks.append(Fallback(svc.name, reason, svc.fallback))
+            claimed.update(p for p in local if any(m.contains(Path(p)) for m in svc.mappings))
+            continue
+        tp = targets.setdefault(svc.target, TargetPlan(target=svc.target))
+        touched = False
+        for raw, state in local.items():
+            path = Path(raw)
+            mapping = most_specific(list(svc.mappings), path)
+            if mapping is None:
+                continue
+            claimed.add(raw)
+            is_dir = None if state is None else state.entry.kind.value == "d"
+            gone_and_ignored = state is None and (ignored(path, False, mapping.src) or ignored(path, True, mapping.src))
+            if gone_and_ignored or (state is not None and ignored(path, bool(is_dir), mapping.src)):
+                skipped.append(Skip(raw, f"ignored by service '{svc.name}'"))
+                continue
+            try:
+                tp.desired[mapping.dest_of(path)] = state
+            except UnsafePath as e:
+                skipped.append(Skip(raw, f"unsafe destination: {e}"))
+                continue
+            touched = True
+        if touched and svc.name not in tp.services:
+            targets[svc.target] = TargetPlan(tp.target, tp.desired, tp.services + (svc.name,))
+    for raw in local:
+        if raw not in claimed:
+            skipped.append(Skip(raw, "outside every mapping"))
+    live = {name: tp for name, tp in targets.items() if tp.desired}
+    return Plan(batch_id=batch_id, targets=live, fallbacks=tuple(fallbacks), skipped=tuple(skipped))

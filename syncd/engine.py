@@ -1,0 +1,597 @@
+"""The orchestrator: watch -> coalesce -> plan -> per-container workers -> trace.
+
+One anyio task group. Each target has a supervisor that discovers its containers; each
+container has a worker with its own queue of desired paths. A worker that falls behind
+merges queued batches (the newest state of a path wins), a worker that fails backs off and
+reconciles, and neither holds up the other targets.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+from pathspec import GitIgnoreSpec
+
+from syncd.config import Config, Service
+from syncd.core.coalesce import Coalescer
+from syncd.core.manifest import Manifest, apply_delta, diff
+from syncd.core.mapping import ResolvedMapping, UnsafePath, common_root, local_rel, most_specific, relative_name
+from syncd.core.plan import ServicePlanInput, plan_batch
+from syncd.ignore import IgnoreRules
+from syncd.model import Batch, Delta, DestPath, Kind, LocalFile, Plan
+from syncd.pack import PackReport, pack
+from syncd.scan import HashCache, read_entry, scan_source, walk
+from syncd.trace import BatchTrace, TraceWriter
+from syncd.transports.base import ContainerRef, Transport, TransportError
+from syncd.watch import changes, watch_roots
+
+log = structlog.get_logger("syncd")
+
+DISCOVERY_INTERVAL = 2.0
+BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+
+Desired = dict[DestPath, LocalFile | None]
+
+
+@dataclass
+class ServiceRuntime:
+    cfg: Service
+    mappings: tuple[ResolvedMapping, ...]
+    rules: IgnoreRules
+
+    def __post_init__(self) -> None:
+        self.fallback_spec = GitIgnoreSpec.from_lines(self.cfg.fall_back_on)
+
+    @property
+    def plan_input(self) -> ServicePlanInput:
+        return ServicePlanInput(self.cfg.name, self.cfg.target, self.mappings, tuple(self.cfg.fall_back_on), self.cfg.fallback)
+
+
+# --- batch bookkeeping -------------------------------------------------------------------
+
+
+class BatchJob:
+    """One batch's trace, completed when every container it was sent to has answered."""
+
+    def __init__(self, trace: BatchTrace, on_done: Callable[[BatchJob], None]):
+        self.trace = trace
+        self.outstanding = 0
+        self._on_done = on_done
+        self.done = anyio.Event()
+
+    def expect(self) -> None:
+        self.outstanding += 1
+
+    def finish_one(self) -> None:
+        self.outstanding -= 1
+        if self.outstanding <= 0 and not self.done.is_set():
+            self._on_done(self)
+            self.done.set()
+
+
+# --- per container -----------------------------------------------------------------------
+
+
+@dataclass
+class ContainerWorker:
+    ref: ContainerRef
+    target: TargetRuntime
+    manifest: Manifest | None = None  # None: unknown, reconcile before anything else
+    pending: Desired = field(default_factory=dict)
+    jobs: list[BatchJob] = field(default_factory=list)
+    inflight: list[BatchJob] = field(default_factory=list)
+    failures: int = 0
+    state: str = "starting"
+    last_error: str = ""
+    bytes_sent: int = 0
+    files_sent: int = 0
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    _wake: anyio.Event = field(default_factory=anyio.Event)
+
+    def submit(self, desired: Desired, job: BatchJob | None) -> None:
+        self.pending.update(desired)
+        if job is not None:
+            job.expect()
+            self.jobs.append(job)
+        self._wake.set()
+
+    def request_reconcile(self) -> None:
+        self.manifest = None
+        self._wake.set()
+
+    def stop(self, reason: str) -> None:
+        self.scope.cancel()
+        self._release(reason)
+
+    def _release(self, error: str) -> None:
+        jobs, self.jobs, self.inflight = self.jobs + self.inflight, [], []
+        for job in jobs:
+            job.trace.errors.append(f"{self.ref.label}: {error}")
+            job.finish_one()
+
+    async def run(self) -> None:
+        with self.scope:
+            while True:
+                if self.manifest is not None and not self.pending and not self.jobs:
+                    self.state = "idle"
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+                ok = await self._round()
+                if not ok:
+                    delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** min(self.failures - 1, 10))
+                    self.state = f"retrying in {delay:.1f}s"
+                    with anyio.move_on_after(delay):
+                        await anyio.sleep(math.inf)
+
+    async def _round(self) -> bool:
+        desired, self.pending = self.pending, {}
+        jobs, self.jobs = self.jobs, []
+        self.inflight = jobs
+        engine = self.target.engine
+        try:
+            if self.manifest is None:
+                self.state = "reconciling"
+                await engine.reconcile_container(self, jobs)
+            else:
+                self.state = "pushing"
+                await self._push(desired, jobs)
+        except TransportError as e:
+            self.failures += 1
+            self.manifest = None  # the container may hold anything now: compare again
+            self.last_error = str(e)
+            self.state = "error"
+            log.error("push failed", target=self.ref.target, container=self.ref.name, error=e.message, hint=e.hint)
+            self.inflight = []
+            for job in jobs:
+                job.trace.errors.append(f"{self.ref.label}: {e}")
+                job.finish_one()
+            return False
+        self.failures = 0
+        self.last_error = ""
+        self.inflight = []
+        for job in jobs:
+            job.finish_one()
+        return True
+
+    async def _push(self, desired: Desired, jobs: list[BatchJob]) -> None:
+        assert self.manifest is not None
+        delta = diff(desired, self.manifest)
+        await self.target.engine.send(self, delta, [j.trace for j in jobs])
+
+
+# --- per target --------------------------------------------------------------------------
+
+
+@dataclass
+class TargetRuntime:
+    name: str
+    transport: Transport
+    services: list[ServiceRuntime]
+    engine: Engine
+    workers: dict[str, ContainerWorker] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def mappings(self) -> list[ResolvedMapping]:
+        return [m for s in self.services for m in s.mappings]
+
+    @property
+    def dests(self) -> list[DestPath]:
+        return sorted({m.dest for m in self.mappings})
+
+    @property
+    def root(self) -> DestPath:
+        return common_root(self.dests)
+
+    def owner(self, dest: DestPath, services: set[str] | None = None) -> tuple[ServiceRuntime, ResolvedMapping] | None:
+        """The service and mapping that manage container path `dest` (most specific dest)."""
+        best: tuple[ServiceRuntime, ResolvedMapping] | None = None
+        for svc in self.services:
+            for m in svc.mappings:
+                if dest == m.dest or dest.startswith(m.dest + "/"):
+                    if best is None or len(m.dest) > len(best[1].dest):
+                        best = (svc, m)
+        if best is not None and services is not None and best[0].cfg.name not in services:
+            return None
+        return best
+
+    def owned(self, dest: DestPath, kind: Kind, services: set[str] | None = None) -> bool:
+        """Does syncd manage this container path? (Inside a destination, not ignored.)"""
+        found = self.owner(dest, services)
+        if found is None:
+            return False
+        svc, m = found
+        local = m.src / os.path.relpath(dest, m.dest) if dest != m.dest else m.src
+        return not svc.rules.ignored(local, kind is Kind.DIR, m.src)
+
+    async def supervise(self, tg: TaskGroup) -> None:
+        interval = DISCOVERY_INTERVAL
+        while True:
+            await self.discover(tg)
+            await anyio.sleep(interval)
+
+    async def discover(self, tg: TaskGroup) -> list[ContainerWorker]:
+        try:
+            refs = await self.transport.containers()
+        except TransportError as e:
+            if str(e) != self.error:
+                log.error("target unavailable", target=self.name, error=e.message, hint=e.hint)
+            self.error = str(e)
+            for worker in list(self.workers.values()):
+                worker.stop(e.message)
+            self.workers.clear()
+            return []
+        if self.error:
+            log.info("target available", target=self.name, containers=[r.name for r in refs])
+        self.error = ""
+        live = {r.id: r for r in refs}
+        for cid, worker in list(self.workers.items()):
+            ref = live.get(cid)
+            if ref is None or ref.generation != worker.ref.generation:
+                why = "container is gone" if ref is None else "container restarted"
+                log.info(why, target=self.name, container=worker.ref.name)
+                worker.stop(why)
+                del self.workers[cid]
+        for ref in refs:
+            if ref.id not in self.workers:
+                worker = ContainerWorker(ref, self)
+                self.workers[ref.id] = worker
+                tg.start_soon(worker.run, name=f"worker {ref.label}")
+        return list(self.workers.values())
+
+
+# --- the engine --------------------------------------------------------------------------
+
+
+class Engine:
+    def __init__(self, cfg: Config, transports: dict[str, Transport], trace: TraceWriter | None = None):
+        self.cfg = cfg
+        self.trace = trace or TraceWriter(None)
+        self.hashes = HashCache()
+        self.services: list[ServiceRuntime] = []
+        for svc in cfg.services:
+            mappings = tuple(
+                ResolvedMapping(cfg.resolve(m.src), m.dest, svc.name, svc.target) for m in svc.sync
+            )
+            self.services.append(ServiceRuntime(svc, mappings, IgnoreRules(cfg.root, svc.ignore)))
+        self.targets: dict[str, TargetRuntime] = {}
+        for name in sorted({s.cfg.target for s in self.services}):
+            self.targets[name] = TargetRuntime(name, transports[name], [s for s in self.services if s.cfg.target == name], self)
+        self.coalescer = Coalescer(cfg.daemon.debounce_ms / 1000, cfg.daemon.max_batch_wait_ms / 1000)
+        self._events = anyio.Event()
+        self._event_mtimes: list[float] = []
+        self.jobs_open: set[BatchJob] = set()
+        self.batches_done = 0
+        self.started = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self.on_record: list[Callable[[dict], None]] = []
+
+    # --- watching ------------------------------------------------------------------------
+
+    def accept(self, path: str, is_dir: bool) -> bool:
+        """Should an event on `path` wake the pipeline? (Mapped and not ignored, or a fallback.)"""
+        p = Path(path)
+        if IgnoreRules.is_ignore_file(path):
+            for svc in self.services:
+                svc.rules.invalidate()
+            self.coalescer.request_reconcile(time.time())  # newly un-ignored files must arrive
+        rel = local_rel(p, self.cfg.root)
+        for svc in self.services:
+            if svc.cfg.fall_back_on and svc.fallback_spec.match_file(rel):
+                return True
+            m = most_specific(list(svc.mappings), p)
+            if m is None:
+                continue
+            if not svc.rules.ignored(p, is_dir, m.src):
+                return True
+        return False
+
+    def watch_paths(self) -> list[Path]:
+        paths = [m.src for s in self.services for m in s.mappings]
+        for svc in self.services:
+            for pattern in svc.cfg.fall_back_on:
+                static = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
+                paths.append(self.cfg.resolve(static or "."))
+        return watch_roots(paths)
+
+    def note_changes(self, paths: set[str], now: float | None = None) -> None:
+        self.coalescer.add(paths, time.time() if now is None else now)
+        self._events.set()
+
+    async def _watch_loop(self, stop: anyio.Event) -> None:
+        roots = self.watch_paths()
+        log.info("watching", roots=[local_rel(r, self.cfg.root) for r in roots])
+        async for paths in changes(roots, self.accept, stop, self.cfg.daemon.max_batch_wait_ms):
+            self.note_changes(paths)
+
+    async def _batch_loop(self) -> None:
+        while True:
+            deadline = self.coalescer.deadline()
+            if deadline is None:
+                await self._events.wait()
+                self._events = anyio.Event()
+                continue
+            delay = deadline - time.time()
+            if delay > 0:
+                await anyio.sleep(delay)
+                continue
+            batch = self.coalescer.cut(time.time())
+            if batch is not None:
+                await self.process(batch)
+
+    # --- one batch -----------------------------------------------------------------------
+
+    def _expand(self, paths: frozenset[str], errors: list[tuple[str, str]]) -> dict[str, LocalFile | None]:
+        """Each changed path as it is now; a directory brings everything below it."""
+        local: dict[str, LocalFile | None] = {}
+        for raw in sorted(paths):
+            try:
+                lf = read_entry(raw, self.hashes)
+            except OSError as e:
+                errors.append((raw, e.strerror or str(e)))
+                continue
+            local[raw] = lf
+            if lf is not None and lf.entry.kind is Kind.DIR:
+                for svc in self.services:
+                    m = most_specific(list(svc.mappings), Path(raw))
+                    if m is None:
+                        continue
+                    for child in walk(raw, m.src, lambda p, d, s, svc=svc: svc.rules.ignored(p, d, s), self.hashes, errors):
+                        local[child.path] = child
+        return local
+
+    def plan(self, batch: Batch, errors: list[tuple[str, str]]) -> Plan:
+        local = self._expand(batch.paths, errors)
+        return plan_batch(
+            batch.id,
+            local,
+            [s.plan_input for s in self.services],
+            self.cfg.root,
+            lambda p, d, src: self._ignored(p, d, src),
+        )
+
+    def _ignored(self, path: Path, is_dir: bool | None, src: Path) -> bool:
+        for svc in self.services:
+            if any(m.src == src for m in svc.mappings):
+                return svc.rules.ignored(path, bool(is_dir), src)
+        return False
+
+    def _detect_start(self, batch: Batch, plan: Plan) -> float | None:
+        """The earliest write behind the batch (file mtimes). Older mtimes (a moved tree)
+        say nothing about detection delay and are left out."""
+        mtimes = [
+            lf.mtime
+            for tp in plan.targets.values()
+            for lf in tp.desired.values()
+            if lf is not None and lf.entry.kind is not Kind.DIR and batch.first_event - 1.0 < lf.mtime <= batch.first_event
+        ]
+        return min(mtimes) if mtimes else None
+
+    async def process(self, batch: Batch) -> BatchJob:
+        if batch.reconcile:
+            for target in self.targets.values():
+                for worker in target.workers.values():
+                    worker.request_reconcile()
+        t_plan = time.time()
+        errors: list[tuple[str, str]] = []
+        plan = await anyio.to_thread.run_sync(self.plan, batch, errors)
+        t_planned = time.time()
+        detect = self._detect_start(batch, plan)
+        trace = BatchTrace(batch.id, detect if detect is not None else batch.first_event, paths=len(batch.paths))
+        trace.reconcile = batch.reconcile
+        if detect is not None:
+            trace.add("detect", detect, batch.first_event)
+        trace.add("coalesce", batch.first_event, batch.cut, detail={"events_until": batch.last_event})
+        trace.add("plan", t_plan, t_planned, detail={"targets": sorted(plan.targets), "skipped": len(plan.skipped)})
+        for path, message in errors:
+            trace.errors.append(f"{path}: {message}")
+            log.error("cannot read", path=path, error=message, hint="check the file's permissions")
+        for fb in plan.fallbacks:
+            log.warning("fallback", service=fb.service, reason=fb.reason, command=fb.command)
+            trace.errors.append(f"fallback for service '{fb.service}': {fb.reason}")
+        job = BatchJob(trace, self._finish)
+        self.jobs_open.add(job)
+        job.expect()  # held until dispatch is complete
+        for name, tp in plan.targets.items():
+            target = self.targets[name]
+            if not target.workers:
+                why = target.error or "no running container"
+                trace.errors.append(f"{name}: not synced: {why} (reconciled when it is back)")
+            for worker in target.workers.values():
+                worker.submit(tp.desired, job)
+        job.finish_one()
+        return job
+
+    def _finish(self, job: BatchJob) -> None:
+        self.jobs_open.discard(job)
+        record = job.trace.finish(time.time())
+        self.batches_done += 1
+        self.trace.write(record)
+        for callback in self.on_record:
+            callback(record)
+        total = record["spans"][-1]
+        log.info(
+            "batch",
+            id=record["batch"],
+            ok=record["ok"],
+            ms=total["ms"],
+            **{k: v for k, v in (total["detail"] or {}).items() if v},
+            **({"errors": record["errors"]} if record["errors"] else {}),
+        )
+
+    # --- sending to one container ---------------------------------------------------------
+
+    async def send(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> None:
+        """Apply `delta` to the container and record what it now holds."""
+        if not delta:
+            return
+        assert worker.manifest is not None
+        target = worker.target
+        root = target.root
+        try:
+            deletes = [relative_name(d, root) for d in delta.deletes]
+        except UnsafePath as e:
+            raise TransportError(f"refused delete: {e}") from None
+        report = PackReport()
+        t0 = time.time()
+        result = await target.transport.apply(worker.ref, root, deletes, pack(delta.puts, root, report))
+        t1 = time.time()
+        apply_delta(worker.manifest, delta.deletes, report.sent)
+        worker.bytes_sent += result.bytes_sent
+        worker.files_sent += report.files
+        detail = {"files": report.files, "deletes": len(delta.deletes), "bytes": result.bytes_sent}
+        for trace in traces:
+            trace.add("pack", t0, t0 + report.seconds, detail={"container": worker.ref.label, "files": report.files})
+            trace.add(f"push:{worker.ref.label}", t0, t1, detail=detail)
+            for key, value in detail.items():
+                trace.stats[key] = trace.stats.get(key, 0) + value
+            for dest, path, message in report.errors:
+                trace.errors.append(f"{path}: {message} (not sent to {dest})")
+        for dest, path, message in report.errors:
+            log.error("cannot read", path=path, error=message, hint="check the file's permissions")
+        if report.torn:
+            log.info("file changed while sending; will re-send", paths=report.torn[:5])
+
+    # --- reconcile -------------------------------------------------------------------------
+
+    def desired_state(self, target: TargetRuntime, services: set[str] | None, errors: list[tuple[str, str]]) -> Desired:
+        """Every mapped, non-ignored local path of the target, keyed by container path."""
+        desired: Desired = {}
+        for svc in target.services:
+            if services is not None and svc.cfg.name not in services:
+                continue
+            for m in svc.mappings:
+                tree = scan_source(m.src, svc.rules.ignored, self.hashes, errors)
+                for raw, lf in tree.items():
+                    if most_specific(list(svc.mappings), Path(raw)) is not m:
+                        continue  # a more specific mapping sends it
+                    try:
+                        desired[m.dest_of(Path(raw))] = lf
+                    except UnsafePath:
+                        continue
+        return desired
+
+    async def compute_reconcile(
+        self, worker: ContainerWorker, services: set[str] | None = None
+    ) -> tuple[Delta, Manifest, list[tuple[str, str]], BatchTrace]:
+        target = worker.target
+        trace = BatchTrace(0, time.time(), reconcile=True)
+        t0 = time.time()
+        errors: list[tuple[str, str]] = []
+        desired = await anyio.to_thread.run_sync(self.desired_state, target, services, errors)
+        t1 = time.time()
+        trace.add("scan", t0, t1, detail={"paths": len(desired)})
+        remote = await target.transport.manifest(worker.ref, target.dests)
+        t2 = time.time()
+        trace.add(f"manifest:{worker.ref.label}", t1, t2, detail={"paths": len(remote)})
+        delta = diff(desired, remote, full=True, owned=lambda d: target.owned(d, remote[d].kind, services))
+        trace.paths = len(desired)
+        return delta, remote, errors, trace
+
+    async def reconcile_container(self, worker: ContainerWorker, jobs: list[BatchJob], services: set[str] | None = None) -> bool:
+        """Compare the whole local tree with the container and push the difference."""
+        delta, remote, errors, trace = await self.compute_reconcile(worker, services)
+        for path, message in errors:
+            trace.errors.append(f"{path}: {message}")
+            log.error("cannot read", path=path, error=message, hint="check the file's permissions")
+        worker.manifest = remote
+        try:
+            await self.send(worker, delta, [trace] + [j.trace for j in jobs])
+        except TransportError:
+            worker.manifest = None
+            raise
+        record = trace.finish(time.time())
+        self.trace.write(record)
+        for callback in self.on_record:
+            callback(record)
+        log.info(
+            "reconciled",
+            container=worker.ref.label,
+            puts=len(delta.puts),
+            deletes=len(delta.deletes),
+            ms=record["spans"][-1]["ms"],
+        )
+        return not errors
+
+    # --- entry points ------------------------------------------------------------------------
+
+    async def sync_once(self, services: set[str] | None = None) -> bool:
+        """One reconcile of every container of every target (of `services`). True: converged."""
+        ok = True
+        async with anyio.create_task_group() as tg:
+            for target in self.targets.values():
+                if services is not None and not any(s.cfg.name in services for s in target.services):
+                    continue
+                try:
+                    refs = await target.transport.containers()
+                except TransportError as e:
+                    log.error("target unavailable", target=target.name, error=e.message, hint=e.hint)
+                    ok = False
+                    continue
+                for ref in refs:
+                    worker = ContainerWorker(ref, target)
+
+                    async def one(w: ContainerWorker = worker) -> None:
+                        nonlocal ok
+                        try:
+                            ok &= await self.reconcile_container(w, [], services)
+                        except TransportError as e:
+                            log.error("sync failed", container=w.ref.label, error=e.message, hint=e.hint)
+                            ok = False
+
+                    tg.start_soon(one)
+        return ok
+
+    async def run(self, stop: anyio.Event) -> None:
+        """The daemon: start workers (each reconciles first), watch, and sync until `stop`."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for target in self.targets.values():
+                await target.discover(tg)
+                tg.start_soon(target.supervise, tg)
+            tg.start_soon(self._batch_loop)
+            tg.start_soon(self._watch_loop, stop)
+            self.started.set()
+            await stop.wait()
+            tg.cancel_scope.cancel()
+        for target in self.targets.values():
+            await target.transport.close()
+
+    def idle(self) -> bool:
+        """Nothing queued, nothing in flight, every container up to date."""
+        if self.coalescer.deadline() is not None or self.jobs_open:
+            return False
+        return all(
+            w.state == "idle" and not w.pending for t in self.targets.values() for w in t.workers.values()
+        )
+
+    def status(self) -> dict:
+        return {
+            "targets": {
+                name: {
+                    "error": t.error,
+                    "containers": {
+                        w.ref.name: {
+                            "state": w.state,
+                            "error": w.last_error,
+                            "files_sent": w.files_sent,
+                            "bytes_sent": w.bytes_sent,
+                            "tracked_paths": len(w.manifest or {}),
+                        }
+                        for w in t.workers.values()
+                    },
+                }
+                for name, t in self.targets.items()
+            },
+            "pending_paths": self.coalescer.pending,
+            "batches": self.batches_done,
+        }
+

@@ -1,0 +1,142 @@
+"""Plain data shared by every layer. Frozen, so the pure core can pass it around freely."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import PurePosixPath
+
+
+class Kind(str, Enum):
+    FILE = "f"
+    DIR = "d"
+    LINK = "l"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What one path is, in a comparable form: the same on the local and the container side.
+
+    `digest` is the SHA-1 of a file's bytes (what `sha1sum` prints in a container);
+    `link` is a symlink's target; `exec` is the owner exec bit of a file.
+    """
+
+    kind: Kind
+    digest: str = ""
+    exec: bool = False
+    link: str = ""
+
+    def same_as(self, other: Entry | None) -> bool:
+        if other is None or other.kind != self.kind:
+            return False
+        if self.kind is Kind.FILE:
+            return self.digest == other.digest and self.exec == other.exec
+        if self.kind is Kind.LINK:
+            return self.link == other.link
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """A local path resolved at the moment it is read: its entry plus what the packer needs."""
+
+    path: str  # absolute local path
+    entry: Entry
+    mode: int = 0o644
+    size: int = 0
+    mtime: float = 0.0
+
+
+# Container paths are absolute POSIX strings ("/app/src/main.rs").
+DestPath = str
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    dest: DestPath
+    source: LocalFile
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A coalesced set of changed local paths (absolute), with the times that bound it."""
+
+    id: int
+    paths: frozenset[str]
+    first_event: float  # wall-clock time the first event of the batch was received
+    last_event: float
+    cut: float  # when the batch was closed
+    reconcile: bool = False  # the watcher lost events: compare whole trees instead
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    service: str
+    reason: str
+    command: str | list[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPlan:
+    """For one target: the desired state of every touched container path.
+
+    `desired[dest] is None` means the path must not exist in the container.
+    """
+
+    target: str
+    desired: dict[DestPath, LocalFile | None] = field(default_factory=dict)
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    batch_id: int
+    targets: dict[str, TargetPlan]
+    fallbacks: tuple[Fallback, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """What one container must receive: deletes first, then puts (in path order)."""
+
+    deletes: tuple[DestPath, ...] = ()
+    puts: tuple[Put, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.deletes or self.puts)
+
+
+@dataclass(slots=True)
+class Span:
+    name: str
+    start: float
+    end: float
+    ok: bool = True
+    detail: dict | str | None = None
+
+    @property
+    def ms(self) -> float:
+        return round((self.end - self.start) * 1000.0, 3)
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "start": self.start,
+            "end": self.end,
+            "ms": self.ms,
+            "ok": self.ok,
+            "detail": self.detail,
+        }
+
+
+def parent_dirs(dest: DestPath) -> list[DestPath]:
+    """'/a/b/c' -> ['/a', '/a/b'] (outermost first, root excluded)."""
+    parts = PurePosixPath(dest).parts[1:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]

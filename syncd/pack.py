@@ -1,0 +1,171 @@
+"""Streaming tar writer: Puts -> tar bytes, one file at a time, never a whole large file in memory.
+
+Member names are relative to the extraction root (never absolute, never `..`). Files are read
+when packed: a file that vanished is left out (the watcher reports its delete); a file that
+changes while being read is re-read (small files) or reported as torn so the caller re-sends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from syncd.core.mapping import relative_name
+from syncd.model import DestPath, Entry, Kind, Put
+
+BLOCK = 512
+CHUNK = 1 << 20
+SMALL = 4 << 20  # files up to this size are read whole, checked, and only then packed
+
+
+@dataclass
+class PackReport:
+    """Filled while the stream is consumed: what was really sent."""
+
+    sent: dict[DestPath, Entry] = field(default_factory=dict)
+    vanished: list[DestPath] = field(default_factory=list)
+    torn: list[DestPath] = field(default_factory=list)
+    errors: list[tuple[DestPath, str, str]] = field(default_factory=list)  # dest, local path, message
+    bytes: int = 0
+    files: int = 0
+    seconds: float = 0.0
+
+
+def _header(name: str, kind: Kind, mode: int, mtime: float, size: int = 0, link: str = "") -> bytes:
+    info = tarfile.TarInfo(name)
+    info.mode = mode & 0o7777
+    info.mtime = int(mtime)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if kind is Kind.DIR:
+        info.type = tarfile.DIRTYPE
+    elif kind is Kind.LINK:
+        info.type = tarfile.SYMTYPE
+        info.linkname = link
+        info.mode = 0o777
+    else:
+        info.type = tarfile.REGTYPE
+        info.size = size
+    # GNU format: long names/link targets travel in ././@LongLink records (busybox reads them).
+    return info.tobuf(format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+
+def _read_stable(path: str) -> tuple[bytes, os.stat_result] | None:
+    """Read a small file whole; retry when it changed underneath us. None: vanished."""
+    for _ in range(3):
+        try:
+            with open(path, "rb") as f:
+                before = os.fstat(f.fileno())
+                data = f.read()
+            after = os.stat(path)
+        except FileNotFoundError:
+            return None
+        if before.st_size == after.st_size == len(data) and before.st_mtime_ns == after.st_mtime_ns:
+            return data, after
+    return data, after  # still changing: send the latest read; the watcher brings the next one
+
+
+def pack(puts: Sequence[Put], root: DestPath, report: PackReport) -> Iterator[bytes]:
+    """Yield the tar stream for `puts` extracted at container directory `root`."""
+    started = time.perf_counter()
+    for put in puts:
+        lf = put.source
+        name = relative_name(put.dest, root)
+        kind = lf.entry.kind
+        if kind is not Kind.FILE:
+            # Re-check: what is on disk now wins.
+            try:
+                st = os.lstat(lf.path)
+            except FileNotFoundError:
+                report.vanished.append(put.dest)
+                continue
+            if kind is Kind.LINK:
+                if not stat.S_ISLNK(st.st_mode):
+                    report.torn.append(put.dest)
+                    continue
+                link = os.readlink(lf.path)
+                block = _header(name, kind, 0o777, st.st_mtime, link=link)
+                report.sent[put.dest] = Entry(Kind.LINK, link=link)
+            else:
+                if not stat.S_ISDIR(st.st_mode):
+                    report.torn.append(put.dest)
+                    continue
+                block = _header(name, kind, stat.S_IMODE(st.st_mode), st.st_mtime)
+                report.sent[put.dest] = Entry(Kind.DIR)
+            report.bytes += len(block)
+            yield block
+            continue
+        try:
+            if lf.size <= SMALL:
+                yield from _pack_small(put, name, report)
+            else:
+                yield from _pack_large(put, name, report)
+        except OSError as e:
+            report.errors.append((put.dest, lf.path, e.strerror or str(e)))
+    trailer = b"\0" * (2 * BLOCK)
+    report.bytes += len(trailer)
+    report.seconds = time.perf_counter() - started
+    yield trailer
+
+
+def _pad(size: int) -> bytes:
+    return b"\0" * ((BLOCK - size % BLOCK) % BLOCK)
+
+
+def _pack_small(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
+    got = _read_stable(put.source.path)
+    if got is None:
+        report.vanished.append(put.dest)
+        return
+    data, st = got
+    if not stat.S_ISREG(st.st_mode):
+        report.torn.append(put.dest)
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    block = _header(name, Kind.FILE, mode, st.st_mtime, size=len(data)) + data + _pad(len(data))
+    report.sent[put.dest] = Entry(Kind.FILE, digest=hashlib.sha1(data).hexdigest(), exec=bool(mode & stat.S_IXUSR))
+    report.bytes += len(block)
+    report.files += 1
+    yield block
+
+
+def _pack_large(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
+    try:
+        f = open(put.source.path, "rb")
+    except FileNotFoundError:
+        report.vanished.append(put.dest)
+        return
+    with f:
+        st = os.fstat(f.fileno())
+        size, mode = st.st_size, stat.S_IMODE(st.st_mode)
+        head = _header(name, Kind.FILE, mode, st.st_mtime, size=size)
+        report.bytes += len(head)
+        yield head
+        h = hashlib.sha1()
+        left = size
+        while left:
+            chunk = f.read(min(CHUNK, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+            report.bytes += len(chunk)
+            yield chunk
+        if left:  # the file shrank while we read it: the header promised `size` bytes
+            yield b"\0" * left
+            report.bytes += left
+        tail = _pad(size)
+        report.bytes += len(tail)
+        yield tail
+        after = os.stat(put.source.path)
+    if left or (after.st_size, after.st_mtime_ns) != (size, st.st_mtime_ns):
+        report.torn.append(put.dest)  # re-sent with the next batch (the watcher saw the write)
+        report.sent[put.dest] = Entry(Kind.FILE, digest="torn")
+    else:
+        report.sent[put.dest] = Entry(Kind.FILE, digest=h.hexdigest(), exec=bool(mode & stat.S_IXUSR))
+    report.files += 1

@@ -1,0 +1,122 @@
+"""Reading the local tree: entries with content hashes (cached by inode/size/mtime)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from syncd.model import Entry, Kind, LocalFile
+
+CHUNK = 1 << 20
+
+# ignored(path, is_dir, mapping_src) -> bool
+Ignored = Callable[[Path, bool, Path], bool]
+
+
+class HashCache:
+    """SHA-1 of file contents, recomputed only when (inode, size, mtime_ns, ctime_ns) change."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[tuple[int, int, int, int], str]] = {}
+
+    def digest(self, path: str, st: os.stat_result) -> str:
+        key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        hit = self._cache.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        h = hashlib.sha1()
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        digest = h.hexdigest()
+        self._cache[path] = (key, digest)
+        return digest
+
+    def remember(self, path: str, st: os.stat_result, digest: str) -> None:
+        self._cache[path] = ((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), digest)
+
+
+def read_entry(path: str, hashes: HashCache) -> LocalFile | None:
+    """The path as it is now; None when it does not exist (or is a socket/fifo/device).
+
+    Raises OSError (e.g. permission denied) for the caller to report against this path.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(path)
+        except FileNotFoundError:
+            return None
+        return LocalFile(path, Entry(Kind.LINK, link=target), mode=0o777, mtime=st.st_mtime)
+    if stat.S_ISDIR(st.st_mode):
+        return LocalFile(path, Entry(Kind.DIR), mode=mode, mtime=st.st_mtime)
+    if stat.S_ISREG(st.st_mode):
+        try:
+            digest = hashes.digest(path, st)
+        except FileNotFoundError:
+            return None
+        return LocalFile(
+            path,
+            Entry(Kind.FILE, digest=digest, exec=bool(mode & stat.S_IXUSR)),
+            mode=mode,
+            size=st.st_size,
+            mtime=st.st_mtime,
+        )
+    return None
+
+
+def walk(
+    top: str,
+    src: Path,
+    ignored: Ignored,
+    hashes: HashCache,
+    errors: list[tuple[str, str]],
+) -> Iterable[LocalFile]:
+    """Every non-ignored entry strictly below directory `top` (symlinks are not followed)."""
+    try:
+        it = os.scandir(top)
+    except OSError as e:
+        errors.append((top, e.strerror or str(e)))
+        return
+    with it:
+        for de in it:
+            try:
+                is_dir = de.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if ignored(Path(de.path), is_dir, src):
+                continue
+            try:
+                lf = read_entry(de.path, hashes)
+            except OSError as e:
+                errors.append((de.path, e.strerror or str(e)))
+                continue
+            if lf is None:
+                continue
+            yield lf
+            if lf.entry.kind is Kind.DIR:
+                yield from walk(de.path, src, ignored, hashes, errors)
+
+
+def scan_source(src: Path, ignored: Ignored, hashes: HashCache, errors: list[tuple[str, str]]) -> dict[str, LocalFile]:
+    """The whole mapped tree (for a reconcile): the source itself and everything below."""
+    out: dict[str, LocalFile] = {}
+    try:
+        root = read_entry(str(src), hashes)
+    except OSError as e:
+        errors.append((str(src), e.strerror or str(e)))
+        return out
+    if root is None:
+        return out
+    out[str(src)] = root
+    if root.entry.kind is Kind.DIR:
+        for lf in walk(str(src), src, ignored, hashes, errors):
+            out[lf.path] = lf
+    return out

@@ -1,0 +1,104 @@
+"""Per-batch trace records (DESIGN §6): one JSON object per line, one span per step."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from syncd.model import Span
+
+
+@dataclass
+class BatchTrace:
+    batch_id: int
+    started: float  # earliest known moment of the change (file mtime, else first event)
+    spans: list[Span] = field(default_factory=list)
+    paths: int = 0
+    reconcile: bool = False
+    errors: list[str] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    def add(self, name: str, start: float, end: float, ok: bool = True, detail: dict | str | None = None) -> Span:
+        span = Span(name, start, end, ok, detail)
+        self.spans.append(span)
+        return span
+
+    def finish(self, end: float) -> dict:
+        ok = not self.errors and all(s.ok for s in self.spans)
+        self.spans.sort(key=lambda s: (s.start, s.end))
+        total = Span("total", self.started, end, ok, {"paths": self.paths, **self.stats})
+        return {
+            "batch": self.batch_id,
+            "reconcile": self.reconcile,
+            "ok": ok,
+            "errors": self.errors,
+            "spans": [s.as_dict() for s in self.spans] + [total.as_dict()],
+        }
+
+
+class TraceWriter:
+    """Appends records to the trace file (one line each, flushed: other tools tail it)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.records: list[dict] = []  # the last few, for the console and tests
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict) -> None:
+        self.records.append(record)
+        del self.records[:-200]
+        if self.path is None:
+            return
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
+def read_trace(path: Path) -> list[dict]:
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not a JSON trace record ({e.msg})") from None
+    return records
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, int(q) - 1))]
+
+
+def step_name(span_name: str) -> str:
+    """`push:web/app-1` -> `push`; per-step tables group by the step, not the container."""
+    return span_name.split(":", 1)[0]
+
+
+def summarize(records: list[dict]) -> dict[str, dict[str, float]]:
+    by_step: dict[str, list[float]] = {}
+    for rec in records:
+        for span in rec.get("spans", []):
+            by_step.setdefault(step_name(span["name"]), []).append(float(span["ms"]))
+    return {
+        name: {
+            "count": len(v),
+            "p50": percentile(v, 50),
+            "p95": percentile(v, 95),
+            "max": max(v),
+        }
+        for name, v in by_step.items()
+    }

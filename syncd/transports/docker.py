@@ -1,0 +1,180 @@
+"""`kind = "docker"`: containers reached through the Docker Engine API (`docker` package).
+
+One exec per batch: stdin carries the escaped delete list, then the tar stream; stdin is
+half-closed when the stream ends. The `docker` client is synchronous, so every call runs in
+a worker thread; the event loop never blocks on the engine.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import anyio
+import docker
+import docker.errors
+from docker.utils.socket import frames_iter
+
+from syncd.config import DockerTarget
+from syncd.core.manifest import Manifest
+from syncd.model import DestPath
+from syncd.transports.base import ApplyResult, ContainerRef, TransportError
+from syncd.transports.shell import APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, parse_manifest
+
+ENGINE_HINT = "start the Docker engine (dockerd / Docker Desktop) or set DOCKER_HOST"
+
+
+class DockerTransport:
+    def __init__(self, target: str, spec: DockerTarget):
+        self.target = target
+        self.spec = spec
+        self._client: docker.DockerClient | None = None
+
+    # --- engine access -------------------------------------------------------------------
+
+    def _engine(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                client = docker.from_env(timeout=30)
+                client.ping()
+            except docker.errors.DockerException as e:
+                raise TransportError(f"docker target '{self.target}': engine not reachable ({e})", ENGINE_HINT) from None
+            self._client = client
+        return self._client
+
+    def _describe(self) -> str:
+        if self.spec.container:
+            return f"container '{self.spec.container}'"
+        return "containers labelled " + ", ".join(f"{k}={v}" for k, v in (self.spec.labels or {}).items())
+
+    async def containers(self) -> list[ContainerRef]:
+        return await anyio.to_thread.run_sync(self._containers, abandon_on_cancel=True)
+
+    def _containers(self) -> list[ContainerRef]:
+        client = self._engine()
+        try:
+            if self.spec.container:
+                found = [client.containers.get(self.spec.container)]
+            else:
+                labels = [f"{k}={v}" for k, v in (self.spec.labels or {}).items()]
+                found = client.containers.list(all=True, filters={"label": labels})
+        except docker.errors.NotFound:
+            raise TransportError(
+                f"docker target '{self.target}': {self._describe()} not found",
+                f"start it, or fix targets.{self.target}.container (see `docker ps -a`)",
+            ) from None
+        except (docker.errors.DockerException, OSError) as e:
+            self._client = None
+            raise TransportError(f"docker target '{self.target}': {e}", ENGINE_HINT) from None
+        running = [c for c in found if c.status == "running"]
+        if not running:
+            states = ", ".join(f"{c.name} is {c.status}" for c in found) or "none exist"
+            start = f"docker start {found[0].name}" if found else "start the container"
+            raise TransportError(f"docker target '{self.target}': {self._describe()} not running ({states})",
+                                 f"{start}; syncd reconciles it as soon as it runs")
+        return [
+            ContainerRef(
+                self.target,
+                c.id,
+                c.name,
+                generation=f"{c.id}@{c.attrs.get('State', {}).get('StartedAt', '')}",
+                image=(c.attrs.get("Config", {}) or {}).get("Image", ""),
+            )
+            for c in running
+        ]
+
+    # --- exec ----------------------------------------------------------------------------
+
+    def _exec(self, ref: ContainerRef, argv: list[str], stdin: Iterator[bytes] | None) -> tuple[int, bytes, bytes, int]:
+        """Run argv in the container; stream stdin (then half-close); return exit, out, err, bytes."""
+        api = self._engine().api
+        try:
+            ex = api.exec_create(ref.id, argv, stdin=stdin is not None, stdout=True, stderr=True)
+            if stdin is None:
+                out, err = api.exec_start(ex["Id"], demux=True)
+                return self._exit_code(api, ex["Id"]), out or b"", err or b"", 0
+            sock = api.exec_start(ex["Id"], socket=True)
+        except docker.errors.NotFound:
+            raise TransportError(f"{ref.label}: container is gone", "it will be picked up again when it runs") from None
+        except docker.errors.APIError as e:
+            msg = e.explanation or str(e)
+            if "is not running" in str(msg) or "is paused" in str(msg):
+                raise TransportError(f"{ref.label}: {msg}", f"start it: docker start {ref.name}") from None
+            raise TransportError(f"{ref.label}: exec failed: {msg}") from None
+        raw: socket.socket = getattr(sock, "_sock", sock)
+        out, err = bytearray(), bytearray()
+
+        def read_all() -> None:
+            try:
+                for stream, data in frames_iter(sock, tty=False):
+                    (out if stream == 1 else err).extend(data)
+            except OSError:
+                pass
+
+        reader = threading.Thread(target=read_all, daemon=True)
+        reader.start()
+        sent = 0
+        try:
+            for chunk in stdin:
+                raw.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass  # the process exited early (e.g. no tar): its exit code and stderr say why
+        finally:
+            try:
+                raw.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        reader.join(timeout=300)
+        try:
+            sock.close()
+        except OSError:
+            pass
+        return self._exit_code(api, ex["Id"]), bytes(out), bytes(err), sent
+
+    @staticmethod
+    def _exit_code(api: docker.APIClient, exec_id: str) -> int:
+        import time
+
+        for _ in range(100):  # the stream can end a moment before the engine records the exit
+            info = api.exec_inspect(exec_id)
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            time.sleep(0.005)
+        return -1
+
+    def _check(self, ref: ContainerRef, what: str, code: int, out: bytes, err: bytes) -> None:
+        if code == 0:
+            return
+        text = (err or out).decode("utf-8", "replace").strip()
+        tail = "\n".join(text.splitlines()[-5:])
+        image = f" (image {ref.image})" if ref.image else ""
+        if "executable file not found" in text or ("sh" in text and code in (126, 127) and "tar" not in text):
+            raise TransportError(f"{ref.label}{image}: no 'sh' in the container: {tail}",
+                                 "syncd needs a POSIX shell and tar in the image (e.g. add busybox)", permanent=True)
+        if "'tar' not found" in text:
+            raise TransportError(f"{ref.label}{image}: no 'tar' in the container",
+                                 "add tar to the image (apt-get install tar, apk add tar, or COPY a static busybox)",
+                                 permanent=True)
+        raise TransportError(f"{ref.label}: {what} failed (exit {code}): {tail}")
+
+    async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
+        argv = ["sh", "-c", MANIFEST_SCRIPT, "syncd-manifest", *dests]
+        code, out, err, _ = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
+        self._check(ref, "reading the container tree", code, out, err)
+        return parse_manifest(out)
+
+    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
+        def stream() -> Iterator[bytes]:
+            yield encode_deletes(deletes)
+            yield from tar
+
+        argv = ["sh", "-c", APPLY_SCRIPT, "syncd-apply", root]
+        code, out, err, sent = await anyio.to_thread.run_sync(self._exec, ref, argv, stream(), abandon_on_cancel=True)
+        self._check(ref, "applying the batch", code, out, err)
+        return ApplyResult(bytes_sent=sent, output=(err or out).decode("utf-8", "replace"))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            self._client.close()

@@ -1,0 +1,163 @@
+"""`kind = "local"`: a directory stands in for a container's filesystem root.
+
+Container path `/app/src/x` lands at `<path>/app/src/x`. Extraction is done here in Python
+with the same rules a container side must follow: no absolute or `..` names, never through
+a symlink, files replaced atomically (write to a temporary name, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+
+from syncd.core.manifest import Manifest
+from syncd.core.mapping import UnsafePath
+from syncd.model import DestPath, Entry, Kind
+from syncd.scan import HashCache, read_entry
+from syncd.transports.base import ApplyResult, ContainerRef, TransportError
+
+
+class _IterReader:
+    """A read()-able view of a chunk iterator, so tarfile can stream from it."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._buf = b""
+        self.consumed = 0
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            try:
+                self._buf += next(self._chunks)
+            except StopIteration:
+                break
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        self.consumed += len(out)
+        return out
+
+    def drain(self) -> None:
+        for chunk in self._chunks:
+            self.consumed += len(chunk)
+
+
+class LocalTransport:
+    def __init__(self, target: str, path: Path):
+        self.target = target
+        self.base = Path(os.path.abspath(path))
+        self._hashes = HashCache()
+
+    async def containers(self) -> list[ContainerRef]:
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TransportError(f"local target '{self.target}': cannot create {self.base}: {e.strerror}",
+                                 f"fix targets.{self.target}.path or its permissions") from None
+        return [ContainerRef(self.target, str(self.base), "local", generation=str(self.base.stat().st_ino))]
+
+    def host_path(self, dest: DestPath) -> Path:
+        """Where container path `dest` lives on disk, refusing symlinked components."""
+        if not dest.startswith("/") or ".." in dest.split("/"):
+            raise UnsafePath(f"{dest!r} is not a safe container path")
+        current = self.base
+        for part in [p for p in dest.split("/") if p][:-1]:
+            current = current / part
+            if current.is_symlink():
+                raise UnsafePath(f"{dest!r}: {current} is a symlink; syncd never writes through one")
+        return self.base / dest.lstrip("/")
+
+    async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
+        return await anyio.to_thread.run_sync(self._manifest, dests)
+
+    def _manifest(self, dests: list[DestPath]) -> Manifest:
+        out: Manifest = {}
+        for dest in dests:
+            try:
+                top = self.host_path(dest)
+            except UnsafePath:
+                continue
+            lf = read_entry(str(top), self._hashes)
+            if lf is None:
+                continue
+            out[dest] = lf.entry
+            if lf.entry.kind is not Kind.DIR:
+                continue
+            for dirpath, dirnames, filenames in os.walk(top):
+                rel = Path(dirpath).relative_to(top).as_posix()
+                prefix = dest if rel == "." else f"{dest}/{rel}"
+                for name in dirnames + filenames:
+                    entry = read_entry(os.path.join(dirpath, name), self._hashes)
+                    if entry is not None:
+                        out[f"{prefix}/{name}"] = entry.entry
+        return out
+
+    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
+        return await anyio.to_thread.run_sync(self._apply, root, deletes, tar)
+
+    def _apply(self, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
+        prefix = root.rstrip("/")
+        try:
+            for name in deletes:
+                _remove(self.host_path(f"{prefix}/{name}"))
+            reader = _IterReader(tar)
+            with tarfile.open(fileobj=reader, mode="r|", encoding="utf-8", errors="surrogateescape") as tf:
+                for member in tf:
+                    if member.name.startswith("/") or ".." in member.name.split("/"):
+                        raise UnsafePath(f"tar member {member.name!r} is absolute or contains '..'")
+                    self._extract(tf, member, self.host_path(f"{prefix}/{member.name}"))
+            reader.drain()
+        except UnsafePath as e:
+            raise TransportError(f"refused: {e}", "nothing outside the mapped destination is written") from None
+        except OSError as e:
+            raise TransportError(f"local target '{self.target}': {e.filename}: {e.strerror}",
+                                 "check permissions and free space of the target directory") from None
+        return ApplyResult(bytes_sent=reader.consumed)
+
+    @staticmethod
+    def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if m.isdir():
+            if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
+                dst.unlink()
+            dst.mkdir(exist_ok=True)
+            os.chmod(dst, m.mode & 0o7777)
+            return
+        if dst.is_dir() and not dst.is_symlink():
+            shutil.rmtree(dst)
+        if m.issym():
+            if dst.is_symlink() or dst.exists():
+                dst.unlink()
+            os.symlink(m.linkname, dst)
+            return
+        if not m.isreg():
+            return
+        tmp = dst.parent / f".syncd-tmp-{os.getpid()}-{dst.name[:40]}"
+        src = tf.extractfile(m)
+        assert src is not None
+        with open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        os.chmod(tmp, m.mode & 0o7777)
+        os.utime(tmp, (m.mtime, m.mtime))
+        os.replace(tmp, dst)
+
+    async def close(self) -> None:
+        return None
+
+
+def _remove(path: Path) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)

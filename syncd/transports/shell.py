@@ -1,0 +1,110 @@
+"""The container side of exec-based transports: POSIX sh scripts and their wire formats.
+
+Nothing is installed in the image: the scripts need `sh`, `tar`, `find`, `xargs`, `sha1sum`
+(busybox, coreutils or both). File names never appear in argv or in the script text: they
+travel on stdin (deletes) or stdout (manifests) as data.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from syncd.core.manifest import Manifest
+from syncd.model import DestPath, Entry, Kind
+
+# Deletes arrive first on stdin, one octal-escaped name per line, ended by an empty line;
+# `read` consumes stdin byte by byte, so the tar stream that follows is left intact for tar.
+# `printf %b` turns each line back into the raw name, NUL-terminated, for `xargs -0 rm`.
+APPLY_SCRIPT = r"""
+command -v tar >/dev/null 2>&1 || { echo "syncd: 'tar' not found in the container" >&2; exit 127; }
+mkdir -p -- "$1" && cd -- "$1" || exit 126
+while IFS= read -r l && [ -n "$l" ]; do printf '%b\0' "$l"; done | xargs -0 -r rm -rf -- || exit 125
+tar -xof - || exit $?
+"""
+
+_SAFE = frozenset((string.ascii_letters + string.digits + "._+-/").encode())
+
+
+def escape_name(name: str) -> bytes:
+    """`printf %b` escape of every byte that is not plainly safe: \\0ooo octal."""
+    raw = name.encode("utf-8", "surrogateescape")
+    return b"".join(bytes([c]) if c in _SAFE else b"\\0%03o" % c for c in raw)
+
+
+def encode_deletes(names: list[str]) -> bytes:
+    """Names relative to the extraction root, each prefixed `./` so none starts with `-`."""
+    return b"".join(escape_name("./" + n) + b"\n" for n in names) + b"\n"
+
+
+# For each destination: the directory names are relative to, then its directories, symlinks
+# (+ targets), exec files, and the `sha1sum` output of its files. Sections are NUL-separated.
+# A file destination (`/app/bin/api`) is listed from its parent as `./api`.
+MANIFEST_SCRIPT = r"""
+for d in "$@"; do
+  if [ -d "$d" ] && [ ! -L "$d" ]; then c="$d"; s=.
+  elif [ -e "$d" ] || [ -L "$d" ]; then c="${d%/*}"; s="./${d##*/}"
+  else continue; fi
+  printf '@@M\0%s\0' "${c:-/}"
+  (
+    cd -- "${c:-/}" || exit 0
+    printf '@@D\0'; find "$s" -type d -print0
+    printf '@@L\0'; find "$s" -type l -exec sh -c 'for l; do printf "%s\0%s\0" "$l" "$(readlink "$l")"; done' sh {} +
+    printf '@@X\0'; find "$s" -type f -perm -100 -print0
+    printf '@@H\0'; find "$s" -type f -print0 | xargs -0 -r sha1sum; printf '\0'
+  )
+done
+"""
+
+# sha1sum prints "<40 hex>  <name>\n" without escaping: a record starts at a line that
+# begins with a digest, two spaces and "./" (every name here starts with "./").
+_HASH_RECORD = re.compile(rb"(?:^|\n)([0-9a-f]{40})  \./")
+
+
+def _join(base: DestPath, rel: bytes) -> DestPath:
+    name = rel.decode("utf-8", "surrogateescape")
+    name = name[2:] if name.startswith("./") else name
+    return base if name in ("", ".") else base.rstrip("/") + "/" + name
+
+
+def parse_manifest(out: bytes) -> Manifest:
+    """Parse MANIFEST_SCRIPT's output into container path -> Entry."""
+    manifest: Manifest = {}
+    tokens = out.split(b"\0")
+    base, section, i = "/", b"", 0
+    execs: set[DestPath] = set()
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok == b"@@M" and i + 1 < len(tokens):
+            base = tokens[i + 1].decode("utf-8", "surrogateescape")
+            execs = set()
+            i += 2
+            continue
+        if tok in (b"@@D", b"@@L", b"@@X"):
+            section = tok
+        elif tok == b"@@H":
+            if i + 1 < len(tokens):
+                _parse_hashes(tokens[i + 1], manifest, base, execs)
+            i += 1
+        elif tok and section == b"@@D":
+            manifest[_join(base, tok)] = Entry(Kind.DIR)
+        elif tok and section == b"@@L":
+            target = tokens[i + 1] if i + 1 < len(tokens) else b""
+            manifest[_join(base, tok)] = Entry(Kind.LINK, link=target.decode("utf-8", "surrogateescape"))
+            i += 1
+        elif tok and section == b"@@X":
+            execs.add(_join(base, tok))
+        i += 1
+    return manifest
+
+
+def _parse_hashes(blob: bytes, manifest: Manifest, base: DestPath, execs: set[DestPath]) -> None:
+    starts = [m.start(1) for m in _HASH_RECORD.finditer(blob)]
+    for k, start in enumerate(starts):
+        if k + 1 < len(starts):
+            line = blob[start : starts[k + 1] - 1]
+        else:
+            line = blob[start:]
+            line = line[:-1] if line.endswith(b"\n") else line
+        path = _join(base, line[42:])
+        manifest[path] = Entry(Kind.FILE, digest=line[:40].decode(), exec=path in execs)
