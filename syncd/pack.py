@@ -63,7 +63,7 @@ def _read_stable(path: str) -> tuple[bytes, os.stat_result] | None:
                 before = os.fstat(f.fileno())
                 data = f.read()
             after = os.stat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         if before.st_size == after.st_size == len(data) and before.st_mtime_ns == after.st_mtime_ns:
             return data, after
@@ -81,7 +81,7 @@ def pack(puts: Sequence[Put], root: DestPath, report: PackReport) -> Iterator[by
             # Re-check: what is on disk now wins.
             try:
                 st = os.lstat(lf.path)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 report.vanished.append(put.dest)
                 continue
             if kind is Kind.LINK:
@@ -137,7 +137,7 @@ def _pack_small(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
 def _pack_large(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
     try:
         f = open(put.source.path, "rb")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         report.vanished.append(put.dest)
         return
     with f:

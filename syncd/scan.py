@@ -46,13 +46,13 @@ def read_entry(path: str, hashes: HashCache) -> LocalFile | None:
     """
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISLNK(st.st_mode):
         try:
             target = os.readlink(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         return LocalFile(path, Entry(Kind.LINK, link=target), mode=0o777, mtime=st.st_mtime)
     if stat.S_ISDIR(st.st_mode):
@@ -60,7 +60,7 @@ def read_entry(path: str, hashes: HashCache) -> LocalFile | None:
     if stat.S_ISREG(st.st_mode):
         try:
             digest = hashes.digest(path, st)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         return LocalFile(
             path,

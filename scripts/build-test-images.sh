@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Build the local test images (no registry): syncd-test/busybox and syncd-test/notar.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+busybox_bin() {
+  for p in /bin/busybox /usr/bin/busybox; do
+    if [ -x "$p" ] && ! ldd "$p" >/dev/null 2>&1; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+if ! bb=$(busybox_bin); then
+  echo "installing Debian's busybox-static ..." >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+  bb=$(busybox_bin)
+fi
+ctx=$(mktemp -d)
+trap 'rm -rf "$ctx"' EXIT
+for img in busybox notar; do
+  rm -rf "$ctx/$img" && mkdir -p "$ctx/$img"
+  cp "$here/deploy/images/$img/Dockerfile" "$ctx/$img/"
+  cp "$bb" "$ctx/$img/busybox"
+  if ! DOCKER_BUILDKIT=0 docker build -q -t "syncd-test/$img:latest" "$ctx/$img" >"$ctx/build.log" 2>&1; then
+    cat "$ctx/build.log" >&2; exit 1
+  fi
+  echo "built syncd-test/$img:latest" >&2
+done

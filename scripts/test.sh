@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: Python deps, a Docker engine, test images, pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+bash scripts/ensure-docker.sh
+bash scripts/build-test-images.sh
+exec python3 -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,68 @@
+"""Shared fixtures. Docker tests need a real engine: under CI=true a missing engine or
+missing test image is a failure, elsewhere a skip (run scripts/test.sh to get both)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+REPO = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+IMAGES = {"busybox": "syncd-test/busybox:latest", "notar": "syncd-test/notar:latest"}
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}: Docker tests must run in CI (see scripts/test.sh)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client():  # noqa: ANN201
+    try:
+        import docker
+
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - any failure means "no engine"
+        _unavailable(f"no Docker engine answers ({e})")
+    missing = [img for img in IMAGES.values() if not client.images.list(name=img)]
+    if missing:
+        subprocess.run(["bash", str(REPO / "scripts/build-test-images.sh")], check=False)
+        missing = [img for img in IMAGES.values() if not client.images.list(name=img)]
+    if missing:
+        _unavailable(f"test images missing: {missing} (scripts/build-test-images.sh)")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_container(docker_client) -> Iterator[Callable[..., object]]:  # noqa: ANN001
+    """Start a test container (image 'busybox' or 'notar'); removed after the test."""
+    made = []
+
+    def make(image: str = "busybox", **kwargs):  # noqa: ANN003, ANN202
+        name = f"syncd-test-{uuid.uuid4().hex[:10]}"
+        c = docker_client.containers.run(IMAGES[image], name=name, detach=True, labels={"syncd-test": "1"}, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        try:
+            c.remove(force=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,71 @@
+"""Running the real engine (real watcher, real transports) inside a test's event loop."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+
+from syncd.config import Config, load_config
+from syncd.engine import Engine
+from syncd.trace import TraceWriter
+from syncd.transports import make_transports
+
+
+def write_config(root: Path, text: str) -> Config:
+    (root / "syncd.toml").write_text(text)
+    return load_config(root / "syncd.toml")
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll a condition (not a sleep standing in for synchronisation): fail with `what`."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await anyio.sleep(0.01)
+
+
+@asynccontextmanager
+async def running(cfg: Config) -> AsyncIterator[Engine]:
+    engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(engine.run, stop)
+        await engine.started.wait()
+        await wait_until(engine.idle, what="initial reconcile")
+        try:
+            yield engine
+        finally:
+            stop.set()
+
+
+_marker_seq = 0
+
+
+async def settle(engine: Engine, src: Path, timeout: float = 30.0) -> None:
+    """Wait until everything written so far has been applied everywhere.
+
+    Writes a marker file last: inotify delivers events in order, so once every container
+    holds the marker's content and the engine is idle, all earlier changes were applied."""
+    global _marker_seq
+    _marker_seq += 1
+    body = f"settle {_marker_seq} {time.time()}".encode()
+    (src / ".settle-marker").write_bytes(body)
+    digest = hashlib.sha1(body).hexdigest()
+
+    def done() -> bool:
+        workers = [w for t in engine.targets.values() for w in t.workers.values()]
+        if not workers or not engine.idle():
+            return False
+        for w in workers:
+            hits = [e for d, e in (w.manifest or {}).items() if d.endswith("/.settle-marker")]
+            if not hits or hits[0].digest != digest:
+                return False
+        return True
+
+    await wait_until(done, timeout, "the marker to reach every container")

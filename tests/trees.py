@@ -1,0 +1,73 @@
+"""Independent observers of trees, for convergence assertions.
+
+The container side is read through Docker's archive API (not through syncd's own code), so
+a bug in syncd's manifest script cannot hide a bug in its sync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+# path (relative) -> ("f", sha1, exec) | ("l", target) | ("d",)
+Tree = dict[str, tuple]
+
+
+def local_tree(root: Path, skip: set[str] | None = None) -> Tree:
+    """Every entry below `root` (not following symlinks); `skip`: top-level names left out."""
+    out: Tree = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        if skip and rel_dir == Path("."):
+            dirnames[:] = [d for d in dirnames if d not in skip]
+            filenames = [f for f in filenames if f not in skip]
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            rel = (rel_dir / name).as_posix()
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("l", os.readlink(full))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("d",)
+            else:
+                out[rel] = ("f", hashlib.sha1(full.read_bytes()).hexdigest(), bool(st.st_mode & stat.S_IXUSR))
+    return out
+
+
+def container_tree(container, dest: str) -> Tree:  # noqa: ANN001 - a docker Container
+    """The tree below `dest` in a running container, via `GET /containers/{id}/archive`."""
+    import docker.errors
+
+    try:
+        stream, _stat = container.get_archive(dest)
+    except docker.errors.NotFound:
+        return {}
+    data = b"".join(stream)
+    out: Tree = {}
+    with tarfile.open(fileobj=io.BytesIO(data), encoding="utf-8", errors="surrogateescape") as tf:
+        for m in tf:
+            parts = m.name.split("/", 1)
+            if len(parts) == 1:
+                continue  # the top directory itself
+            rel = parts[1].rstrip("/")
+            if m.issym():
+                out[rel] = ("l", m.linkname)
+            elif m.isdir():
+                out[rel] = ("d",)
+            elif m.isreg():
+                f = tf.extractfile(m)
+                out[rel] = ("f", hashlib.sha1(f.read() if f else b"").hexdigest(), bool(m.mode & stat.S_IXUSR))
+    return out
+
+
+def diff_trees(want: Tree, got: Tree) -> list[str]:
+    """Readable differences (empty when equal)."""
+    problems = []
+    for k in sorted(set(want) | set(got)):
+        if want.get(k) != got.get(k):
+            problems.append(f"{k!r}: local={want.get(k)} container={got.get(k)}")
+    return problems
