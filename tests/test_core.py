@@ -1,0 +1,199 @@
+"""The pure core, table-driven with explicit time: coalescing, mapping, manifest diff, plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncd.core.coalesce import Coalescer
+from syncd.core.manifest import apply_delta, diff, prune_nested
+from syncd.core.mapping import ResolvedMapping, UnsafePath, check_within, common_root, most_specific, relative_name
+from syncd.core.plan import ServicePlanInput, plan_batch
+from syncd.model import Entry, Kind, LocalFile
+
+# --- coalescing -----------------------------------------------------------------------------
+
+
+def drive(events: list[tuple[float, str]], debounce: float, max_wait: float, until: float) -> list[list[str]]:
+    """Feed events at their times, ticking every millisecond; return the batches cut."""
+    c = Coalescer(debounce, max_wait)
+    batches: list[list[str]] = []
+    pending = sorted(events)
+    t = 0.0
+    while t <= until:
+        while pending and pending[0][0] <= t:
+            c.add({pending.pop(0)[1]}, t)
+        batch = c.cut(t)
+        if batch:
+            batches.append(sorted(batch.paths))
+        t = round(t + 0.001, 6)
+    return batches
+
+
+@pytest.mark.parametrize(
+    "events, expected",
+    [
+        ([(0.0, "a")], [["a"]]),
+        ([(0.0, "a"), (0.010, "b")], [["a", "b"]]),  # within the quiet period: one batch
+        ([(0.0, "a"), (0.050, "b")], [["a"], ["b"]]),  # quiet period passed: two batches
+        ([(0.0, "a"), (0.0, "a"), (0.005, "a")], [["a"]]),  # repeats collapse
+    ],
+)
+def test_quiet_period_closes_batches(events, expected) -> None:  # noqa: ANN001
+    assert drive(events, debounce=0.020, max_wait=2.0, until=1.0) == expected
+
+
+def test_max_wait_cuts_a_never_quiet_stream() -> None:
+    # An event every 10 ms for 1 s never leaves 20 ms of quiet: max_wait (200 ms) cuts it.
+    events = [(i * 0.010, f"f{i}") for i in range(100)]
+    batches = drive(events, debounce=0.020, max_wait=0.200, until=2.0)
+    assert 5 <= len(batches) <= 6
+    assert sorted(p for b in batches for p in b) == sorted(p for _, p in events)  # nothing lost
+
+
+def test_git_checkout_of_5000_files_is_a_handful_of_batches() -> None:
+    events = [(i * 0.0002, f"src/f{i}") for i in range(5000)]  # 5,000 files in one second
+    batches = drive(events, debounce=0.020, max_wait=2.0, until=3.0)
+    assert len(batches) <= 3
+    assert sum(len(b) for b in batches) == 5000
+
+
+def test_events_during_a_push_go_to_the_next_batch() -> None:
+    c = Coalescer(0.020, 2.0)
+    c.add({"a"}, 0.0)
+    first = c.cut(0.030)
+    c.add({"b"}, 0.031)  # arrives while `first` is being pushed
+    assert c.cut(0.040) is None
+    second = c.cut(0.060)
+    assert first is not None and second is not None
+    assert (first.paths, second.paths) == ({"a"}, {"b"})
+    assert second.id == first.id + 1
+
+
+def test_reconcile_request_is_carried_by_the_next_batch() -> None:
+    c = Coalescer(0.020, 2.0)
+    c.request_reconcile(0.0)
+    batch = c.cut(0.020)
+    assert batch is not None and batch.reconcile and not batch.paths
+    c.add({"x"}, 1.0)
+    assert not c.cut(1.1).reconcile  # type: ignore[union-attr]
+
+
+# --- mapping ----------------------------------------------------------------------------------
+
+M_SRC = ResolvedMapping(Path("/w/backend/src"), "/app/src", "svc", "t")
+M_STATIC = ResolvedMapping(Path("/w/backend/src/static"), "/srv/static", "svc", "t")
+M_BIN = ResolvedMapping(Path("/w/backend/target/debug/api"), "/app/bin/api", "svc", "t")
+
+
+@pytest.mark.parametrize(
+    "path, dest",
+    [
+        ("/w/backend/src/main.rs", "/app/src/main.rs"),
+        ("/w/backend/src/static/app.css", "/srv/static/app.css"),  # most specific wins
+        ("/w/backend/src/static", "/srv/static"),
+        ("/w/backend/target/debug/api", "/app/bin/api"),  # a file mapping
+        ("/w/backend/target/debug/other", None),
+        ("/w/backend/srcx/main.rs", None),  # a prefix of the name is not containment
+    ],
+)
+def test_most_specific_mapping(path: str, dest: str | None) -> None:
+    m = most_specific([M_SRC, M_STATIC, M_BIN], Path(path))
+    assert (m.dest_of(Path(path)) if m else None) == dest
+
+
+@pytest.mark.parametrize("dest", ["/app/../etc/passwd", "relative", "/app2/x", "/etc"])
+def test_check_within_refuses_escapes(dest: str) -> None:
+    with pytest.raises(UnsafePath):
+        check_within(dest, "/app")
+
+
+def test_relative_names_and_root() -> None:
+    assert common_root(["/app/src", "/app/bin/api"]) == "/app"
+    assert common_root(["/app/src"]) == "/app"
+    assert common_root(["/app", "/app/static"]) == "/"
+    assert relative_name("/app/src/a b", "/app") == "src/a b"
+    with pytest.raises(UnsafePath):
+        relative_name("/app", "/app")
+
+
+# --- manifest diff ------------------------------------------------------------------------------
+
+
+def lf(kind: Kind = Kind.FILE, digest: str = "h1", exec_: bool = False, link: str = "") -> LocalFile:
+    return LocalFile("/local/x", Entry(kind, digest, exec_, link))
+
+
+def test_unchanged_content_is_not_sent() -> None:
+    remote = {"/app/a": Entry(Kind.FILE, "h1")}
+    assert not diff({"/app/a": lf(digest="h1")}, remote)
+    assert [p.dest for p in diff({"/app/a": lf(digest="h2")}, remote).puts] == ["/app/a"]
+    assert [p.dest for p in diff({"/app/a": lf(digest="h1", exec_=True)}, remote).puts] == ["/app/a"]
+
+
+def test_kind_changes_delete_first() -> None:
+    remote = {"/app/d": Entry(Kind.DIR), "/app/d/x": Entry(Kind.FILE, "h"), "/app/f": Entry(Kind.FILE, "h")}
+    delta = diff({"/app/d": lf(), "/app/f/inner": lf()}, remote)
+    assert delta.deletes == ("/app/d", "/app/f")  # a dir that became a file; a file in the way of a dir
+    assert [p.dest for p in delta.puts] == ["/app/d", "/app/f/inner"]
+
+
+def test_deletes_only_what_the_container_has_and_prunes_nested() -> None:
+    remote = {"/app/d": Entry(Kind.DIR), "/app/d/x": Entry(Kind.FILE, "h")}
+    delta = diff({"/app/d": None, "/app/d/x": None, "/app/never": None}, remote)
+    assert delta.deletes == ("/app/d",)
+    assert prune_nested(["/a/b", "/a", "/ab", "/a/b/c"]) == ("/a", "/ab")
+
+
+def test_full_reconcile_deletes_only_owned_paths() -> None:
+    remote = {"/app/old": Entry(Kind.FILE, "h"), "/app/node_modules": Entry(Kind.DIR), "/app/keep": Entry(Kind.FILE, "h")}
+    delta = diff({"/app/keep": lf(digest="h")}, remote, full=True, owned=lambda d: "node_modules" not in d)
+    assert delta.deletes == ("/app/old",) and not delta.puts
+
+
+def test_apply_delta_tracks_the_container() -> None:
+    remote = {"/app/d": Entry(Kind.DIR), "/app/d/x": Entry(Kind.FILE, "h"), "/app/dx": Entry(Kind.FILE, "h")}
+    apply_delta(remote, ["/app/d"], {"/app/n/new": Entry(Kind.FILE, "h2")})
+    # parents created by tar are tracked too, so a later delete of them is known
+    assert remote == {
+        "/app": Entry(Kind.DIR),
+        "/app/dx": Entry(Kind.FILE, "h"),
+        "/app/n": Entry(Kind.DIR),
+        "/app/n/new": Entry(Kind.FILE, "h2"),
+    }
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+SVC = ServicePlanInput("backend", "t", (M_SRC, M_STATIC), ("backend/Cargo.toml",), "tilt trigger backend")
+WEB = ServicePlanInput("web", "w", (ResolvedMapping(Path("/w/web"), "/site", "web", "w"),), (), None)
+
+
+def _never(*_: object) -> bool:
+    return False
+
+
+def test_plan_resolves_paths_per_target() -> None:
+    local = {"/w/backend/src/a.rs": lf(), "/w/backend/src/gone.rs": None, "/w/web/i.js": lf(), "/w/README": lf()}
+    plan = plan_batch(7, local, [SVC, WEB], Path("/w"), _never)
+    assert set(plan.targets["t"].desired) == {"/app/src/a.rs", "/app/src/gone.rs"}
+    assert plan.targets["t"].desired["/app/src/gone.rs"] is None
+    assert set(plan.targets["w"].desired) == {"/site/i.js"}
+    assert [(s.path, s.reason) for s in plan.skipped] == [("/w/README", "outside every mapping")]
+
+
+def test_plan_fallback_stops_sync_for_that_service_only() -> None:
+    local = {"/w/backend/src/a.rs": lf(), "/w/backend/Cargo.toml": lf(), "/w/web/i.js": lf()}
+    plan = plan_batch(1, local, [SVC, WEB], Path("/w"), _never)
+    assert "t" not in plan.targets and "w" in plan.targets
+    (fb,) = plan.fallbacks
+    assert fb.service == "backend" and fb.command == "tilt trigger backend"
+    assert "backend/Cargo.toml matches fall_back_on" in fb.reason
+
+
+def test_plan_skips_ignored_paths() -> None:
+    local = {"/w/backend/src/a.rs": lf(), "/w/backend/src/a.rs.swp": lf()}
+    plan = plan_batch(1, local, [SVC], Path("/w"), lambda p, d, s: str(p).endswith(".swp"))
+    assert set(plan.targets["t"].desired) == {"/app/src/a.rs"}
+    assert plan.skipped[0].reason == "ignored by service 'backend'"

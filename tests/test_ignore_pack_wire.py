@@ -1,0 +1,158 @@
+"""Ignore rules (gitignore semantics), the streaming tar packer, and the shell wire formats."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from syncd.ignore import IgnoreRules
+from syncd.model import Put
+from syncd.pack import SMALL, PackReport, pack
+from syncd.scan import HashCache, read_entry
+from syncd.transports.shell import encode_deletes, parse_manifest
+
+# --- ignore ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    (tmp_path / "app/src/gen").mkdir(parents=True)
+    (tmp_path / "app/target/debug").mkdir(parents=True)
+    (tmp_path / ".gitignore").write_text("*.log\n/app/secret.txt\n")
+    (tmp_path / "app/.dockerignore").write_text("gen/\n")
+    (tmp_path / "app/src/.syncdignore").write_text("*.tmp\n!keep.tmp\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "rel, is_dir, ignored",
+    [
+        ("app/src/main.rs", False, False),
+        ("app/.git", True, True),
+        ("app/.git/config", False, True),
+        ("app/src/x.swp", False, True),  # editor swap file (default)
+        ("app/src/x~", False, True),
+        ("app/node_modules/react/index.js", False, True),  # default
+        ("app/target/debug/app", False, True),  # default `target/`
+        ("app/src/debug.log", False, True),  # root .gitignore
+        ("app/secret.txt", False, True),  # anchored pattern of the root .gitignore
+        ("app/src/secret.txt", False, False),
+        ("app/src/gen/out.rs", False, True),  # app/.dockerignore, relative to app/
+        ("app/src/a.tmp", False, True),  # app/src/.syncdignore
+        ("app/src/keep.tmp", False, False),  # ... with its negation
+        ("app/src/x.bak", False, True),  # the service's own `ignore`
+    ],
+)
+def test_ignore_rules(tree: Path, rel: str, is_dir: bool, ignored: bool) -> None:
+    rules = IgnoreRules(tree, ["*.bak"])
+    assert rules.ignored(tree / rel, is_dir, tree / "app") is ignored
+
+
+def test_explicit_mapping_beats_default_ignore(tree: Path) -> None:
+    rules = IgnoreRules(tree, [])
+    src = tree / "app/target/debug"
+    assert rules.ignored(src / "app", False, src) is False  # mapped on purpose: synced
+    assert rules.ignored(src / "x.swp", False, src) is True  # other defaults still apply
+    assert rules.ignored(src, True, src) is False
+
+
+def test_ignore_files_are_reread_after_invalidate(tree: Path) -> None:
+    rules = IgnoreRules(tree, [])
+    assert rules.ignored(tree / "app/src/a.md", False, tree / "app") is False
+    (tree / "app/src/.syncdignore").write_text("*.md\n")
+    rules.invalidate()
+    assert rules.ignored(tree / "app/src/a.md", False, tree / "app") is True
+
+
+# --- pack -----------------------------------------------------------------------------------
+
+
+def _members(chunks: list[bytes]) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks)), encoding="utf-8", errors="surrogateescape") as tf:
+        for m in tf:
+            f = tf.extractfile(m) if m.isreg() else None
+            out[m.name] = (m, f.read() if f else b"")
+    return out
+
+
+def test_pack_modes_links_names_and_mtimes(tmp_path: Path) -> None:
+    names = ["a b", "ü", "new\nline", "-rf", "l" * 200]
+    for n in names:
+        (tmp_path / n).write_text(n)
+    os.chmod(tmp_path / "a b", 0o755)
+    os.utime(tmp_path / "ü", (1_600_000_000, 1_600_000_000))
+    (tmp_path / "link").symlink_to("../outside/" + "t" * 150)
+    h = HashCache()
+    puts = [Put(f"/app/src/{n}", read_entry(str(tmp_path / n), h)) for n in names + ["link"]]  # type: ignore[arg-type]
+    report = PackReport()
+    members = _members(list(pack(puts, "/app", report)))
+    assert set(members) == {f"src/{n}" for n in names + ["link"]}  # relative to the root, never absolute
+    assert members["src/a b"][0].mode == 0o755 and members["src/ü"][0].mode & 0o111 == 0
+    assert members["src/ü"][0].mtime == 1_600_000_000
+    assert members["src/new\nline"][1] == b"new\nline"
+    assert members["src/link"][0].issym() and members["src/link"][0].linkname == "../outside/" + "t" * 150
+    assert report.sent["/app/src/a b"].digest == hashlib.sha1(b"a b").hexdigest() and report.sent["/app/src/a b"].exec
+    assert report.files == len(names)
+
+
+def test_pack_vanished_file_is_left_out(tmp_path: Path) -> None:
+    (tmp_path / "x").write_text("x")
+    put = Put("/app/x", read_entry(str(tmp_path / "x"), HashCache()))  # type: ignore[arg-type]
+    (tmp_path / "x").unlink()
+    report = PackReport()
+    assert _members(list(pack([put], "/", report))) == {}
+    assert report.vanished == ["/app/x"] and "/app/x" not in report.sent
+
+
+def test_pack_streams_large_files_in_chunks(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        f.truncate(SMALL + 3 * (1 << 20) + 7)  # sparse: cheap to create, large to read
+    report = PackReport()
+    chunks = list(pack([Put("/app/big", read_entry(str(big), HashCache()))], "/app", report))  # type: ignore[arg-type]
+    assert max(len(c) for c in chunks) <= 1 << 20  # never the whole file in one piece
+    assert report.sent["/app/big"].digest == hashlib.sha1(big.read_bytes()).hexdigest()
+    assert _members(chunks)["big"][0].size == big.stat().st_size
+
+
+def test_pack_refuses_names_outside_the_root(tmp_path: Path) -> None:
+    (tmp_path / "x").write_text("x")
+    put = Put("/etc/x", read_entry(str(tmp_path / "x"), HashCache()))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        list(pack([put], "/app", PackReport()))
+
+
+# --- wire formats, checked against a real POSIX sh ------------------------------------------------
+
+WEIRD = ["a b", "new\nline", "-rf", "$(touch PWNED)", "back\\slash", "ü名", "quo'te\"", "%s%n", "\\0101"]
+
+
+def test_delete_list_round_trips_through_sh_printf(tmp_path: Path) -> None:
+    script = "while IFS= read -r l && [ -n \"$l\" ]; do printf '%b\\0' \"$l\"; done"
+    out = subprocess.run(["sh", "-c", script], input=encode_deletes(WEIRD), capture_output=True, check=True, cwd=tmp_path)
+    assert out.stdout.split(b"\0")[:-1] == [("./" + n).encode() for n in WEIRD]
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_parse_manifest_with_hostile_names() -> None:
+    digest = hashlib.sha1(b"x").hexdigest()
+    out = (
+        b"@@M\0/app/src\0@@D\0.\0./d\0@@L\0./l\0../t\0@@X\0./new\nline\0@@H\0"
+        + f"{digest}  ./new\nline\n{digest}  ./d/{digest}  ./fake\n".encode()
+        + b"\0@@M\0/app/bin\0@@D\0@@L\0@@X\0./api\0@@H\0"
+        + f"{digest}  ./api\n".encode()
+        + b"\0"
+    )
+    m = parse_manifest(out)
+    assert m["/app/src"].kind.value == "d" and m["/app/src/d"].kind.value == "d"
+    assert m["/app/src/l"].link == "../t"
+    assert m["/app/src/new\nline"].digest == digest and m["/app/src/new\nline"].exec
+    assert m[f"/app/src/d/{digest}  ./fake"].digest == digest  # a name that looks like a record
+    assert m["/app/bin/api"].exec
