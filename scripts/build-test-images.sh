@@ -20,6 +20,15 @@ for img in busybox notar; do
   rm -rf "$ctx/$img" && mkdir -p "$ctx/$img"
   cp "$here/deploy/images/$img/Dockerfile" "$ctx/$img/"
   cp "$bb" "$ctx/$img/busybox"
+  if [ "$img" = notar ]; then
+    # dash as /bin/sh, with the shared libraries it links against, at their own paths
+    mkdir -p "$ctx/$img/extra/bin"
+    cp "$(readlink -f /bin/dash)" "$ctx/$img/extra/bin/sh"
+    for lib in $(ldd /bin/dash | grep -o '/[^ ]*'); do
+      mkdir -p "$ctx/$img/extra$(dirname "$lib")"
+      cp "$(readlink -f "$lib")" "$ctx/$img/extra$lib"
+    done
+  fi
   if ! DOCKER_BUILDKIT=0 docker build -q -t "syncd-test/$img:latest" "$ctx/$img" >"$ctx/build.log" 2>&1; then
     cat "$ctx/build.log" >&2; exit 1
   fi

@@ -262,6 +262,7 @@ class Engine:
                 ResolvedMapping(cfg.resolve(m.src), m.dest, svc.name, svc.target) for m in svc.sync
             )
             self.services.append(ServiceRuntime(svc, mappings, IgnoreRules(cfg.root, svc.ignore)))
+        self._rules = {s.cfg.name: s.rules for s in self.services}
         self.targets: dict[str, TargetRuntime] = {}
         for name in sorted({s.cfg.target for s in self.services}):
             self.targets[name] = TargetRuntime(name, transports[name], [s for s in self.services if s.cfg.target == name], self)
@@ -355,14 +356,8 @@ class Engine:
             local,
             [s.plan_input for s in self.services],
             self.cfg.root,
-            lambda p, d, src: self._ignored(p, d, src),
+            lambda service, path, is_dir, src: self._rules[service].ignored(path, is_dir, src),
         )
-
-    def _ignored(self, path: Path, is_dir: bool | None, src: Path) -> bool:
-        for svc in self.services:
-            if any(m.src == src for m in svc.mappings):
-                return svc.rules.ignored(path, bool(is_dir), src)
-        return False
 
     def _detect_start(self, batch: Batch, plan: Plan) -> float | None:
         """The earliest write behind the batch (file mtimes). Older mtimes (a moved tree)

@@ -31,13 +31,14 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 20.0, what: str 
 
 
 @asynccontextmanager
-async def running(cfg: Config) -> AsyncIterator[Engine]:
+async def running(cfg: Config, wait_idle: bool = True) -> AsyncIterator[Engine]:
     engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(engine.run, stop)
         await engine.started.wait()
-        await wait_until(engine.idle, what="initial reconcile")
+        if wait_idle:
+            await wait_until(engine.idle, what="initial reconcile")
         try:
             yield engine
         finally:
@@ -59,8 +60,10 @@ async def settle(engine: Engine, src: Path, timeout: float = 30.0) -> None:
     digest = hashlib.sha1(body).hexdigest()
 
     def done() -> bool:
+        if not all(t.workers for t in engine.targets.values()):
+            return False  # a target without a running container has not converged
         workers = [w for t in engine.targets.values() for w in t.workers.values()]
-        if not workers or not engine.idle():
+        if not engine.idle():
             return False
         for w in workers:
             hits = [e for d, e in (w.manifest or {}).items() if d.endswith("/.settle-marker")]

@@ -194,6 +194,6 @@ def test_plan_fallback_stops_sync_for_that_service_only() -> None:
 
 def test_plan_skips_ignored_paths() -> None:
     local = {"/w/backend/src/a.rs": lf(), "/w/backend/src/a.rs.swp": lf()}
-    plan = plan_batch(1, local, [SVC], Path("/w"), lambda p, d, s: str(p).endswith(".swp"))
+    plan = plan_batch(1, local, [SVC], Path("/w"), lambda svc, p, d, s: str(p).endswith(".swp"))
     assert set(plan.targets["t"].desired) == {"/app/src/a.rs"}
     assert plan.skipped[0].reason == "ignored by service 'backend'"

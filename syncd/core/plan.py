@@ -16,8 +16,8 @@ from pathspec import GitIgnoreSpec
 from syncd.core.mapping import ResolvedMapping, UnsafePath, local_rel, most_specific
 from syncd.model import Fallback, LocalFile, Plan, Skip, TargetPlan
 
-# ignored(path, is_dir_or_None_when_gone, mapping_src) -> bool
-IgnoreCheck = Callable[[Path, bool | None, Path], bool]
+# ignored(service, path, is_dir, mapping_src) -> bool
+IgnoreCheck = Callable[[str, Path, bool, Path], bool]
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,10 @@ def plan_batch(
                 continue
             claimed.add(raw)
             is_dir = None if state is None else state.entry.kind.value == "d"
-            gone_and_ignored = state is None and (ignored(path, False, mapping.src) or ignored(path, True, mapping.src))
-            if gone_and_ignored or (state is not None and ignored(path, bool(is_dir), mapping.src)):
+            gone_and_ignored = state is None and (
+                ignored(svc.name, path, False, mapping.src) or ignored(svc.name, path, True, mapping.src)
+            )
+            if gone_and_ignored or (state is not None and ignored(svc.name, path, bool(is_dir), mapping.src)):
                 skipped.append(Skip(raw, f"ignored by service '{svc.name}'"))
                 continue
             try:

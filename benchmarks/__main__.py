@@ -1,0 +1,66 @@
+"""`python -m benchmarks`: run the benchmark, print the tables, write the JSON.
+
+Exits 0 even when a goal is missed (it is a measurement, not a test); 1 when the run
+itself failed, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from benchmarks.harness import Options, run
+from benchmarks.report import render, write_json
+
+
+def parse(argv: list[str] | None) -> Options:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("--edits", type=int, default=None, help="single-file edits for syncd (default 60)")
+    p.add_argument("--burst", type=int, default=None, help="files in the burst (default 1000)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"), help="JSON results file")
+    p.add_argument("--quick", action="store_true", help="small counts for a smoke run (~30 s)")
+    p.add_argument("--baseline-runs", type=int, default=None, help="single-file copies per baseline (default 20)")
+    p.add_argument("--cp-sample", type=int, default=None,
+                   help="burst files timed for docker cp, extrapolated to --burst (default 200; 0 = all)")
+    p.add_argument("--put-sample", type=int, default=None,
+                   help="burst files timed for put_archive, extrapolated to --burst (default 0 = all)")
+    p.add_argument("--keep", action="store_true", help="keep the workspace (syncd.log, trace) for inspection")
+    a = p.parse_args(argv)
+    quick = {"edits": 10, "burst": 100, "baseline_runs": 5, "cp_sample": 0, "put_sample": 0}
+    full = {"edits": 60, "burst": 1000, "baseline_runs": 20, "cp_sample": 200, "put_sample": 0}
+    defaults = quick if a.quick else full
+    pick = {k: getattr(a, k) if getattr(a, k) is not None else v for k, v in defaults.items()}
+    if pick["edits"] < 1 or pick["burst"] < 1 or pick["baseline_runs"] < 1:
+        p.error("--edits, --burst and --baseline-runs must be >= 1")
+    return Options(out=a.out, keep=a.keep, **pick)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse(argv)
+    console = Console(highlight=False)
+
+    def on_term(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # same clean-up path as Ctrl-C
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        results = run(opts, progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]; container and syncd stopped")
+        return 130
+    except Exception as e:  # noqa: BLE001 - report the failure, not a traceback
+        console.print(f"[bold red]benchmark failed[/]: {escape(str(e))}")
+        return 1
+    render(results, console)
+    write_json(results, opts.out)
+    console.print(f"wrote {opts.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

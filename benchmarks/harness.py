@@ -1,0 +1,424 @@
+"""The benchmark run: a scratch workspace and container, `syncd run` as a user starts it,
+then single-file latency and a many-file burst for syncd and for the per-file baselines.
+
+Every timing starts at the host's local write (or just before it) and ends when the
+in-container observer (observer.py) sees the expected content, so syncd and the baselines
+are measured by the same clock and the same observer. Contents are verified untimed after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+from docker.models.containers import Container
+
+from benchmarks.baselines import Pusher, docker_cp_pusher, put_archive_pusher, read_tree, syncd_pusher
+from benchmarks.observer import Observer
+
+IMAGE = "syncd-test/busybox:latest"
+DEBOUNCE_MS = 20
+WARMUP = 2  # first edits per method are not counted: image layers, exec paths, caches are cold
+GAP = (0.10, 0.20)  # s between edits: well past the 20 ms quiet period, so batches never merge
+EDIT_TIMEOUT = 10.0
+BURST_TIMEOUT = 120.0
+READY_TIMEOUT = 60.0
+FILE_BYTES = 100
+
+
+@dataclass
+class Options:
+    edits: int = 60
+    burst: int = 1000
+    out: Path = Path("benchmarks/results/latest.json")
+    baseline_runs: int = 20
+    cp_sample: int = 200  # docker cp per file is slow: time this many and extrapolate (0 = all)
+    put_sample: int = 0  # put_archive: all files by default
+    keep: bool = False
+
+
+@dataclass
+class Latency:
+    method: str
+    samples_ms: list[float] = field(default_factory=list)
+    attempted: int = 0
+    missed: int = 0
+    stream_lag_ms: list[float] = field(default_factory=list)
+    container_clock: bool = True  # False: stamped on arrival at the host (engine on another kernel)
+
+    def summary(self) -> dict:
+        s = self.samples_ms
+        return {
+            "attempted": self.attempted,
+            "observed": len(s),
+            "missed": self.missed,
+            "warmup_discarded": WARMUP,
+            "p50_ms": percentile(s, 50),
+            "p95_ms": percentile(s, 95),
+            "max_ms": max(s, default=0.0),
+            "min_ms": min(s, default=0.0),
+            "mean_ms": sum(s) / len(s) if s else 0.0,
+            "observer_stream_lag_p50_ms": percentile(self.stream_lag_ms, 50),
+            "samples_ms": [round(v, 2) for v in s],
+        }
+
+
+@dataclass
+class Burst:
+    method: str
+    files_total: int
+    files_timed: int
+    seconds_timed: float = 0.0
+    write_seconds: float = 0.0
+    observed: bool = False
+    verified: bool = False
+    container_clock: bool = True
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def extrapolated(self) -> bool:
+        return self.files_timed < self.files_total
+
+    @property
+    def seconds(self) -> float:
+        """All files: measured, or the sample's per-file cost x the total."""
+        if not self.files_timed:
+            return 0.0
+        return self.seconds_timed * self.files_total / self.files_timed
+
+    def summary(self) -> dict:
+        return {
+            "files": self.files_total,
+            "files_timed": self.files_timed,
+            "extrapolated": self.extrapolated,
+            "how": (f"timed {self.files_timed} of {self.files_total}, per-file cost x {self.files_total}"
+                    if self.extrapolated else f"timed all {self.files_total}"),
+            "seconds": self.seconds,
+            "seconds_timed": self.seconds_timed,
+            "per_file_ms": self.seconds * 1000 / self.files_total if self.files_total else 0.0,
+            "local_write_seconds": self.write_seconds,
+            "observed": self.observed,
+            "verified": self.verified,
+            "problems": self.problems[:10],
+        }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return 0.0
+    v = sorted(values)
+    k = (len(v) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+# --- measurements -------------------------------------------------------------------------
+
+
+def measure_edits(method: str, container: Container, local: Path, dest: str, push: Pusher, n: int) -> Latency:
+    """Edit one small file n times (plus warm-up); each edit's content is unique, so the
+    observer's event is the proof that exactly this edit is visible in the container."""
+    result = Latency(method)
+    token = uuid.uuid4().hex[:8]
+    with Observer(container.id, "file", dest) as obs:
+        for i in range(WARMUP + n):
+            content = f"{method} edit {i} {token}"
+            t0 = time.time()
+            local.write_text(content + "\n")
+            push(local, dest)
+            event = obs.wait_content(content, EDIT_TIMEOUT)
+            if i >= WARMUP:
+                result.attempted += 1
+                if event is None:
+                    result.missed += 1
+                else:
+                    result.samples_ms.append((event.seen - t0) * 1000)
+                    result.stream_lag_ms.append((event.arrived - event.seen) * 1000)
+            time.sleep(random.uniform(*GAP))
+        result.container_clock = obs.use_container_clock
+        last = read_tree(container, dest).get(Path(dest).name)
+        if last != (content + "\n").encode():
+            result.missed = result.attempted  # the final state is wrong: nothing counts
+            result.samples_ms.clear()
+    return result
+
+
+def burst_files(n: int, token: str) -> list[tuple[str, bytes]]:
+    files = []
+    for i in range(n):
+        head = f"burst {token} file {i:05d} "
+        files.append((f"f{i:05d}.txt", (head + "x" * (FILE_BYTES - len(head) - 1) + "\n").encode()))
+    return files
+
+
+def measure_burst(method: str, container: Container, local_dir: Path, dest_dir: str, push: Pusher,
+                  total: int, sample: int) -> Burst:
+    """Write (and push) `sample` of `total` files as fast as possible; time until the
+    observer sees all of them, non-empty, in the container."""
+    timed = total if sample <= 0 else min(sample, total)
+    result = Burst(method, total, timed)
+    files = burst_files(timed, uuid.uuid4().hex[:8])
+    local_dir.mkdir(parents=True, exist_ok=True)
+    with Observer(container.id, "count", dest_dir, timed) as obs:
+        t0 = time.time()
+        for name, data in files:
+            path = local_dir / name
+            path.write_bytes(data)
+            push(path, f"{dest_dir}/{name}")
+        result.write_seconds = time.time() - t0
+        event = obs.wait_count(BURST_TIMEOUT)
+        result.container_clock = obs.use_container_clock
+    if event is None:
+        result.problems.append(f"not all {timed} files seen within {BURST_TIMEOUT:.0f} s")
+    else:
+        result.observed = True
+        result.seconds_timed = event.seen - t0
+    got = read_tree(container, dest_dir)
+    for name, data in files:
+        if got.get(name) != data:
+            result.problems.append(f"{dest_dir}/{name}: {'missing' if name not in got else 'wrong content'}")
+    result.verified = not result.problems
+    return result
+
+
+# --- syncd as a subprocess ----------------------------------------------------------------
+
+
+def write_config(root: Path, container_name: str) -> Path:
+    cfg = root / "syncd.toml"
+    cfg.write_text(
+        f"""[daemon]
+debounce_ms = {DEBOUNCE_MS}
+max_batch_wait_ms = 2000
+trace = ".syncd/trace.jsonl"
+
+[targets.web]
+kind = "docker"
+container = "{container_name}"
+
+[[services]]
+name = "web"
+target = "web"
+sync = [{{ src = "src", dest = "/app/src" }}]
+"""
+    )
+    return cfg
+
+
+def syncd_argv(cfg: Path) -> list[str]:
+    exe = shutil.which("syncd")
+    base = [exe] if exe else [sys.executable, "-m", "syncd"]
+    return [*base, "run", "-c", str(cfg), "--log-format", "json"]
+
+
+def read_trace(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_ready(proc: subprocess.Popen, trace: Path, log: Path) -> None:
+    """The daemon is ready once its initial reconcile has written its trace record."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if any(r.get("reconcile") for r in read_trace(trace)):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"syncd exited with {proc.returncode} before reconciling:\n{tail(log)}")
+        time.sleep(0.05)
+    raise RuntimeError(f"no reconcile record in {trace} after {READY_TIMEOUT:.0f} s:\n{tail(log)}")
+
+
+def stop_process(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -9
+    return proc.returncode
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def trace_summary(records: list[dict]) -> dict:
+    """syncd's own view of the same batches (from mtime of the write to the container's ack)."""
+    totals = [r["spans"][-1]["ms"] for r in records if r.get("spans")]
+    steps: dict[str, list[float]] = {}
+    for r in records:
+        for s in r.get("spans", [])[:-1]:
+            steps.setdefault(s["name"].split(":", 1)[0], []).append(float(s["ms"]))
+    return {
+        "batches": len(records),
+        "failed_batches": sum(1 for r in records if not r.get("ok")),
+        "errors": [e for r in records for e in r.get("errors", [])][:10],
+        "total_ms": {"p50": percentile(totals, 50), "p95": percentile(totals, 95), "max": max(totals, default=0.0)},
+        "steps_p50_ms": {k: percentile(v, 50) for k, v in steps.items()},
+    }
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def machine_info(client: docker.DockerClient) -> dict:
+    def cli_version() -> str:
+        try:
+            return subprocess.run(["docker", "version", "--format", "{{.Client.Version}}"],
+                                  capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    server = client.version()
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "docker_server": server.get("Version", ""),
+        "docker_api": server.get("ApiVersion", ""),
+        "docker_cli": cli_version(),
+        "storage_driver": client.info().get("Driver", ""),
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+
+
+def run(opts: Options, progress=print) -> dict:  # noqa: ANN001
+    client = docker.from_env(timeout=120)
+    if not client.images.list(name=IMAGE):
+        raise RuntimeError(f"image {IMAGE} is missing: build it with `bash scripts/build-test-images.sh`")
+    from syncd import __version__ as syncd_version
+
+    results: dict = {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "syncd_version": syncd_version,
+        "machine": machine_info(client),
+        "settings": {
+            "edits": opts.edits, "burst": opts.burst, "baseline_runs": opts.baseline_runs,
+            "cp_sample": opts.cp_sample, "put_sample": opts.put_sample, "warmup_edits": WARMUP,
+            "edit_gap_s": list(GAP), "debounce_ms": DEBOUNCE_MS, "file_bytes": FILE_BYTES, "image": IMAGE,
+        },
+        "observer": {
+            "how": "one long-running `docker exec` per watch running a busybox sh loop in the container: "
+                   "polls the file (or directory) every ~1 ms with shell builtins, stamps with $EPOCHREALTIME",
+        },
+    }
+    root = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
+    name = f"syncd-bench-{uuid.uuid4().hex[:8]}"
+    container: Container | None = None
+    proc: subprocess.Popen | None = None
+    try:
+        progress(f"workspace {root}; starting container {name} from {IMAGE}")
+        container = client.containers.run(IMAGE, name=name, detach=True, labels={"syncd-bench": "1"})
+        container.exec_run(["mkdir", "-p", "/app/bench-cp/burst", "/app/bench-put/burst"])
+        src = root / "src"
+        (src / "burst").mkdir(parents=True)
+        (src / "edit.txt").write_text("initial\n")
+        cfg = write_config(root, name)
+        trace_path = root / ".syncd" / "trace.jsonl"
+        log_path = root / "syncd.log"
+        with open(log_path, "wb") as log:
+            # Own session: a Ctrl-C in the terminal reaches the harness, which stops syncd itself.
+            proc = subprocess.Popen(syncd_argv(cfg), cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        t_start = time.time()
+        wait_ready(proc, trace_path, log_path)
+        results["syncd_startup_s"] = time.time() - t_start
+        progress(f"syncd ready in {results['syncd_startup_s']:.2f} s")
+
+        single: dict[str, Latency] = {}
+        burst: dict[str, Burst] = {}
+        progress(f"syncd: {opts.edits} single-file edits")
+        n_before = len(read_trace(trace_path))
+        single["syncd"] = measure_edits("syncd", container, src / "edit.txt", "/app/src/edit.txt", syncd_pusher, opts.edits)
+        n_edits = len(read_trace(trace_path))
+        progress(f"syncd: {opts.burst}-file burst")
+        burst["syncd"] = measure_burst("syncd", container, src / "burst", "/app/src/burst", syncd_pusher, opts.burst, 0)
+        time.sleep(0.5)  # let the burst's trace record(s) land
+        records = read_trace(trace_path)
+        results["syncd_trace"] = {
+            "edits": trace_summary(records[n_before + WARMUP:n_edits]),
+            "burst": trace_summary(records[n_edits:]),
+        }
+        code = stop_process(proc)
+        results["syncd_exit_code_on_sigterm"] = code
+        if code != 0:
+            progress(f"warning: syncd exited with {code} on SIGTERM\n{tail(log_path)}")
+
+        # Baselines: same container, other destination dirs, local files outside the synced tree.
+        base = root / "baseline"
+        pushers = {"docker_cp": docker_cp_pusher(container.id), "put_archive": put_archive_pusher(container)}
+        dests = {"docker_cp": "/app/bench-cp", "put_archive": "/app/bench-put"}
+        samples = {"docker_cp": opts.cp_sample, "put_archive": opts.put_sample}
+        for method, push in pushers.items():
+            progress(f"{method}: {opts.baseline_runs} single-file copies")
+            (base / method).mkdir(parents=True)
+            single[method] = measure_edits(method, container, base / method / "one.txt", f"{dests[method]}/one.txt",
+                                           push, opts.baseline_runs)
+        for method, push in pushers.items():
+            timed = opts.burst if samples[method] <= 0 else min(samples[method], opts.burst)
+            progress(f"{method}: burst, {timed} of {opts.burst} files timed")
+            burst[method] = measure_burst(method, container, base / method / "burst", f"{dests[method]}/burst",
+                                          push, opts.burst, samples[method])
+
+        results["single_file"] = {m: r.summary() for m, r in single.items()}
+        results["burst"] = {m: r.summary() for m, r in burst.items()}
+        syncd_s = burst["syncd"].seconds
+        results["burst"]["ratios"] = {
+            m: (burst[m].seconds / syncd_s if syncd_s > 0 and burst[m].observed else 0.0) for m in pushers
+        }
+        results["observer"]["container_clock"] = all(r.container_clock for r in [*single.values(), *burst.values()])
+        results["targets"] = targets(results)
+        results["pass"] = all(t["pass"] for t in results["targets"].values())
+        results["loadavg_at_end"] = list(os.getloadavg())
+        if opts.keep:
+            results["workspace"] = str(root)
+        return results
+    finally:
+        if proc is not None:
+            stop_process(proc)
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except docker.errors.DockerException:
+                pass
+        client.close()
+        if opts.keep:
+            progress(f"kept workspace {root} (syncd.log, .syncd/trace.jsonl)")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def targets(results: dict) -> dict:
+    """The issue's goals. A benchmark reports them; it does not fail on them."""
+    p50 = results["single_file"]["syncd"]["p50_ms"]
+    ratio = results["burst"]["ratios"]["docker_cp"]
+    all_seen = results["single_file"]["syncd"]["missed"] == 0 and results["burst"]["syncd"]["verified"]
+    return {
+        "single_file_p50_ms": {"goal": "<= 150", "value": p50, "pass": all_seen and 0 < p50 <= 150},
+        "burst_ratio_vs_docker_cp": {"goal": ">= 10", "value": ratio, "pass": all_seen and ratio >= 10},
+    }
