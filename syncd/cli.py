@@ -18,7 +18,7 @@ from syncd.logs import configure
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 console = Console(stderr=False, highlight=False)
-errconsole = Console(stderr=True, highlight=False)
+errconsole = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
