@@ -7,21 +7,69 @@ so a user fixes a config in one round trip. Unknown keys are errors: a typo must
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import posixpath
+import re
 import tomllib
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 DEFAULT_PATHS = ("syncd.toml", "config/syncd.toml")
 
-Command = Union[str, list[str]]
+
+def _invalid(message: str, key: str = "") -> PydanticCustomError:
+    """A validation problem worded for the user; `key` narrows the key path below the table."""
+    return PydanticCustomError("syncd", "{message}", {"message": message, "key": key})
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it in TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+def _command(value: Any) -> str | list[str]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise _invalid("must not be empty (a shell command, run with sh -c)")
+        return value
+    if isinstance(value, list):
+        if not value:
+            raise _invalid('must not be empty (a list is argv, e.g. ["make", "build"])')
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise _invalid(f"must be a list of strings (item {i} is {_shown(item)})")
+        return value
+    raise _invalid(f"must be a string for sh -c or a list of strings for argv (got {_shown(value)})")
+
+
+# A string runs with `sh -c`; a list is argv.
+Command = Annotated[Union[str, list[str]], PlainValidator(_command)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real types, so `debounce_ms = "20"` or `= true` is a mistake, not an int.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DaemonConfig(_Strict):
@@ -30,10 +78,29 @@ class DaemonConfig(_Strict):
     api: str = "127.0.0.1:10351"
     trace: str = ".syncd/trace.jsonl"
 
+    @field_validator("api")
+    @classmethod
+    def _api_address(cls, v: str) -> str:
+        if v.startswith("unix:"):
+            if v != "unix:":
+                return v
+        else:
+            host, sep, port = v.rpartition(":")
+            if sep and host and port.isdigit() and int(port) <= 65535:
+                return v
+        raise _invalid(
+            f"must be 'HOST:PORT' or 'unix:PATH' (got {v!r}; e.g. '127.0.0.1:10351', port 0 picks a free one)"
+        )
+
     @model_validator(mode="after")
     def _wait_covers_debounce(self) -> DaemonConfig:
         if self.max_batch_wait_ms < self.debounce_ms:
-            raise ValueError("max_batch_wait_ms must be >= debounce_ms")
+            default = "" if "max_batch_wait_ms" in self.model_fields_set else " (the default)"
+            raise _invalid(
+                f"{self.max_batch_wait_ms}{default} is below debounce_ms ({self.debounce_ms}); "
+                f"set it to at least {self.debounce_ms}",
+                key="max_batch_wait_ms",
+            )
         return self
 
 
@@ -44,6 +111,13 @@ class KubernetesTarget(_Strict):
     selector: str
     container: str | None = None
 
+    @field_validator("selector")
+    @classmethod
+    def _non_empty_selector(cls, v: str) -> str:
+        if not v.strip():
+            raise _invalid("must not be empty: an empty selector matches every pod (e.g. 'app=backend')")
+        return v
+
 
 class DockerTarget(_Strict):
     kind: Literal["docker"]
@@ -52,8 +126,13 @@ class DockerTarget(_Strict):
 
     @model_validator(mode="after")
     def _one_selector(self) -> DockerTarget:
-        if bool(self.container) == bool(self.labels):
-            raise ValueError("set exactly one of 'container' (name or id) or 'labels'")
+        if self.container and self.labels:
+            raise _invalid("set 'container' or 'labels', not both")
+        if not self.container and not self.labels:
+            raise _invalid(
+                "needs 'container' (name or id, e.g. container = \"app-web-1\") "
+                "or 'labels' (e.g. labels = { \"com.docker.compose.service\" = \"web\" })"
+            )
         return self
 
 
@@ -73,12 +152,12 @@ class Mapping(_Strict):
     @classmethod
     def _absolute_dest(cls, v: str) -> str:
         if not v.startswith("/"):
-            raise ValueError(f"dest '{v}' must be an absolute container path, e.g. '/app/{v}'")
-        norm = posixpath.normpath(v)
+            raise _invalid(f"path '{v}' must be absolute in the container (e.g. '/{v.lstrip('./')}')")
         if ".." in v.split("/"):
-            raise ValueError(f"dest '{v}' must not contain '..'")
-        if norm == "/":
-            raise ValueError("dest '/' would let syncd write anywhere in the container; name a directory")
+            raise _invalid(f"path '{v}' must not contain '..' (name the directory directly)")
+        norm = posixpath.normpath(v)
+        if norm in ("/", "//"):
+            raise _invalid(f"'{v}' would let syncd write anywhere in the container (name a directory, e.g. '/app')")
         return norm
 
 
@@ -125,7 +204,7 @@ class Config(_Strict):
     file: Path = Path("syncd.toml")
 
     def resolve(self, rel: str) -> Path:
-        return (self.root / rel).resolve() if not os.path.isabs(rel) else Path(rel)
+        return _resolve(self.root, rel)
 
     @property
     def state_dir(self) -> Path:
@@ -136,6 +215,13 @@ class Config(_Strict):
             if s.name == name:
                 return s
         raise KeyError(name)
+
+
+_INTERNAL_FIELDS = ("root", "file")  # Config fields that are not TOML keys
+
+
+def _resolve(root: Path, rel: str) -> Path:
+    return (root / rel).resolve() if not os.path.isabs(rel) else Path(rel)
 
 
 class ConfigError(Exception):
@@ -162,86 +248,228 @@ def find_config(explicit: str | None) -> Path:
 def load_config(path: Path | str) -> Config:
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(path, ["file not found; pass -c FILE with an existing config"]) from None
+    except IsADirectoryError:
+        raise ConfigError(path, ["is a directory, not a file; pass -c FILE naming the config file"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, ["is not UTF-8 text; save the config as UTF-8"]) from None
+    except OSError as e:
+        raise ConfigError(path, [f"cannot read: {e.strerror}"]) from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, [f"TOML syntax error: {e}"]) from None
     root = path.resolve().parent
+
+    # Schema problems and cross-references are both checked, so one run reports everything.
+    problems: list[str] = []
+    top_level = [n for n in Config.model_fields if n not in _INTERNAL_FIELDS]
+    for name in _INTERNAL_FIELDS:
+        if name in raw:
+            problems.append(f"{name}: {_unknown_key(name, top_level)}")
+    data = {k: v for k, v in raw.items() if k not in _INTERNAL_FIELDS}
+    cfg: Config | None = None
     try:
-        cfg = Config.model_validate({**raw, "root": root, "file": path})
+        cfg = Config.model_validate({**data, "root": root, "file": path})
     except ValidationError as e:
-        raise ConfigError(path, _format_pydantic(e, raw)) from None
-    problems = _cross_check(cfg, raw)
-    if problems:
+        problems += _format_pydantic(e, raw)
+    problems += _cross_check(raw, root)
+    problems = list(dict.fromkeys(problems))
+    if problems or cfg is None:
         raise ConfigError(path, problems)
     return cfg
 
 
 # --- error formatting -------------------------------------------------------------------
 
-_UNION_TAGS = {"kubernetes", "docker", "local"}
+_KINDS: dict[str, type[_Strict]] = {"kubernetes": KubernetesTarget, "docker": DockerTarget, "local": LocalTarget}
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
-def _key_path(loc: tuple[Any, ...]) -> str:
+def _render(parts: list[str | int]) -> str:
+    """Key path as the user would write it: `services[1].sync[0].src`, `labels."a.b"`."""
     out = ""
-    for i, part in enumerate(loc):
+    for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif i == 2 and loc[0] == "targets" and part in _UNION_TAGS:
-            continue  # pydantic's discriminator tag: not a key the user wrote
-        elif isinstance(part, str) and ("function-" in part or part.startswith("union")):
-            continue
         else:
-            out += ("." if out else "") + str(part)
+            key = part if _BARE_KEY.match(part) else json.dumps(part, ensure_ascii=False)
+            out += ("." if out else "") + key
     return out or "(top level)"
 
 
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """Known key names of the table that holds `loc`, for did-you-mean hints."""
-    model: Any = Config
-    for part in loc[:-1]:
-        if isinstance(part, int) or model is None:
+def _unwrap(ann: Any) -> Any:
+    """Strip `Annotated[...]` and `X | None`."""
+    while True:
+        origin = get_origin(ann)
+        if origin is Annotated:
+            ann = get_args(ann)[0]
             continue
-        if part in _UNION_TAGS:
-            model = {"kubernetes": KubernetesTarget, "docker": DockerTarget, "local": LocalTarget}[part]
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            model = None if model is not Config or part != "targets" else None
-            continue
-        ann = field.annotation
-        for candidate in (Service, Mapping, BuildStep, RunStep, Action, DaemonConfig):
-            if candidate.__name__ in repr(ann):
-                model = candidate
-                break
+        if origin in (Union, types.UnionType):
+            args = [a for a in get_args(ann) if a is not type(None)]
+            if len(args) == 1:
+                ann = args[0]
+                continue
+        return ann
+
+
+def _is_model(ann: Any) -> bool:
+    return isinstance(ann, type) and issubclass(ann, BaseModel)
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[list[str | int], Any, Any]:
+    """Follow a pydantic error location through the schema.
+
+    Returns the keys the user wrote (pydantic's union member tags dropped), the model whose
+    table holds the last key (or None), and the type expected at the location."""
+    parts: list[str | int] = []
+    ann: Any = Config
+    holder: Any = None
+    for part in loc:
+        ann = _unwrap(ann)
+        holder = None
+        origin = get_origin(ann)
+        if _is_model(ann):
+            holder = ann
+            parts.append(part)
+            field = ann.model_fields.get(part) if isinstance(part, str) else None
+            ann = field.annotation if field else None
+        elif origin is list or origin is dict:
+            parts.append(part)
+            ann = get_args(ann)[-1]
+        elif origin in (Union, types.UnionType):
+            ann = _KINDS.get(part)  # a discriminator tag or a member tag: not a key the user wrote
         else:
-            model = None
-    if model is None:
-        return []
-    return [n for n in model.model_fields if n not in ("root", "file")]
+            parts.append(part)
+            ann = None
+    return parts, holder, _unwrap(ann)
+
+
+def _keys_of(model: Any) -> list[str]:
+    return [n for n in model.model_fields if n not in _INTERNAL_FIELDS] if _is_model(model) else []
+
+
+def _close(word: str, choices: list[str]) -> str | None:
+    found = difflib.get_close_matches(word, choices, n=1)
+    return found[0] if found else None
+
+
+def _unknown_key(name: str, valid: list[str]) -> str:
+    close = _close(name, valid)
+    if close:
+        return f"unknown key (did you mean '{close}'?)"
+    return f"unknown key (valid keys: {', '.join(valid)})" if valid else "unknown key (remove it)"
+
+
+_CMD_HINT = 'a string (run with sh -c) or a list (argv), e.g. cmd = "make"'
+_REQUIRED_HINTS: dict[tuple[Any, str], str] = {
+    (Config, "targets"): 'add a [targets.NAME] table with kind = "kubernetes", "docker" or "local"',
+    (Config, "services"): "add a [[services]] table with name, target and sync",
+    (Service, "name"): 'a unique name, e.g. name = "backend"',
+    (Service, "sync"): 'e.g. sync = [{ src = "backend/src", dest = "/app/src" }]',
+    (Mapping, "src"): 'a path relative to the config file, e.g. src = "backend/src"',
+    (Mapping, "dest"): 'an absolute path in the container, e.g. dest = "/app/src"',
+    (KubernetesTarget, "selector"): 'a pod label selector, e.g. selector = "app=backend"',
+    (LocalTarget, "path"): 'the directory to copy into, e.g. path = ".syncd/sandbox/web"',
+    (BuildStep, "cmd"): _CMD_HINT,
+    (RunStep, "cmd"): _CMD_HINT,
+    (Action, "cmd"): _CMD_HINT,
+}
+_KIND_HINT = 'kind = "kubernetes", "docker" or "local"'
+_MAPPING_EXAMPLE = '{ src = "backend/src", dest = "/app/src" }'
+
+
+def _table_example(ann: Any) -> str:
+    if ann is Mapping:
+        return _MAPPING_EXAMPLE
+    if ann is Service:
+        return "a [[services]] table"
+    if get_origin(ann) in (Union, types.UnionType) or ann in _KINDS.values():
+        return f"[targets.NAME] with {_KIND_HINT}"
+    if get_origin(ann) is dict and get_args(ann)[-1] is not str:
+        return "[NAME.KEY] tables"
+    return ""
+
+
+def _describe(e: Any, parts: list[str | int], holder: Any, ann: Any, raw: dict) -> tuple[list[str | int], str]:
+    """(key path, message) for one pydantic error."""
+    kind, got, ctx = e["type"], e.get("input"), e.get("ctx") or {}
+    field = parts[-1] if parts else ""
+    if kind == "syncd":
+        return parts + ([ctx["key"]] if ctx.get("key") else []), ctx["message"]
+    if kind == "extra_forbidden":
+        return parts, _unknown_key(str(field), _keys_of(holder))
+    if kind == "missing":
+        hint = _REQUIRED_HINTS.get((holder, field))
+        if (holder, field) == (Service, "target"):
+            known = list(raw["targets"]) if isinstance(raw.get("targets"), dict) else []
+            hint = f"one of the targets: {', '.join(known)}" if known else "the name of a [targets.NAME] table"
+        return parts, "required key is missing" + (f" ({hint})" if hint else "")
+    if kind == "union_tag_not_found":
+        return parts + ["kind"], f"required key is missing ({_KIND_HINT})"
+    if kind == "union_tag_invalid":
+        tag = str(ctx.get("tag", got))
+        close = _close(tag, list(_KINDS))
+        hint = f"did you mean '{close}'?" if close else "use 'kubernetes', 'docker' or 'local'"
+        return parts + ["kind"], f"unknown kind '{tag}' ({hint})"
+    if kind == "literal_error":
+        choices = [str(c) for c in get_args(ann)] if get_origin(ann) is Literal else []
+        close = _close(str(got), choices) if isinstance(got, str) else None
+        hint = f"; did you mean '{close}'?" if close else ""
+        allowed = ", ".join(f"'{c}'" for c in choices) or str(ctx.get("expected"))
+        return parts, f"must be one of {allowed} (got {_shown(got)}{hint})"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return parts, f"must be an integer (got {_shown(got)})"
+    if kind == "string_type":
+        return parts, f"must be a string (got {_shown(got)})"
+    if kind == "list_type":
+        if isinstance(got, str):
+            hint = f"; write [{json.dumps(got, ensure_ascii=False)}]"
+        else:
+            hint = "; wrap it in [ ]" if isinstance(got, dict) else ""
+        return parts, f"must be a list (got {_shown(got)}{hint})"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        example = _table_example(ann)
+        return parts, f"must be a table (got {_shown(got)}" + (f"; e.g. {example})" if example else ")")
+    if kind == "too_short":
+        hint = {"services": "add a [[services]] table", "sync": f"add a mapping, e.g. {_MAPPING_EXAMPLE}"}.get(
+            str(field), ""
+        )
+        return parts, "must not be empty" + (f" ({hint})" if hint else "")
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+    if kind in bounds:
+        limit = next(iter(ctx.values()), "?")
+        return parts, f"must be {bounds[kind]} {limit} (got {_shown(got)})"
+    msg = str(e["msg"]).removeprefix("Value error, ").replace("Input should be", "must be")
+    return parts, f"{msg} (got {_shown(got)})"
 
 
 def _format_pydantic(err: ValidationError, raw: dict) -> list[str]:
-    problems = []
+    described = []
     for e in err.errors():
-        loc = tuple(e["loc"])
-        key = _key_path(loc)
-        if e["type"] == "extra_forbidden":
-            name = str(loc[-1])
-            close = difflib.get_close_matches(name, _fields_at(loc), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else " (remove it)"
-            problems.append(f"{key}: unknown key{hint}")
-        elif e["type"] == "missing":
-            problems.append(f"{key}: required key is missing")
-        elif e["type"] == "union_tag_invalid" or e["type"] == "union_tag_not_found":
-            problems.append(f"{key}.kind: must be one of 'kubernetes', 'docker', 'local'")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            got = e.get("input")
-            shown = f" (got {got!r})" if not isinstance(got, (dict, list)) and got is not None else ""
-            problems.append(f"{key}: {msg}{shown}")
+        parts, holder, ann = _walk(tuple(e["loc"]))
+        described.append((e, *_describe(e, parts, holder, ann, raw)))
+    # A typo (`tagret`) already says what it should be: do not also report `target` missing.
+    meant = set()
+    for e, parts, message in described:
+        if e["type"] == "extra_forbidden" and "did you mean" in message:
+            meant.add(_render(parts[:-1] + [message.split("'")[1]]))
+    problems = []
+    for e, parts, message in described:
+        if e["type"] in ("missing", "union_tag_not_found") and _render(parts) in meant:
+            continue
+        problems.append(f"{_render(parts)}: {message}")
+        if e["type"] == "union_tag_not_found" and isinstance(e.get("input"), dict):
+            # no kind, so pydantic cannot say which keys are unknown; catch a misspelt `kind`
+            for key in e["input"]:
+                if key != "kind" and _close(str(key), ["kind"]):
+                    problems[-1] = f"{_render(parts[:-1] + [key])}: unknown key (did you mean 'kind'?)"
     return problems
+
+
+# --- cross-references and the file system -------------------------------------------------
 
 
 def _did_you_mean(missing: Path) -> str:
@@ -257,42 +485,106 @@ def _did_you_mean(missing: Path) -> str:
     return str((parent / close[0]))
 
 
-def _cross_check(cfg: Config, raw: dict) -> list[str]:
+def _tables(value: Any) -> list[tuple[int, dict]]:
+    return [(i, v) for i, v in enumerate(value) if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _no_such(what: str, name: str, known: list[str]) -> str:
+    close = _close(name, known)
+    hint = f"did you mean '{close}'?" if close else f"known {what}s: {', '.join(sorted(known)) or 'none defined'}"
+    return f"no {what} named '{name}' ({hint})"
+
+
+def _cross_check(raw: dict, root: Path) -> list[str]:
+    """Checks across tables and against the disk. Works on the raw TOML (defensively, since it
+    may not have passed the schema) so these problems are reported alongside schema ones."""
     problems: list[str] = []
-    seen: set[str] = set()
-    for i, svc in enumerate(cfg.services):
+    targets = raw.get("targets") if isinstance(raw.get("targets"), dict) else None
+    actions = raw.get("actions") if isinstance(raw.get("actions"), dict) else {}
+
+    def kind_of(name: Any) -> Any:
+        t = targets.get(name) if targets is not None and isinstance(name, str) else None
+        return t.get("kind") if isinstance(t, dict) else None
+
+    seen: dict[str, int] = {}
+    for i, svc in _tables(raw.get("services")):
         where = f"services[{i}]"
-        if svc.name in seen:
-            problems.append(f"{where}.name: service '{svc.name}' is defined twice; names must be unique")
-        seen.add(svc.name)
-        if svc.target not in cfg.targets:
-            known = ", ".join(sorted(cfg.targets)) or "none defined"
-            close = difflib.get_close_matches(svc.target, list(cfg.targets), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known targets: {known}"
-            problems.append(f"{where}.target: no target named '{svc.target}' ({hint})")
-        for j, m in enumerate(svc.sync):
-            src = cfg.resolve(m.src)
+        name, target = svc.get("name"), svc.get("target")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(
+                    f"{where}.name: '{name}' is already the name of services[{seen[name]}] (service names must be unique)"
+                )
+            else:
+                seen[name] = i
+        if isinstance(target, str) and targets is not None and target not in targets:
+            problems.append(f"{where}.target: {_no_such('target', target, list(targets))}")
+        for j, m in _tables(svc.get("sync")):
+            src_rel = m.get("src")
+            if not isinstance(src_rel, str):
+                continue
+            src = _resolve(root, src_rel)
             if not src.exists() and not src.is_symlink():
                 guess = _did_you_mean(src)
-                hint = ""
                 if guess:
-                    hint = f" (did you mean '{os.path.relpath(guess, cfg.root)}'?)"
-                elif not m.src.startswith("/"):
-                    hint = f" (paths are relative to {cfg.root})"
-                problems.append(f"{where}.sync[{j}].src: path '{m.src}' does not exist{hint}")
-        for j, b in enumerate(svc.build):
-            if b.cwd and not cfg.resolve(b.cwd).is_dir():
-                problems.append(f"{where}.build[{j}].cwd: directory '{b.cwd}' does not exist")
-        if svc.restart == "container" and svc.target in cfg.targets:
-            if cfg.targets[svc.target].kind != "docker":
-                problems.append(f"{where}.restart: 'container' only works for docker targets; use 'process'")
-    for name, action in cfg.actions.items():
-        if action.target and action.target not in cfg.targets:
-            problems.append(f"actions.{name}.target: no target named '{action.target}'")
-        for d in action.deps:
-            if d not in cfg.actions:
-                problems.append(f"actions.{name}.deps: no action named '{d}'")
-    for name, t in cfg.targets.items():
-        if t.kind == "local" and cfg.resolve(t.path) == cfg.root:
-            problems.append(f"targets.{name}.path: must not be the config directory itself")
+                    hint = f" (did you mean '{os.path.relpath(guess, root)}'?)"
+                elif not os.path.isabs(src_rel):
+                    hint = f" (paths are relative to {root})"
+                else:
+                    hint = ""
+                problems.append(f"{where}.sync[{j}].src: path '{src_rel}' does not exist{hint}")
+        for j, b in _tables(svc.get("build")):
+            cwd = b.get("cwd")
+            if isinstance(cwd, str) and not _resolve(root, cwd).is_dir():
+                problems.append(f"{where}.build[{j}].cwd: directory '{cwd}' does not exist (relative to {root})")
+        kind = kind_of(target)
+        if svc.get("restart") == "container" and kind in ("kubernetes", "local"):
+            problems.append(f"{where}.restart: 'container' only works for docker targets, not {kind}; use 'process'")
+
+    for name, action in actions.items():
+        if not isinstance(action, dict):
+            continue
+        where = _render(["actions", name])
+        target = action.get("target")
+        if isinstance(target, str) and targets is not None and target not in targets:
+            problems.append(f"{where}.target: {_no_such('target', target, list(targets))}")
+        deps = action.get("deps")
+        for k, dep in enumerate(deps if isinstance(deps, list) else []):
+            if isinstance(dep, str) and dep not in actions:
+                others = [a for a in actions if a != name]
+                problems.append(f"{where}.deps[{k}]: {_no_such('action', dep, others)}")
+    problems += _dep_cycles(actions)
+
+    for name, t in (targets or {}).items():
+        if isinstance(t, dict) and t.get("kind") == "local" and isinstance(t.get("path"), str):
+            if _resolve(root, t["path"]) == root:
+                problems.append(
+                    f"{_render(['targets', name, 'path'])}: must not be the config directory itself "
+                    "(name a directory to copy into, e.g. '.syncd/sandbox')"
+                )
+    return problems
+
+
+def _dep_cycles(actions: dict) -> list[str]:
+    """One problem per dependency cycle among actions, named from its first action."""
+
+    def deps_of(name: str) -> list[str]:
+        deps = actions[name].get("deps") if isinstance(actions.get(name), dict) else None
+        return [d for d in deps if isinstance(d, str) and d in actions] if isinstance(deps, list) else []
+
+    problems, done, reported = [], set(), set()
+    for start in actions:
+        stack: list[tuple[str, list[str]]] = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for dep in deps_of(node):
+                if dep == start:
+                    cycle = frozenset(path)
+                    if cycle not in reported:
+                        reported.add(cycle)
+                        chain = " -> ".join([*path, start])
+                        problems.append(f"{_render(['actions', start, 'deps'])}: dependency cycle {chain} (remove one of these deps)")
+                elif dep not in path and dep not in done:
+                    stack.append((dep, [*path, dep]))
+        done.add(start)
     return problems

@@ -360,15 +360,16 @@ class Engine:
         )
 
     def _detect_start(self, batch: Batch, plan: Plan) -> float | None:
-        """The earliest write behind the batch (file mtimes). Older mtimes (a moved tree)
-        say nothing about detection delay and are left out."""
-        mtimes = [
-            lf.mtime
+        """The earliest change behind the batch, from inode change times (a write, rename or
+        chmod sets it; DESIGN says mtime, which misses renames). Times older than a second
+        (files inside a moved tree) say nothing about detection delay and are left out."""
+        times = [
+            lf.ctime
             for tp in plan.targets.values()
             for lf in tp.desired.values()
-            if lf is not None and lf.entry.kind is not Kind.DIR and batch.first_event - 1.0 < lf.mtime <= batch.first_event
+            if lf is not None and lf.entry.kind is not Kind.DIR and batch.first_event - 1.0 < lf.ctime <= batch.first_event
         ]
-        return min(mtimes) if mtimes else None
+        return min(times) if times else None
 
     async def process(self, batch: Batch) -> BatchJob:
         if batch.reconcile:

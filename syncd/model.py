@@ -45,6 +45,7 @@ class LocalFile:
     mode: int = 0o644
     size: int = 0
     mtime: float = 0.0
+    ctime: float = 0.0  # inode change: writes, but also renames and chmods
 
 
 # Container paths are absolute POSIX strings ("/app/src/main.rs").

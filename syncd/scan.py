@@ -54,9 +54,9 @@ def read_entry(path: str, hashes: HashCache) -> LocalFile | None:
             target = os.readlink(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return LocalFile(path, Entry(Kind.LINK, link=target), mode=0o777, mtime=st.st_mtime)
+        return LocalFile(path, Entry(Kind.LINK, link=target), mode=0o777, mtime=st.st_mtime, ctime=st.st_ctime)
     if stat.S_ISDIR(st.st_mode):
-        return LocalFile(path, Entry(Kind.DIR), mode=mode, mtime=st.st_mtime)
+        return LocalFile(path, Entry(Kind.DIR), mode=mode, mtime=st.st_mtime, ctime=st.st_ctime)
     if stat.S_ISREG(st.st_mode):
         try:
             digest = hashes.digest(path, st)
@@ -68,6 +68,7 @@ def read_entry(path: str, hashes: HashCache) -> LocalFile | None:
             mode=mode,
             size=st.st_size,
             mtime=st.st_mtime,
+            ctime=st.st_ctime,
         )
     return None
 

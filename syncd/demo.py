@@ -1,0 +1,212 @@
+"""`syncd demo`: the embedded default. An example app (Rust backend, JS frontend, SQL
+migrations) is laid out in a workspace and synced into three local targets while scripted
+edits run, with every batch's timings shown live. Needs no cluster and no Docker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import anyio
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from syncd.config import load_config
+from syncd.engine import ContainerWorker, Engine
+from syncd.trace import TraceWriter, percentile, step_name
+from syncd.transports import make_transports
+
+MARKER = ".syncd-demo"
+CONFIG = """\
+# Written by `syncd demo`. Local targets stand in for containers: each is a directory
+# that plays the container's filesystem root (container path /app/src -> .syncd/containers/backend/app/src).
+[daemon]
+debounce_ms = 20
+max_batch_wait_ms = 2000
+trace = ".syncd/trace.jsonl"
+
+[targets.backend]
+kind = "local"
+path = ".syncd/containers/backend"
+
+[targets.frontend]
+kind = "local"
+path = ".syncd/containers/frontend"
+
+[targets.db]
+kind = "local"
+path = ".syncd/containers/db"
+
+[[services]]
+name = "backend"
+target = "backend"
+ignore = ["*.swp"]
+sync = [{ src = "app/backend/src", dest = "/app/src" }]
+
+[[services]]
+name = "frontend"
+target = "frontend"
+sync = [{ src = "app/frontend/src", dest = "/usr/share/app/src" }]
+
+[[services]]
+name = "migrations"
+target = "db"
+sync = [{ src = "app/migrations", dest = "/migrations" }]
+"""
+
+console = Console(highlight=False)
+if not console.is_terminal:
+    console = Console(highlight=False, width=max(console.width, 110))  # logs and CI: no squeezing
+
+
+def lay_out(workdir: Path) -> Path:
+    """Create (or re-create) the demo workspace; refuse to overwrite anything else."""
+    if workdir.exists() and any(workdir.iterdir()) and not (workdir / MARKER).exists():
+        raise SystemExit(f"{workdir} exists and is not a syncd demo workspace; pass --dir with an empty or new directory")
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    (workdir / MARKER).write_text("created by `syncd demo`; safe to delete\n")
+    tree = resources.files("syncd") / "demo_tree"
+    with resources.as_file(tree) as src:
+        shutil.copytree(src, workdir / "app")
+    (workdir / "app" / ".gitignore").write_text("*.log\n")
+    (workdir / "syncd.toml").write_text(CONFIG)
+    return workdir / "syncd.toml"
+
+
+def scripted_edits(app: Path) -> list[tuple[str, Callable[[], None]]]:
+    """Edits a developer makes, each a separate batch: code, new files, renames, deletes."""
+    b, f, m = app / "backend/src", app / "frontend/src", app / "migrations"
+
+    def bump(n: int) -> Callable[[], None]:
+        return lambda: (b / "version.rs").write_text(f'pub const VERSION: &str = "{n}";\n')
+
+    edits: list[tuple[str, Callable[[], None]]] = [
+        ("bump the backend version", bump(2)),
+        ("add a frontend component", lambda: (f / "components/footer.js").write_text("export const footer = () => '<footer/>';\n")),
+        ("add a migration", lambda: (m / "0002_posts.sql").write_text("CREATE TABLE posts (id INTEGER PRIMARY KEY);\n")),
+        ("write a log file (ignored by .gitignore)", lambda: (b / "debug.log").write_text("not synced\n")),
+        ("rename a component", lambda: (f / "components/footer.js").rename(f / "components/page-footer.js")),
+        ("make a script executable", lambda: ((b / "run.sh").write_text("#!/bin/sh\nexec ./api\n"), (b / "run.sh").chmod(0o755))),
+        ("add a symlink", lambda: (f / "latest.js").symlink_to("index.js")),
+        ("save the same bytes again (costs a hash, not a transfer)", lambda: (f / "index.js").write_bytes((f / "index.js").read_bytes())),
+        ("delete a migration", lambda: (m / "0002_posts.sql").unlink()),
+        ("a burst: 200 generated files", lambda: [(f / "gen").mkdir(exist_ok=True)] + [(f / "gen" / f"icon{i}.js").write_text(f"export default {i};\n") for i in range(200)]),
+        ("remove the generated directory", lambda: shutil.rmtree(f / "gen")),
+    ]
+    n = 3
+    while len(edits) < 10_000:
+        edits.append((f"bump the backend version to {n}", bump(n)))
+        n += 1
+    return edits
+
+
+def _table(records: list[dict], title: str) -> Table:
+    t = Table(title=title, title_justify="left", expand=False)
+    t.add_column("what", no_wrap=True, overflow="ellipsis", max_width=30)
+    for col in ("files", "del", "detect", "coalesce", "plan", "pack", "push", "total ms"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in records[-14:]:
+        spans = {}
+        for s in r["spans"]:
+            spans[step_name(s["name"])] = max(spans.get(step_name(s["name"]), 0.0), s["ms"])
+        detail = r["spans"][-1]["detail"] or {}
+        t.add_row(
+            r.get("what", ""),
+            str(detail.get("files", 0)),
+            str(detail.get("deletes", 0)),
+            *(f"{spans[k]:.1f}" if k in spans else "–" for k in ("detect", "coalesce", "plan", "pack", "push")),
+            f"[{'green' if r['ok'] else 'red'}]{spans['total']:.1f}[/]",
+        )
+    return t
+
+
+async def _demo(config: Path, edits: int, forever: bool) -> int:
+    cfg = load_config(config)
+    engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+    records: list[dict] = []
+    current = {"what": "initial reconcile"}
+
+    def on_record(rec: dict) -> None:
+        rec["what"] = current["what"]
+        records.append(rec)
+
+    engine.on_record.append(on_record)
+    stop = anyio.Event()
+    app = config.parent / "app"
+    script = scripted_edits(app)[:edits]
+    converged = False
+    with Live(_table(records, "syncd demo: starting"), console=console, refresh_per_second=8) as live:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.run, stop)
+            await engine.started.wait()
+            await _until(engine.idle)
+            for i, (what, edit) in enumerate(script, 1):
+                current["what"] = what
+                edit()
+                before = len(records)
+                await _until(lambda: engine.idle() and (len(records) > before or engine.coalescer.deadline() is None), 10)
+                live.update(_table(records, f"syncd demo: edit {i}/{len(script)}: {what}"))
+                await anyio.sleep(0.3)  # pacing, so a person can follow along
+            converged = await _converged(engine)
+            live.update(_table(records, "syncd demo: scripted edits done"))
+            if forever:
+                console.print(f"watching {app} — edit files there; Ctrl-C to stop")
+                current["what"] = "your edit"
+                with anyio.open_signal_receiver(2, 15) as signals:  # SIGINT, SIGTERM
+                    async def refresh() -> None:
+                        while True:
+                            live.update(_table(records, "syncd demo: watching (Ctrl-C to stop)"))
+                            await anyio.sleep(0.25)
+                    tg.start_soon(refresh)
+                    async for _ in signals:
+                        break
+            stop.set()
+            tg.cancel_scope.cancel()
+    _summary(records, cfg.resolve(cfg.daemon.trace), converged)
+    return 0 if converged else 1
+
+
+async def _until(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        await anyio.sleep(0.01)
+
+
+async def _converged(engine: Engine) -> bool:
+    """A dry reconcile of every target: nothing left to send means the trees are equal."""
+    for target in engine.targets.values():
+        for ref in await target.transport.containers():
+            delta, *_ = await engine.compute_reconcile(ContainerWorker(ref, target))
+            if delta:
+                console.print(f"[red]✗ {ref.label}: {len(delta.puts)} puts, {len(delta.deletes)} deletes pending[/]")
+                return False
+    return True
+
+
+def _summary(records: list[dict], trace: Path, converged: bool) -> None:
+    steps: dict[str, list[float]] = {}
+    for r in records:
+        if r["reconcile"]:
+            continue
+        for s in r["spans"]:
+            steps.setdefault(step_name(s["name"]), []).append(s["ms"])
+    t = Table(title="per step over the demo's batches (ms)", title_justify="left")
+    for col in ("step", "count", "p50", "p95", "max"):
+        t.add_column(col, justify="left" if col == "step" else "right")
+    for name, values in steps.items():
+        t.add_row(name, str(len(values)), f"{percentile(values, 50):.1f}", f"{percentile(values, 95):.1f}", f"{max(values):.1f}")
+    console.print(t)
+    mark = "[green]✓ every target matches the local tree[/]" if converged else "[red]✗ targets differ[/]"
+    console.print(f"{mark}; trace: {os.path.relpath(trace)} (try `syncd trace -c {os.path.relpath(trace.parent.parent / 'syncd.toml')}`)")
+
+
+def run_demo(workdir: Path, edits: int, forever: bool) -> int:
+    config = lay_out(workdir)
+    console.print(f"demo workspace: {workdir}/ (sources in app/, targets in .syncd/containers/)")
+    return anyio.run(_demo, config, edits, forever)

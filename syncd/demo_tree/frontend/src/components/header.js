@@ -1,0 +1,1 @@
+export const header = (title) => `<h1>${title}</h1>`;

@@ -1,0 +1,3 @@
+import { header } from "./components/header.js";
+
+document.body.innerHTML = header("syncd demo");
