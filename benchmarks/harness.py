@@ -81,7 +81,7 @@ class Burst:
     files_total: int
     files_timed: int
     seconds_timed: float = 0.0
-    write_seconds: float = 0.0
+    send_seconds: float = 0.0  # until the write loop (and, for baselines, the last push) returned
     observed: bool = False
     verified: bool = False
     container_clock: bool = True
@@ -108,7 +108,7 @@ class Burst:
             "seconds": self.seconds,
             "seconds_timed": self.seconds_timed,
             "per_file_ms": self.seconds * 1000 / self.files_total if self.files_total else 0.0,
-            "local_write_seconds": self.write_seconds,
+            "send_loop_seconds": self.send_seconds,
             "observed": self.observed,
             "verified": self.verified,
             "problems": self.problems[:10],
@@ -179,7 +179,7 @@ def measure_burst(method: str, container: Container, local_dir: Path, dest_dir: 
             path = local_dir / name
             path.write_bytes(data)
             push(path, f"{dest_dir}/{name}")
-        result.write_seconds = time.time() - t0
+        result.send_seconds = time.time() - t0
         event = obs.wait_count(BURST_TIMEOUT)
         result.container_clock = obs.use_container_clock
     if event is None:

@@ -276,7 +276,7 @@ def load_config(path: Path | str) -> Config:
     except ValidationError as e:
         problems += _format_pydantic(e, raw)
     problems += _cross_check(raw, root)
-    problems = list(dict.fromkeys(problems))
+    problems = sorted(dict.fromkeys(problems), key=lambda p: _file_order(p, raw))
     if problems or cfg is None:
         raise ConfigError(path, problems)
     return cfg
@@ -298,6 +298,25 @@ def _render(parts: list[str | int]) -> str:
             key = part if _BARE_KEY.match(part) else json.dumps(part, ensure_ascii=False)
             out += ("." if out else "") + key
     return out or "(top level)"
+
+
+_LEAD = re.compile(r'([A-Za-z0-9_-]+)(?:\[(\d+)\]|\.([A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"))?')
+
+
+def _file_order(problem: str, raw: dict) -> tuple[int, int]:
+    """Sort key putting problems in the order of the tables they are about in the file."""
+    m = _LEAD.match(problem)
+    if not m:
+        return (-1, -1)
+    top = list(raw)
+    section = top.index(m[1]) if m[1] in top else -1
+    if m[2] is not None:
+        return (section, int(m[2]))
+    if m[3] is not None and isinstance(raw.get(m[1]), dict):
+        name = json.loads(m[3]) if m[3].startswith('"') else m[3]
+        inner = list(raw[m[1]])
+        return (section, inner.index(name) if name in inner else -1)
+    return (section, -1)
 
 
 def _unwrap(ann: Any) -> Any:
@@ -429,6 +448,8 @@ def _describe(e: Any, parts: list[str | int], holder: Any, ann: Any, raw: dict) 
             hint = f"; write [{json.dumps(got, ensure_ascii=False)}]"
         else:
             hint = "; wrap it in [ ]" if isinstance(got, dict) else ""
+            if (holder, field) == (Config, "services"):
+                hint = "; write each service as a [[services]] table, with double brackets"
         return parts, f"must be a list (got {_shown(got)}{hint})"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         example = _table_example(ann)

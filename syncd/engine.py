@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from syncd.core.manifest import Manifest, apply_delta, diff
 from syncd.core.mapping import ResolvedMapping, UnsafePath, common_root, local_rel, most_specific, relative_name
 from syncd.core.plan import ServicePlanInput, plan_batch
 from syncd.ignore import IgnoreRules
-from syncd.model import Batch, Delta, DestPath, Kind, LocalFile, Plan
+from syncd.model import Batch, Delta, DestPath, Fallback, Kind, LocalFile, Plan
 from syncd.pack import PackReport, pack
 from syncd.scan import HashCache, read_entry, scan_source, walk
 from syncd.trace import BatchTrace, TraceWriter
@@ -263,6 +264,7 @@ class Engine:
             )
             self.services.append(ServiceRuntime(svc, mappings, IgnoreRules(cfg.root, svc.ignore)))
         self._rules = {s.cfg.name: s.rules for s in self.services}
+        self._rules_target = {s.cfg.name: s.cfg.target for s in self.services}
         self.targets: dict[str, TargetRuntime] = {}
         for name in sorted({s.cfg.target for s in self.services}):
             self.targets[name] = TargetRuntime(name, transports[name], [s for s in self.services if s.cfg.target == name], self)
@@ -390,12 +392,19 @@ class Engine:
         for path, message in errors:
             trace.errors.append(f"{path}: {message}")
             log.error("cannot read", path=path, error=message, hint="check the file's permissions")
-        for fb in plan.fallbacks:
-            log.warning("fallback", service=fb.service, reason=fb.reason, command=fb.command)
-            trace.errors.append(f"fallback for service '{fb.service}': {fb.reason}")
         job = BatchJob(trace, self._finish)
         self.jobs_open.add(job)
         job.expect()  # held until dispatch is complete
+        for fb in plan.fallbacks:
+            log.warning("fallback", service=fb.service, reason=fb.reason, command=fb.command)
+            if fb.command is None:
+                trace.errors.append(f"service '{fb.service}' needs a full rebuild: {fb.reason} (set `fallback` to run one)")
+                continue
+            job.expect()
+            if self._tg is not None:
+                self._tg.start_soon(self._run_fallback, fb, job)
+            else:
+                await self._run_fallback(fb, job)
         for name, tp in plan.targets.items():
             target = self.targets[name]
             if not target.workers:
@@ -405,6 +414,33 @@ class Engine:
                 worker.submit(tp.desired, job)
         job.finish_one()
         return job
+
+    async def _run_fallback(self, fb: Fallback, job: BatchJob) -> None:
+        """Run a service's `fallback` command locally (string: `sh -c`; list: argv), timed."""
+        argv = ["sh", "-c", fb.command] if isinstance(fb.command, str) else list(fb.command or [])
+        t0 = time.time()
+        detail: dict = {"reason": fb.reason, "command": fb.command}
+        try:
+            result = await anyio.run_process(argv, cwd=self.cfg.root, check=False, stderr=subprocess.STDOUT)
+            output = result.stdout.decode("utf-8", "replace").strip()
+            detail.update(exit=result.returncode, output="\n".join(output.splitlines()[-10:]))
+            ok = result.returncode == 0
+        except OSError as e:
+            ok, output = False, ""
+            detail.update(exit=None, output=f"cannot run {argv[0]!r}: {e.strerror}")
+        job.trace.add(f"fallback:{fb.service}", t0, time.time(), ok=ok, detail=detail)
+        if ok:
+            log.info("fallback done", service=fb.service, ms=round((time.time() - t0) * 1000, 1))
+            # The rebuild may replace the container (then the new one is reconciled when it
+            # shows up) or not: either way, compare trees so the held-back edits arrive.
+            target = self.targets[self._rules_target[fb.service]]
+            for worker in target.workers.values():
+                worker.request_reconcile()
+        else:
+            job.trace.errors.append(f"fallback for '{fb.service}' failed: {detail['output'] or 'exit ' + str(detail['exit'])}")
+            log.error("fallback failed", service=fb.service, exit=detail["exit"], output=detail["output"],
+                      hint="fix the `fallback` command in the config or run it by hand")
+        job.finish_one()
 
     def _finish(self, job: BatchJob) -> None:
         self.jobs_open.discard(job)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,6 +190,7 @@ MISTAKES = [
     pytest.param(TARGETS + service(extra='ignore = "target/"'), "services[0].ignore", ["must be a list", '["target/"]'], id="ignore-not-a-list"),
     pytest.param(TARGETS + service(sync='["backend/src"]'), "services[0].sync[0]", ["must be a table", "src =", "dest ="], id="sync-entry-not-a-table"),
     pytest.param(TARGETS + service(sync='{ src = "backend/src", dest = "/app/src" }'), "services[0].sync", ["must be a list"], id="sync-not-a-list"),
+    pytest.param(TARGETS + '[services]\nname = "backend"\n', "services", ["must be a list", "[[services]]"], id="services-single-brackets"),
     pytest.param(TARGETS + service(sync="[]"), "services[0].sync", ["must not be empty"], id="sync-empty"),
     pytest.param(OK + '\n[actions.migrate]\ncmd = 5\n', "actions.migrate.cmd", ["string", "list of strings", "got 5"], id="cmd-wrong-type"),
     pytest.param(OK + '\n[actions.migrate]\ncmd = ["psql", 5]\n', "actions.migrate.cmd", ["list of strings"], id="cmd-list-with-number"),
@@ -301,6 +303,16 @@ deps = ["setup"]
         "actions.migrate.deps[0]",     # unknown dep
     ]), problems
     assert len(problems) == 10
+    # listed in file order (by section, then by service), not schema problems first
+    positions = [file_position(split(p)[0]) for p in problems]
+    assert positions == sorted(positions), problems
+
+
+def file_position(key: str) -> tuple[int, int]:
+    section = re.match(r"[a-z_]+", key)
+    service_index = re.match(r"services\[(\d+)\]", key)
+    assert section
+    return ["daemon", "targets", "services", "actions"].index(section[0]), int(service_index[1]) if service_index else -1
 
 
 def test_a_typo_does_not_also_report_the_key_it_was_meant_to_be(tmp_path: Path) -> None:

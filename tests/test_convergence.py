@@ -165,3 +165,20 @@ async def test_storms_converge(setup, seed: int) -> None:  # noqa: ANN001
         bad = [r for r in engine.trace.records if not r["ok"]]
         assert not bad, bad[:3]
         assert shell_leaks() == []
+
+
+async def test_a_5000_file_checkout_is_a_handful_of_batches(tmp_path) -> None:  # noqa: ANN001
+    src = tmp_path / "src"
+    src.mkdir()
+    cfg = write_config(tmp_path, CONFIG.format(target='kind = "local"\npath = "sandbox"').replace("max_batch_wait_ms = 500", "max_batch_wait_ms = 2000"))
+    async with running(cfg) as engine:
+        before = len(engine.trace.records)
+        for i in range(5000):
+            d = src / f"pkg{i % 50}"
+            d.mkdir(exist_ok=True)
+            (d / f"file{i}.rs").write_text(f"// {i}\n")
+        await settle(engine, src, timeout=60)
+        batches = [r for r in engine.trace.records[before:] if not r["reconcile"]]
+        assert len(batches) <= 8, [r["spans"][-1]["detail"] for r in batches]
+        assert sum((r["spans"][-1]["detail"] or {}).get("files", 0) for r in batches) >= 5000
+        assert not diff_trees(local_tree(src), local_tree(tmp_path / "sandbox/app/src"))

@@ -177,3 +177,47 @@ async def test_file_vanishing_between_event_and_pack(tmp_path: Path, make_contai
         assert "/app/src/doomed.js" not in (worker.manifest or {})
         await settle(engine, src)
         assert not diff_trees(local_tree(src), container_tree(container, "/app/src"))
+
+
+async def test_fall_back_on_runs_the_fallback_instead_of_syncing(tmp_path: Path) -> None:
+    src = make_tree(tmp_path)
+    (tmp_path / "package.json").write_text("{}")
+    cfg = write_config(
+        tmp_path,
+        """
+[daemon]
+trace = ".syncd/trace.jsonl"
+[targets.box]
+kind = "local"
+path = "box"
+[[services]]
+name = "web"
+target = "box"
+fall_back_on = ["package.json"]
+fallback = "echo rebuilt >> fallback.log; echo 'rebuild started'"
+sync = [{ src = "src", dest = "/app/src" }]
+""",
+    )
+    async with running(cfg) as engine:
+        (src / "index.js").write_text("edited together with package.json\n")
+        (tmp_path / "package.json").write_text('{"dependencies": {}}')
+        await wait_until(lambda: (tmp_path / "fallback.log").exists() and not engine.jobs_open, what="the fallback")
+        assert (tmp_path / "fallback.log").read_text() == "rebuilt\n"
+        # the batch was not synced by the push path ...
+        pushes = [s for s in record_spans(engine, "fallback:web") if s["name"].startswith("push:")]
+        assert pushes == []
+        record = next(r for r in engine.trace.records if any(s["name"] == "fallback:web" for s in r["spans"]))
+        span = next(s for s in record["spans"] if s["name"] == "fallback:web")
+        assert span["ok"] and span["detail"]["exit"] == 0 and "rebuild started" in span["detail"]["output"]
+        assert "package.json matches fall_back_on" in span["detail"]["reason"]
+        # ... but a reconcile after the successful fallback brings the held-back edit
+        await wait_until(lambda: (tmp_path / "box/app/src/index.js").read_text() == "edited together with package.json\n")
+        # and the next ordinary edit syncs as usual
+        (src / "index.js").write_text("after the rebuild\n")
+        await wait_until(lambda: (tmp_path / "box/app/src/index.js").read_text() == "after the rebuild\n")
+
+
+def record_spans(engine, span_name: str) -> list[dict]:  # noqa: ANN001
+    """The spans of the batch record that holds a span named `span_name`."""
+    record = next(r for r in engine.trace.records if any(s["name"] == span_name for s in r["spans"]))
+    return record["spans"]
