@@ -221,3 +221,17 @@ def record_spans(engine, span_name: str) -> list[dict]:  # noqa: ANN001
     """The spans of the batch record that holds a span named `span_name`."""
     record = next(r for r in engine.trace.records if any(s["name"] == span_name for s in r["spans"]))
     return record["spans"]
+
+
+async def test_restarted_container_is_reconciled(tmp_path: Path, make_container) -> None:  # noqa: ANN001
+    container = make_container()
+    src = make_tree(tmp_path)
+    async with running(docker_cfg(tmp_path, container.name)) as engine:
+        await settle(engine, src)
+        old = next(iter(engine.targets["web"].workers.values()))
+        # Someone changes the container behind syncd's back, then it restarts.
+        container.exec_run(["sh", "-c", "rm -rf /app/src/lib && echo stray > /app/src/stray.txt"])
+        container.restart(timeout=1)
+        await wait_until(lambda: any(w is not old for w in engine.targets["web"].workers.values()), 30, "the restart to be seen")
+        await settle(engine, src)
+        assert not diff_trees(local_tree(src), container_tree(container, "/app/src"))
