@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from benchmarks.harness import Options, run
+from benchmarks.harness import DEFAULT_OUT, Options, run
 from benchmarks.report import render, write_json
 
 
@@ -22,7 +22,7 @@ def parse(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--edits", type=int, default=None, help="single-file edits for syncd (default 60)")
     p.add_argument("--burst", type=int, default=None, help="files in the burst (default 1000)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"), help="JSON results file")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file (default benchmarks/results/latest.json)")
     p.add_argument("--quick", action="store_true", help="small counts for a smoke run (~30 s)")
     p.add_argument("--baseline-runs", type=int, default=None, help="single-file copies per baseline (default 20)")
     p.add_argument("--cp-sample", type=int, default=None,
@@ -42,12 +42,13 @@ def parse(argv: list[str] | None) -> Options:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)  # no wrapped rows in logs
 
     def on_term(_sig: int, _frame: object) -> None:
         raise KeyboardInterrupt  # same clean-up path as Ctrl-C
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`cmd &`)
     try:
         results = run(opts, progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     except KeyboardInterrupt:

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-LABELS = {"syncd": "syncd (docker target)", "docker_cp": "docker cp per file", "put_archive": "put_archive per file"}
+LABELS = {"syncd": "syncd (docker)", "docker_cp": "docker cp / file", "put_archive": "put_archive / file"}
 
 
 def render(results: dict, console: Console) -> None:
@@ -18,12 +18,13 @@ def render(results: dict, console: Console) -> None:
         f"docker {m['docker_server']} ({m['storage_driver']}), load {m['loadavg_at_start'][0]:.2f}"
     )
     single = Table(title="Single small file: local write → visible in the container", title_justify="left")
-    for col in ("method", "edits", "seen", "p50 ms", "p95 ms", "max ms"):
+    for col in ("method", "seen", "p50 ms", "p95 ms", "max ms", "verified"):
         single.add_column(col, justify="left" if col == "method" else "right")
     for method, r in results["single_file"].items():
         seen = f"{r['observed']}/{r['attempted']}"
-        single.add_row(LABELS.get(method, method), str(r["attempted"]), seen if not r["missed"] else f"[red]{seen}[/]",
-                       f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['max_ms']:.1f}")
+        single.add_row(LABELS.get(method, method), seen if not r["missed"] else f"[red]{seen}[/]",
+                       f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['max_ms']:.1f}",
+                       "yes" if r["verified"] else "[red]NO[/]")
     console.print(single)
 
     burst = results["burst"]
@@ -36,7 +37,8 @@ def render(results: dict, console: Console) -> None:
         r = burst[method]
         ratio = "1.0" if method == "syncd" else f"{burst['ratios'][method]:.1f}"
         ok = "yes" if r["verified"] else "[red]NO[/]"
-        how = r["how"] + (" [yellow](extrapolated)[/]" if r["extrapolated"] else "")
+        how = (f"[yellow]{r['files_timed']} timed, ×{r['files'] / r['files_timed']:g} extrapolated[/]"
+               if r["extrapolated"] else f"all {r['files']} timed")
         table.add_row(LABELS[method], f"{r['seconds']:.2f}", f"{r['per_file_ms']:.2f}", how, ratio, ok)
     console.print(table)
 
@@ -46,7 +48,8 @@ def render(results: dict, console: Console) -> None:
         console.print(
             f"syncd's own trace: edit batches total p50 {e['total_ms']['p50']:.1f} ms "
             f"(steps p50: {', '.join(f'{k} {v:.1f}' for k, v in e['steps_p50_ms'].items())}); "
-            f"burst in {b['batches']} batch(es), max {b['total_ms']['max']:.0f} ms",
+            f"burst in {b['batches']} batch(es), slowest {b['total_ms']['max']:.0f} ms "
+            f"(steps p50: {', '.join(f'{k} {v:.0f}' for k, v in b['steps_p50_ms'].items())})",
             markup=False,
         )
     lag = results["single_file"]["syncd"]["observer_stream_lag_p50_ms"]

@@ -32,6 +32,7 @@ def test_quick_benchmark_writes_plausible_json(docker_client, tmp_path: Path) ->
         single = r["single_file"][method]
         assert single["attempted"] > 0
         assert single["observed"] == single["attempted"] and single["missed"] == 0, (method, single)
+        assert single["verified"], (method, "the container does not hold the last edit")
         assert 0 < single["p50_ms"] <= single["p95_ms"] <= single["max_ms"] < 10_000
         assert len(single["samples_ms"]) == single["attempted"]
 
