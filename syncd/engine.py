@@ -281,19 +281,15 @@ class Engine:
 
     def accept(self, path: str, is_dir: bool) -> bool:
         """Should an event on `path` wake the pipeline? (Mapped and not ignored, or a fallback.)"""
-        p = Path(path)
         if IgnoreRules.is_ignore_file(path):
             for svc in self.services:
                 svc.rules.invalidate()
             self.coalescer.request_reconcile(time.time())  # newly un-ignored files must arrive
-        rel = local_rel(p, self.cfg.root)
         for svc in self.services:
-            if svc.cfg.fall_back_on and svc.fallback_spec.match_file(rel):
+            if svc.cfg.fall_back_on and svc.fallback_spec.match_file(local_rel(Path(path), self.cfg.root)):
                 return True
-            m = most_specific(list(svc.mappings), p)
-            if m is None:
-                continue
-            if not svc.rules.ignored(p, is_dir, m.src):
+            m = most_specific(svc.mappings, path)
+            if m is not None and not svc.rules.ignored(path, is_dir, m.src):
                 return True
         return False
 
@@ -344,7 +340,7 @@ class Engine:
             local[raw] = lf
             if lf is not None and lf.entry.kind is Kind.DIR:
                 for svc in self.services:
-                    m = most_specific(list(svc.mappings), Path(raw))
+                    m = most_specific(svc.mappings, Path(raw))
                     if m is None:
                         continue
                     for child in walk(raw, m.src, lambda p, d, s, svc=svc: svc.rules.ignored(p, d, s), self.hashes, errors):
@@ -481,7 +477,8 @@ class Engine:
         worker.files_sent += report.files
         detail = {"files": report.files, "deletes": len(delta.deletes), "bytes": result.bytes_sent}
         for trace in traces:
-            trace.add("pack", t0, t0 + report.seconds, detail={"container": worker.ref.label, "files": report.files})
+            # Packing is interleaved with pushing (streamed): the span shows its own time only.
+            trace.add("pack", t0, t0 + report.seconds, detail={"container": worker.ref.label, "files": report.files, "streamed": True})
             trace.add(f"push:{worker.ref.label}", t0, t1, detail=detail)
             for key, value in detail.items():
                 trace.stats[key] = trace.stats.get(key, 0) + value
@@ -503,7 +500,7 @@ class Engine:
             for m in svc.mappings:
                 tree = scan_source(m.src, svc.rules.ignored, self.hashes, errors)
                 for raw, lf in tree.items():
-                    if most_specific(list(svc.mappings), Path(raw)) is not m:
+                    if most_specific(svc.mappings, Path(raw)) is not m:
                         continue  # a more specific mapping sends it
                     try:
                         desired[m.dest_of(Path(raw))] = lf

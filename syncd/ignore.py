@@ -39,15 +39,18 @@ IGNORE_FILES = (".gitignore", ".dockerignore", ".syncdignore")
 
 class IgnoreRules:
     """Answers "is this path ignored?" for one service. Caches per directory; call
-    `invalidate()` when an ignore file changes."""
+    `invalidate()` when an ignore file changes.
+
+    Works on plain absolute path strings: it runs for every file event on the event loop,
+    and pathlib's parsing would cost more than the matching itself."""
 
     def __init__(self, root: Path, patterns: list[str]):
-        self.root = Path(os.path.abspath(root))
+        self.root = os.path.abspath(root)
         self._defaults = GitIgnoreSpec.from_lines(DEFAULT_IGNORES)
         self._service = GitIgnoreSpec.from_lines(patterns)
-        self._files: dict[Path, list[GitIgnoreSpec]] = {}
+        self._files: dict[str, list[GitIgnoreSpec]] = {}
         self._dir_cache: dict[tuple[str, str], bool] = {}
-        self._bases: dict[Path, Path] = {}
+        self._bases: dict[str, str] = {}
 
     def invalidate(self) -> None:
         self._files.clear()
@@ -58,53 +61,58 @@ class IgnoreRules:
     def is_ignore_file(path: str) -> bool:
         return os.path.basename(path) in IGNORE_FILES
 
-    def _specs_in(self, directory: Path) -> list[GitIgnoreSpec]:
+    def _specs_in(self, directory: str) -> list[GitIgnoreSpec]:
         specs = self._files.get(directory)
         if specs is None:
             specs = []
             for name in IGNORE_FILES:
                 try:
-                    lines = (directory / name).read_text(encoding="utf-8", errors="replace").splitlines()
+                    with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as f:
+                        specs.append(GitIgnoreSpec.from_lines(f.read().splitlines()))
                 except OSError:
                     continue
-                specs.append(GitIgnoreSpec.from_lines(lines))
             self._files[directory] = specs
         return specs
 
-    def _decide(self, base: Path, path: Path, is_dir: bool) -> bool:
-        rel = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+    def _decide(self, base: str, path: str, is_dir: bool) -> bool:
+        """Run every applicable rule set over `path` (below `base`); the last match wins."""
+        suffix = "/" if is_dir else ""
+        rel = path[len(base) + 1 :]
+        parts = rel.split("/")
         verdict = False
-        checks: list[tuple[GitIgnoreSpec, str]] = [(self._defaults, rel)]
+        res = self._defaults.check_file(rel + suffix)
+        if res.include is not None:
+            verdict = bool(res.include)
         # Ignore files from the base down to the path's parent; each matches relative to itself.
         here = base
-        for part in ("",) + path.relative_to(base).parts[:-1]:
-            here = here / part if part else here
-            sub = path.relative_to(here).as_posix() + ("/" if is_dir else "")
-            checks.extend((spec, sub) for spec in self._specs_in(here))
-        checks.append((self._service, rel))
-        for spec, candidate in checks:
-            res = spec.check_file(candidate)
-            if res.include is not None:
-                verdict = bool(res.include)
+        for i in range(len(parts)):
+            for spec in self._specs_in(here):
+                res = spec.check_file("/".join(parts[i:]) + suffix)
+                if res.include is not None:
+                    verdict = bool(res.include)
+            here = f"{here}/{parts[i]}"
+        res = self._service.check_file(rel + suffix)
+        if res.include is not None:
+            verdict = bool(res.include)
         return verdict
 
-    def _base_for(self, src: Path) -> Path:
+    def _base_for(self, src: str) -> str:
         base = self._bases.get(src)
         if base is None:
             base = src
-            if src == self.root or self.root in src.parents:
-                explicit = src != self.root and self._ignored_from(self.root, src, src.is_dir(), stop=self.root)
+            if _within(src, self.root):
+                explicit = src != self.root and self._ignored_from(self.root, src, os.path.isdir(src), stop=self.root)
                 base = src if explicit else self.root
             self._bases[src] = base
         return base
 
-    def _ignored_from(self, base: Path, path: Path, is_dir: bool, stop: Path) -> bool:
+    def _ignored_from(self, base: str, path: str, is_dir: bool, stop: str) -> bool:
         # Git semantics: an ignored ancestor directory hides everything below it.
-        rel_parts = path.relative_to(stop).parts
+        parts = path[len(stop) + 1 :].split("/")
         current = stop
-        for part in rel_parts[:-1]:
-            current = current / part
-            key = (str(base), str(current))
+        for part in parts[:-1]:
+            current = f"{current}/{part}"
+            key = (base, current)
             hit = self._dir_cache.get(key)
             if hit is None:
                 hit = self._decide(base, current, True)
@@ -118,12 +126,15 @@ class IgnoreRules:
 
         `src` itself is never ignored: it was mapped explicitly.
         """
-        path, src = Path(path), Path(src)
-        if path == src:
+        path, src = os.fspath(path), os.fspath(src)
+        if path == src or not _within(path, src):
             return False
-        base = self._base_for(src)
-        return self._ignored_from(base, path, is_dir, stop=src)
+        return self._ignored_from(self._base_for(src), path, is_dir, stop=src)
 
     def ignored_any_kind(self, path: str | Path, src: str | Path) -> bool:
         """For a path that no longer exists: ignored as a file or as a directory."""
         return self.ignored(path, False, src) or self.ignored(path, True, src)
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")

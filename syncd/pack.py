@@ -71,8 +71,23 @@ def _read_stable(path: str) -> tuple[bytes, os.stat_result] | None:
 
 
 def pack(puts: Sequence[Put], root: DestPath, report: PackReport) -> Iterator[bytes]:
-    """Yield the tar stream for `puts` extracted at container directory `root`."""
-    started = time.perf_counter()
+    """Yield the tar stream for `puts` extracted at container directory `root`.
+
+    `report.seconds` counts only the time spent producing chunks, not the consumer's time
+    between them (the transport writing to its socket), so `pack` and `push` stay apart."""
+    chunks = _pack(puts, root, report)
+    while True:
+        t = time.perf_counter()
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            report.seconds += time.perf_counter() - t
+            return
+        report.seconds += time.perf_counter() - t
+        yield chunk
+
+
+def _pack(puts: Sequence[Put], root: DestPath, report: PackReport) -> Iterator[bytes]:
     for put in puts:
         lf = put.source
         name = relative_name(put.dest, root)
@@ -109,7 +124,6 @@ def pack(puts: Sequence[Put], root: DestPath, report: PackReport) -> Iterator[by
             report.errors.append((put.dest, lf.path, e.strerror or str(e)))
     trailer = b"\0" * (2 * BLOCK)
     report.bytes += len(trailer)
-    report.seconds = time.perf_counter() - started
     yield trailer
 
 

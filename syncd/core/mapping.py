@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,21 +22,25 @@ class ResolvedMapping:
     service: str
     target: str
 
-    def contains(self, path: Path) -> bool:
-        return path == self.src or self.src in path.parents
+    def contains(self, path: Path | str) -> bool:
+        # String comparison: this runs for every file event (pathlib would dominate).
+        p, s = os.fspath(path), os.fspath(self.src)
+        return p == s or p.startswith(s + "/")
 
-    def dest_of(self, path: Path) -> DestPath:
-        rel = path.relative_to(self.src).as_posix()
-        dest = self.dest if rel == "." else posixpath.join(self.dest, rel)
+    def dest_of(self, path: Path | str) -> DestPath:
+        p, s = os.fspath(path), os.fspath(self.src)
+        if not self.contains(p):
+            raise UnsafePath(f"{p!r} is not below {s!r}")
+        dest = self.dest if p == s else posixpath.join(self.dest, p[len(s) + 1 :])
         check_within(dest, self.dest)
         return dest
 
 
-def most_specific(mappings: list[ResolvedMapping], path: Path) -> ResolvedMapping | None:
+def most_specific(mappings: Sequence[ResolvedMapping], path: Path | str) -> ResolvedMapping | None:
     """The mapping whose source contains `path` most closely (longest source wins)."""
     best: ResolvedMapping | None = None
     for m in mappings:
-        if m.contains(path) and (best is None or len(m.src.parts) > len(best.src.parts)):
+        if m.contains(path) and (best is None or len(os.fspath(m.src)) > len(os.fspath(best.src))):
             best = m
     return best
 

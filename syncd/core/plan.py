@@ -63,7 +63,7 @@ def plan_batch(
         touched = False
         for raw, state in local.items():
             path = Path(raw)
-            mapping = most_specific(list(svc.mappings), path)
+            mapping = most_specific(svc.mappings, raw)
             if mapping is None:
                 continue
             claimed.add(raw)
