@@ -16,7 +16,7 @@ if ! bb=$(busybox_bin); then
 fi
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-for img in busybox notar; do
+for img in busybox notar nosh; do
   rm -rf "$ctx/$img" && mkdir -p "$ctx/$img"
   cp "$here/deploy/images/$img/Dockerfile" "$ctx/$img/"
   cp "$bb" "$ctx/$img/busybox"
