@@ -214,10 +214,19 @@ class TargetRuntime:
         return not svc.rules.ignored(local, kind is Kind.DIR, m.src)
 
     async def supervise(self, tg: TaskGroup) -> None:
-        interval = DISCOVERY_INTERVAL
+        """Follow the target's containers: poll, or wake at once on the transport's own
+        change feed (a pod watch); back off while the target keeps failing."""
+        failures = 0
+        wait_changed = getattr(self.transport, "wait_changed", None)
         while True:
             await self.discover(tg)
-            await anyio.sleep(interval)
+            failures = failures + 1 if self.error else 0
+            interval = min(BACKOFF_MAX, DISCOVERY_INTERVAL * 2 ** max(0, failures - 1))
+            with anyio.move_on_after(interval):
+                if wait_changed is not None:
+                    await wait_changed()
+                else:
+                    await anyio.sleep(math.inf)
 
     async def discover(self, tg: TaskGroup) -> list[ContainerWorker]:
         try:

@@ -17,6 +17,10 @@ def make_transports(cfg: Config) -> dict[str, Transport]:
             from syncd.transports.docker import DockerTransport
 
             out[name] = DockerTransport(name, spec)
+        elif spec.kind == "kubernetes":
+            from syncd.transports.kube import KubeTransport
+
+            out[name] = KubeTransport(name, spec)
         else:
             out[name] = _Unsupported(name, spec.kind)
     return out

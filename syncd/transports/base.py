@@ -20,6 +20,7 @@ class ContainerRef:
     name: str
     generation: str
     image: str = ""
+    container: str = ""  # the container's name inside a pod (Kubernetes)
 
     @property
     def label(self) -> str:

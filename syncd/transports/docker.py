@@ -20,7 +20,7 @@ from syncd.config import DockerTarget
 from syncd.core.manifest import Manifest
 from syncd.model import DestPath
 from syncd.transports.base import ApplyResult, ContainerRef, TransportError
-from syncd.transports.shell import APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, parse_manifest
+from syncd.transports.shell import APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, parse_manifest, rechunk
 
 ENGINE_HINT = "start the Docker engine (dockerd / Docker Desktop) or set DOCKER_HOST"
 
@@ -168,7 +168,7 @@ class DockerTransport:
     async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
         def stream() -> Iterator[bytes]:
             yield encode_deletes(deletes)
-            yield from tar
+            yield from rechunk(tar)  # many small files: a few large writes
 
         argv = ["sh", "-c", APPLY_SCRIPT, "syncd-apply", root]
         code, out, err, sent = await anyio.to_thread.run_sync(self._exec, ref, argv, stream(), abandon_on_cancel=True)

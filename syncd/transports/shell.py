@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterable, Iterator
 
 from syncd.core.manifest import Manifest
 from syncd.model import DestPath, Entry, Kind
@@ -22,6 +23,42 @@ mkdir -p -- "$1" && cd -- "$1" || exit 126
 while IFS= read -r l && [ -n "$l" ]; do printf '%b\0' "$l"; done | xargs -0 -r rm -rf -- || exit 125
 tar -xof - || exit $?
 """
+
+# The same, for channels that cannot close stdin (Kubernetes exec over v4.channel.k8s.io):
+# the tar stream arrives as byte-counted chunks ("<n>\n" + n bytes, ended by "0\n"), and
+# `dd bs=n count=1 iflag=fullblock` reads exactly n bytes, never past the chunk, so the
+# script ends when the stream ends whether or not stdin is ever closed.
+FRAMED_APPLY_SCRIPT = r"""
+command -v tar >/dev/null 2>&1 || { echo "syncd: 'tar' not found in the container" >&2; exit 127; }
+mkdir -p -- "$1" && cd -- "$1" || exit 126
+while IFS= read -r l && [ -n "$l" ]; do printf '%b\0' "$l"; done | xargs -0 -r rm -rf -- || exit 125
+while IFS= read -r n && [ "$n" -gt 0 ]; do
+  dd bs="$n" count=1 iflag=fullblock 2>/dev/null || { echo "syncd: dd failed" >&2; exit 124; }
+done | tar -xof - || exit $?
+"""
+
+FRAME = 1 << 20
+
+
+def rechunk(chunks: Iterable[bytes], size: int = FRAME) -> Iterator[bytes]:
+    """Regroup a stream into pieces of at most `size` bytes (small ones merged), so many
+    small files cost a few large writes, and no frame exceeds the limit."""
+    buf = bytearray()
+    for chunk in chunks:
+        buf += chunk
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)
+
+
+def frame_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Byte-counted framing for FRAMED_APPLY_SCRIPT."""
+    for piece in rechunk(chunks, FRAME // 2):
+        yield b"%d\n" % len(piece) + piece
+    yield b"0\n"
+
 
 _SAFE = frozenset((string.ascii_letters + string.digits + "._+-/").encode())
 

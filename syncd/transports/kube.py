@@ -1,0 +1,377 @@
+"""`kind = "kubernetes"`: every Running pod matching a label selector, reached the way
+`kubectl exec` reaches it (WebSocket exec through the API server; nothing in the image).
+
+The official client is synchronous: every call runs in a worker thread. Exec uses its own
+ApiClient (`kubernetes.stream` patches the client it is given while connecting). A pod
+watch wakes container discovery at once when pods come, go or restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import structlog
+import urllib3
+from kubernetes import client as kclient
+from kubernetes import config as kconfig
+from kubernetes import watch as kwatch
+from kubernetes.client.rest import ApiException
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.stream import stream as kstream
+
+from syncd.config import KubernetesTarget
+from syncd.core.manifest import Manifest
+from syncd.model import DestPath
+from syncd.transports.base import ApplyResult, ContainerRef, TransportError
+from syncd.transports.shell import FRAMED_APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, frame_chunks
+
+log = structlog.get_logger("syncd.kube")
+
+V5 = "v5.channel.k8s.io"
+STDIN, STDOUT, STDERR, STATUS = 0, 1, 2, 3
+EXEC_TIMEOUT = 600.0
+REQUEST_TIMEOUT = 15
+
+
+class KubeTransport:
+    def __init__(self, target: str, spec: KubernetesTarget):
+        self.target = target
+        self.spec = spec
+        self._cfg: kclient.Configuration | None = None
+        self._api: kclient.CoreV1Api | None = None
+        self._exec_api: kclient.CoreV1Api | None = None
+        self._exec_lock = threading.Lock()
+        self._changed: anyio.Event | None = None
+        self._watch_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._reported: dict[str, str] = {}  # pod -> last problem logged (no repeats)
+        self.protocols: dict[str, str] = {}  # pod -> negotiated exec subprotocol
+
+    # --- configuration -----------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"kubernetes target '{self.target}' (namespace {self.spec.namespace}, selector {self.spec.selector})"
+
+    def _load(self) -> kclient.Configuration:
+        if self._cfg is not None:
+            return self._cfg
+        cfg = kclient.Configuration()
+        kubeconfig = os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config"))
+        in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ
+        try:
+            if self.spec.context or any(os.path.exists(p) for p in kubeconfig.split(os.pathsep)) or not in_cluster:
+                kconfig.load_kube_config(context=self.spec.context, client_configuration=cfg)
+            else:
+                kconfig.load_incluster_config(client_configuration=cfg)
+        except (ConfigException, OSError, TypeError) as e:
+            raise TransportError(f"{self._where()}: cannot load kubeconfig: {e}", self._context_hint(), permanent=True) from None
+        self._cfg = cfg
+        self._api = kclient.CoreV1Api(kclient.ApiClient(cfg))
+        self._exec_api = kclient.CoreV1Api(kclient.ApiClient(cfg))  # dedicated: stream() patches it
+        return cfg
+
+    def _context_hint(self) -> str:
+        try:
+            contexts, current = kconfig.list_kube_config_contexts()
+            names = ", ".join(c["name"] for c in contexts)
+            return (f"available contexts: {names} (current: {current['name'] if current else 'none'}); "
+                    f"set targets.{self.target}.context or KUBECONFIG")
+        except (ConfigException, OSError, TypeError):
+            return "point KUBECONFIG at a kubeconfig (kind/k3d write one), or run inside the cluster"
+
+    def _api_error(self, e: Exception, doing: str) -> TransportError:
+        """Turn a client error into a message with a remediation line."""
+        if isinstance(e, ApiException):
+            status = e.status or 0
+            message = _status_message(e.body) or e.reason or str(e)
+            if status == 401:
+                return TransportError(f"{self._where()}: {doing}: unauthorized ({message})",
+                                      "the kubeconfig credentials were rejected: refresh them (re-login / renew the token)")
+            if status == 403:
+                verb = "create pods/exec" if "exec" in doing else "list and watch pods"
+                return TransportError(f"{self._where()}: {doing}: forbidden ({message})",
+                                      f"RBAC: grant the verbs `{verb}` in namespace {self.spec.namespace} "
+                                      f"(`kubectl auth can-i {verb.split()[0]} {verb.split()[-1]} -n {self.spec.namespace}`)")
+            return TransportError(f"{self._where()}: {doing}: HTTP {status}: {message}")
+        host = self._cfg.host if self._cfg else "?"
+        return TransportError(f"{self._where()}: API server unreachable at {host} ({type(e).__name__})",
+                              "check the cluster is up (`kubectl cluster-info`); syncd keeps watching and retries")
+
+    # --- discovery ---------------------------------------------------------------------
+
+    async def containers(self) -> list[ContainerRef]:
+        await self._ensure_watch()
+        return await anyio.to_thread.run_sync(self._containers, abandon_on_cancel=True)
+
+    def _containers(self) -> list[ContainerRef]:
+        self._load()
+        assert self._api is not None
+        try:
+            pods = self._api.list_namespaced_pod(
+                self.spec.namespace, label_selector=self.spec.selector, _request_timeout=REQUEST_TIMEOUT
+            ).items
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
+            raise self._api_error(e, "listing pods") from None
+        refs: list[ContainerRef] = []
+        problems: list[TransportError] = []
+        for pod in pods:
+            try:
+                ref = self._pod_container(pod)
+            except TransportError as e:
+                problems.append(e)
+                self._report(pod.metadata.name, e)
+                continue
+            if ref is not None:
+                self._reported.pop(pod.metadata.name, None)
+                refs.append(ref)
+        if not refs and problems:
+            raise problems[0]
+        if not refs:
+            raise TransportError(f"{self._where()}: no Running pod matches",
+                                 "changes are kept and applied when a pod appears "
+                                 f"(`kubectl get pods -n {self.spec.namespace} -l {self.spec.selector}`)")
+        return refs
+
+    def _report(self, pod: str, e: TransportError) -> None:
+        if self._reported.get(pod) != str(e):
+            self._reported[pod] = str(e)
+            log.warning("pod not usable", target=self.target, pod=pod, error=e.message, hint=e.hint)
+
+    def _pod_container(self, pod: kclient.V1Pod) -> ContainerRef | None:
+        name = pod.metadata.name
+        if pod.metadata.deletion_timestamp is not None or pod.status.phase != "Running":
+            return None  # being deleted, pending or finished: not a place to sync to
+        names = [c.name for c in pod.spec.containers]
+        wanted = self.spec.container
+        if wanted is None:
+            if len(names) > 1:
+                raise TransportError(f"pod {name} has {len(names)} containers ({', '.join(names)})",
+                                     f"set targets.{self.target}.container to one of them", permanent=True)
+            wanted = names[0]
+        elif wanted not in names:
+            raise TransportError(f"pod {name} has no container '{wanted}' (it has: {', '.join(names)})",
+                                 f"fix targets.{self.target}.container", permanent=True)
+        status = next((s for s in (pod.status.container_statuses or []) if s.name == wanted), None)
+        image = next(c.image for c in pod.spec.containers if c.name == wanted)
+        if status is None or status.state is None or status.state.running is None:
+            waiting = status.state.waiting if status and status.state else None
+            why = f"{waiting.reason}: {waiting.message or ''}".strip(": ") if waiting else "not started"
+            raise TransportError(f"pod {name} container '{wanted}' is not running ({why})",
+                                 f"see `kubectl logs -n {self.spec.namespace} {name} -c {wanted} --previous`; "
+                                 "syncd reconciles it as soon as it runs")
+        return ContainerRef(
+            self.target,
+            f"{pod.metadata.uid}/{wanted}",
+            name,
+            generation=f"{pod.metadata.uid}/{status.container_id}/{status.restart_count}",
+            image=image,
+            container=wanted,
+        )
+
+    # --- pod watch: wake discovery when pods change ------------------------------------
+
+    async def _ensure_watch(self) -> None:
+        if self._watch_thread is not None:
+            return
+        self._changed = anyio.Event()
+        token = anyio.lowlevel.current_token()
+        self._watch_thread = threading.Thread(target=self._watch, args=(token,), daemon=True, name=f"watch {self.target}")
+        self._watch_thread.start()
+
+    def _notify(self, token: object) -> None:
+        def fire() -> None:
+            if self._changed is not None:
+                self._changed.set()
+
+        try:
+            anyio.from_thread.run_sync(fire, token=token)  # type: ignore[arg-type]
+        except RuntimeError:
+            pass  # the event loop is gone (shutting down)
+
+    def _watch(self, token: object) -> None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                self._load()
+                assert self._api is not None
+                w = kwatch.Watch()
+                for _event in w.stream(self._api.list_namespaced_pod, self.spec.namespace,
+                                       label_selector=self.spec.selector, timeout_seconds=60,
+                                       _request_timeout=75):
+                    delay = 0.5
+                    self._notify(token)
+                    if self._stopping.is_set():
+                        w.stop()
+                        return
+            except Exception:  # noqa: BLE001 - any failure: discovery reports it; retry the watch
+                if self._stopping.wait(delay):
+                    return
+                delay = min(delay * 2, 30.0)
+
+    async def wait_changed(self) -> None:
+        """Returns when the pod watch saw a change (the caller bounds the wait)."""
+        await self._ensure_watch()
+        assert self._changed is not None
+        await self._changed.wait()
+        self._changed = anyio.Event()
+
+    # --- exec ----------------------------------------------------------------------------
+
+    def _exec(self, ref: ContainerRef, argv: list[str], stdin: Iterator[bytes] | None) -> tuple[int, bytes, bytes, int, str]:
+        """Run argv in the pod's container over the exec WebSocket; return exit, out, err, sent, detail."""
+        self._load()
+        assert self._exec_api is not None
+        namespace, pod, container = self.spec.namespace, ref.name, ref.container
+        try:
+            with self._exec_lock:
+                ws = kstream(
+                    self._exec_api.connect_get_namespaced_pod_exec, pod, namespace,
+                    command=argv, container=container, stdin=stdin is not None,
+                    stdout=True, stderr=True, tty=False, _preload_content=False, binary=True,
+                )
+        except ApiException as e:
+            raise self._exec_error(ref, e) from None
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise self._api_error(e, f"exec in pod {pod}") from None
+        self.protocols[pod] = ws.subprotocol or ""
+        out, err = bytearray(), bytearray()
+        sent = 0
+        deadline = time.monotonic() + EXEC_TIMEOUT
+
+        def drain(timeout: float) -> None:
+            ws.update(timeout=timeout)
+            out.extend(ws.read_channel(STDOUT) or b"")
+            err.extend(ws.read_channel(STDERR) or b"")
+
+        try:
+            if stdin is not None:
+                for piece in stdin:
+                    for i in range(0, len(piece), 1 << 19):  # frames well under 1 MiB
+                        ws.write_channel(STDIN, piece[i : i + (1 << 19)])
+                        sent += min(1 << 19, len(piece) - i)
+                    drain(0)
+                    if not ws.is_open():
+                        break  # the process ended early: its status says why
+                if ws.is_open() and ws.subprotocol == V5:
+                    ws.close_channel(STDIN)  # v5: a real EOF; v4 streams end by byte count
+            while ws.is_open():
+                if time.monotonic() > deadline:
+                    raise TransportError(f"{ref.label}: exec did not finish within {EXEC_TIMEOUT:.0f}s")
+                drain(1.0)
+            drain(0)
+            status = ws.read_channel(STATUS)
+        except (OSError, Exception) as e:  # noqa: BLE001 - websocket errors: connection dropped
+            if isinstance(e, TransportError):
+                raise
+            raise TransportError(f"{ref.label}: exec connection dropped ({type(e).__name__}: {e})",
+                                 "syncd reconciles the pod when it is reachable again") from None
+        finally:
+            ws.close()
+        code, detail = _exit_code(status)
+        return code, bytes(out), bytes(err), sent, detail
+
+    def _exec_error(self, ref: ContainerRef, e: ApiException) -> TransportError:
+        """Errors the API server answers before upgrading the exec connection."""
+        status, message = _handshake_status(e)
+        pod = ref.name
+        if status == 403:
+            return TransportError(f"{self._where()}: exec into pod {pod} forbidden ({message})",
+                                  f"RBAC: grant `create` on `pods/exec` in namespace {self.spec.namespace} "
+                                  f"(`kubectl auth can-i create pods/exec -n {self.spec.namespace}`)")
+        if status == 401:
+            return TransportError(f"{self._where()}: unauthorized ({message})", "refresh the kubeconfig credentials")
+        if status == 404:
+            return TransportError(f"{ref.label}: pod {pod} not found ({message})", "it was deleted; syncd follows the selector")
+        if status == 400 and "container" in message:
+            return TransportError(f"{ref.label}: {message}", f"check targets.{self.target}.container", permanent=True)
+        return TransportError(f"{ref.label}: exec failed: HTTP {status or '?'}: {message}")
+
+    def _check(self, ref: ContainerRef, what: str, code: int, out: bytes, err: bytes, detail: str) -> None:
+        if code == 0:
+            return
+        text = (err or out).decode("utf-8", "replace").strip() or detail
+        tail = "\n".join(text.splitlines()[-5:])
+        image = f" (image {ref.image})" if ref.image else ""
+        if "executable file not found" in text + detail or "no such file or directory" in detail:
+            raise TransportError(f"{ref.label}{image}: no 'sh' in the container: {tail or detail}",
+                                 "syncd needs a POSIX shell and tar in the image (e.g. add busybox)", permanent=True)
+        if "'tar' not found" in text:
+            raise TransportError(f"{ref.label}{image}: no 'tar' in the container",
+                                 "add tar to the image (apt-get install tar, apk add tar, or COPY a static busybox)",
+                                 permanent=True)
+        raise TransportError(f"{ref.label}: {what} failed (exit {code}): {tail}")
+
+    async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
+        from syncd.transports.shell import parse_manifest
+
+        argv = ["sh", "-c", MANIFEST_SCRIPT, "syncd-manifest", *dests]
+        code, out, err, _, detail = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
+        self._check(ref, "reading the container tree", code, out, err, detail)
+        return parse_manifest(out)
+
+    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
+        def stream() -> Iterator[bytes]:
+            yield encode_deletes(deletes)
+            yield from frame_chunks(tar)
+
+        argv = ["sh", "-c", FRAMED_APPLY_SCRIPT, "syncd-apply", root]
+        code, out, err, sent, detail = await anyio.to_thread.run_sync(self._exec, ref, argv, stream(), abandon_on_cancel=True)
+        self._check(ref, "applying the batch", code, out, err, detail)
+        return ApplyResult(bytes_sent=sent, output=(err or out).decode("utf-8", "replace"))
+
+    async def close(self) -> None:
+        self._stopping.set()
+
+
+# --- protocol details ------------------------------------------------------------------
+
+
+def _status_message(body: object) -> str:
+    try:
+        data = json.loads(body) if isinstance(body, (str, bytes)) else None
+    except ValueError:
+        return ""
+    return str(data.get("message", "")) if isinstance(data, dict) else ""
+
+
+_HANDSHAKE = re.compile(r"Handshake status (\d{3})")
+
+
+def _handshake_status(e: ApiException) -> tuple[int, str]:
+    """The client reports a refused upgrade as status 0 with the HTTP status and the
+    apiserver's metav1.Status body inside the reason text: dig both out."""
+    text = f"{e.reason or ''} {e.body or ''}"
+    m = _HANDSHAKE.search(text)
+    status = int(m.group(1)) if m else (e.status or 0)
+    body = text[text.find("{"):text.rfind("}") + 1] if "{" in text else ""
+    message = _status_message(body.encode().decode("unicode_escape") if "\\" in body else body) or _status_message(body)
+    return status, message or text.strip()[:300]
+
+
+def _exit_code(status: bytes | str | None) -> tuple[int, str]:
+    """metav1.Status from channel 3 -> (exit code, message). Success is 0; a NonZeroExitCode
+    carries the code in details.causes[reason=ExitCode]; anything else is -1."""
+    if not status:
+        return -1, "the exec ended without a status (connection closed)"
+    try:
+        data = json.loads(status)
+    except ValueError:
+        return -1, str(status)[:300]
+    if data.get("status") == "Success":
+        return 0, ""
+    message = str(data.get("message", ""))
+    for cause in (data.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            try:
+                return int(cause.get("message", "")), message
+            except ValueError:
+                break
+    return -1, message
