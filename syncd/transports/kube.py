@@ -49,6 +49,7 @@ class KubeTransport:
         self._api: kclient.CoreV1Api | None = None
         self._exec_api: kclient.CoreV1Api | None = None
         self._exec_lock = threading.Lock()
+        self._load_lock = threading.Lock()  # the watch thread and discovery both load the config
         self._changed: anyio.Event | None = None
         self._watch_thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -61,6 +62,10 @@ class KubeTransport:
         return f"kubernetes target '{self.target}' (namespace {self.spec.namespace}, selector {self.spec.selector})"
 
     def _load(self) -> kclient.Configuration:
+        with self._load_lock:
+            return self._load_locked()
+
+    def _load_locked(self) -> kclient.Configuration:
         if self._cfg is not None:
             return self._cfg
         cfg = kclient.Configuration()
