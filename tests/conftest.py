@@ -66,3 +66,32 @@ def make_container(docker_client) -> Iterator[Callable[..., object]]:  # noqa: A
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def kube_server(docker_client):  # noqa: ANN001, ANN201
+    """The API-server fixture (pods are Docker containers), started once per session."""
+    from kubefixture import KubeFixture
+
+    fx = KubeFixture()
+    fx.start()
+    yield fx
+    fx.stop()
+
+
+@pytest.fixture
+def cluster(request, monkeypatch):  # noqa: ANN001, ANN201
+    """Where kube tests run: the fixture, or a real cluster when SYNCD_TEST_KUBECONFIG is set."""
+    from kube_support import FixtureCluster, RealCluster
+
+    real = os.environ.get("SYNCD_TEST_KUBECONFIG")
+    if real:
+        c = RealCluster(real)
+    else:
+        fx = request.getfixturevalue("kube_server")
+        fx.protocols = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+        fx.allow_all()
+        c = FixtureCluster(fx)
+    monkeypatch.setenv("KUBECONFIG", str(c.kubeconfig))
+    yield c
+    c.cleanup()

@@ -69,11 +69,11 @@ class KubeTransport:
         if self._cfg is not None:
             return self._cfg
         cfg = kclient.Configuration()
-        kubeconfig = os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config"))
+        kubeconfig = _kubeconfig_path()
         in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ
         try:
             if self.spec.context or any(os.path.exists(p) for p in kubeconfig.split(os.pathsep)) or not in_cluster:
-                kconfig.load_kube_config(context=self.spec.context, client_configuration=cfg)
+                kconfig.load_kube_config(config_file=kubeconfig, context=self.spec.context, client_configuration=cfg)
             else:
                 kconfig.load_incluster_config(client_configuration=cfg)
         except (ConfigException, OSError, TypeError) as e:
@@ -85,7 +85,7 @@ class KubeTransport:
 
     def _context_hint(self) -> str:
         try:
-            contexts, current = kconfig.list_kube_config_contexts()
+            contexts, current = kconfig.list_kube_config_contexts(config_file=_kubeconfig_path())
             names = ", ".join(c["name"] for c in contexts)
             return (f"available contexts: {names} (current: {current['name'] if current else 'none'}); "
                     f"set targets.{self.target}.context or KUBECONFIG")
@@ -337,6 +337,12 @@ class KubeTransport:
 
 
 # --- protocol details ------------------------------------------------------------------
+
+
+def _kubeconfig_path() -> str:
+    """Like kubectl: $KUBECONFIG (a `:`-separated list) else ~/.kube/config. Read now: the
+    client library's own default was fixed when it was imported."""
+    return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
 
 
 def _status_message(body: object) -> str:
