@@ -22,7 +22,7 @@ from syncd.transports.kube import KubeTransport
 from storms import storm
 from trees import diff_trees, local_tree
 
-pytestmark = [pytest.mark.anyio, pytest.mark.docker]
+pytestmark = [pytest.mark.anyio, pytest.mark.docker, pytest.mark.cluster]
 
 PODS = ["web-0", "web-1", "web-2"]
 
