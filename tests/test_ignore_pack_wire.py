@@ -156,3 +156,22 @@ def test_parse_manifest_with_hostile_names() -> None:
     assert m["/app/src/new\nline"].digest == digest and m["/app/src/new\nline"].exec
     assert m[f"/app/src/d/{digest}  ./fake"].digest == digest  # a name that looks like a record
     assert m["/app/bin/api"].exec
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash"])
+def test_manifest_script_with_the_hosts_gnu_tools(tmp_path: Path, shell: str) -> None:
+    """GNU coreutils' sha1sum escapes odd names ("\\\\" prefix); busybox does not. Both parse."""
+    from syncd.transports.shell import MANIFEST_SCRIPT
+
+    root = tmp_path / "app"
+    root.mkdir()
+    names = ["plain", "new\nline", "back\\slash", "ü", "sp ace", "cr\rname"]
+    for n in names:
+        (root / n).write_bytes(n.encode())
+    (root / "plain").chmod(0o755)
+    (root / "ln").symlink_to("plain")
+    out = subprocess.run([shell, "-c", MANIFEST_SCRIPT, "m", str(root)], capture_output=True, check=True).stdout
+    m = parse_manifest(out)
+    for n in names:
+        assert m[f"{root}/{n}"].digest == hashlib.sha1(n.encode()).hexdigest(), n
+    assert m[f"{root}/plain"].exec and m[f"{root}/ln"].link == "plain" and m[str(root)].kind.value == "d"

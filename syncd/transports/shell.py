@@ -77,11 +77,11 @@ def encode_deletes(names: list[str]) -> bytes:
 # For each destination: the directory names are relative to, then its directories, symlinks
 # (+ targets), exec files, and the `sha1sum` output of its files. Sections are NUL-separated.
 # A file destination (`/app/bin/api`) is listed from its parent as `./api`.
-MANIFEST_SCRIPT = r"""
-for d in "$@"; do
+MANIFEST_ONE = r"""
+  d=$1
   if [ -d "$d" ] && [ ! -L "$d" ]; then c="$d"; s=.
   elif [ -e "$d" ] || [ -L "$d" ]; then c="${d%/*}"; s="./${d##*/}"
-  else continue; fi
+  else return 0; fi
   printf '@@M\0%s\0' "${c:-/}"
   (
     cd -- "${c:-/}" || exit 0
@@ -90,12 +90,16 @@ for d in "$@"; do
     printf '@@X\0'; find "$s" -type f -perm -100 -print0
     printf '@@H\0'; find "$s" -type f -print0 | xargs -0 -r sha1sum; printf '\0'
   )
-done
 """
+MANIFEST_SCRIPT = "manifest_one() {" + MANIFEST_ONE + "}\nfor d in \"$@\"; do manifest_one \"$d\"; done\n"
 
-# sha1sum prints "<40 hex>  <name>\n" without escaping: a record starts at a line that
-# begins with a digest, two spaces and "./" (every name here starts with "./").
-_HASH_RECORD = re.compile(rb"(?:^|\n)([0-9a-f]{40})  \./")
+# busybox sha1sum prints "<40 hex>  <name>\n" without escaping; GNU coreutils prefixes the
+# line with "\\" and escapes "\\", "\n" (and "\r") when a name holds them. A record starts
+# at a line that begins with an optional "\\", a digest, two spaces and "./" (every name
+# here starts with "./").
+_HASH_RECORD = re.compile(rb"(?:^|\n)(\\?)([0-9a-f]{40})  \./")
+_GNU_ESCAPE = re.compile(rb"\\(.)", re.S)
+_GNU_CODES = {b"n": b"\n", b"r": b"\r", b"\\": b"\\"}
 
 
 def _join(base: DestPath, rel: bytes) -> DestPath:
@@ -136,12 +140,17 @@ def parse_manifest(out: bytes) -> Manifest:
 
 
 def _parse_hashes(blob: bytes, manifest: Manifest, base: DestPath, execs: set[DestPath]) -> None:
-    starts = [m.start(1) for m in _HASH_RECORD.finditer(blob)]
-    for k, start in enumerate(starts):
-        if k + 1 < len(starts):
-            line = blob[start : starts[k + 1] - 1]
+    records = [(m.start(1), m.group(1) == b"\\") for m in _HASH_RECORD.finditer(blob)]
+    for k, (start, escaped) in enumerate(records):
+        if k + 1 < len(records):
+            line = blob[start : records[k + 1][0] - 1]
         else:
             line = blob[start:]
             line = line[:-1] if line.endswith(b"\n") else line
-        path = _join(base, line[42:])
+        if escaped:
+            line = line[1:]
+        name = line[42:]
+        if escaped:
+            name = _GNU_ESCAPE.sub(lambda m: _GNU_CODES.get(m.group(1), m.group(0)), name)
+        path = _join(base, name)
         manifest[path] = Entry(Kind.FILE, digest=line[:40].decode(), exec=path in execs)
