@@ -25,6 +25,32 @@ from syncd.transports.shell import APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes
 ENGINE_HINT = "start the Docker engine (dockerd / Docker Desktop) or set DOCKER_HOST"
 
 
+class DockerChannel:
+    """A long-lived exec's stdin/stdout, for the session."""
+
+    def __init__(self, api: docker.APIClient, container_id: str, argv: list[str]):
+        ex = api.exec_create(container_id, argv, stdin=True, stdout=True, stderr=True)
+        self._sock = api.exec_start(ex["Id"], socket=True)
+        self._raw: socket.socket = getattr(self._sock, "_sock", self._sock)
+        self._frames = frames_iter(self._sock, tty=False)
+
+    def send(self, data: bytes) -> None:
+        self._raw.sendall(data)
+
+    def recv(self) -> bytes:
+        for stream, data in self._frames:
+            if stream == 1 and data:
+                return data
+        return b""
+
+    def close(self) -> None:
+        try:
+            self._raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._raw.close()
+
+
 class DockerTransport:
     def __init__(self, target: str, spec: DockerTarget):
         self.target = target

@@ -1,0 +1,314 @@
+"""The hot channel: one long-lived exec per container that carries every request.
+
+A fresh exec costs tens of milliseconds on Docker and far more through a Kubernetes API
+server. The session pays that once: the container runs SESSION_SCRIPT (POSIX sh: busybox
+ash, dash and bash), which reads framed requests from stdin and answers on stdout:
+
+    request:  "<seq> <op> <arg>...\\n"  (args `printf %b`-escaped, so no spaces inside)
+              apply  ROOT   + deletes (escaped lines, empty line) + framed tar ("<n>\\n"+n bytes…, "0\\n")
+              manifest DEST…
+              run    CMD
+              ping
+    answer:   "@@R <seq> <rc> <len>\\n" + <len> bytes of output          (apply, run, ping)
+              "@@S <seq>\\n" + NUL-separated listing + "\\0@@E <seq> <rc>\\0\\n"   (manifest)
+
+Payload bytes are read by `dd bs=n count=1 iflag=fullblock`, which never reads past a
+frame, so a failing request (tar error, bad root) still consumes exactly its own payload
+and the next request starts in sync: per-request errors never kill the session.
+Nothing is written in the container outside the requested destinations.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol
+
+from syncd.transports.shell import MANIFEST_ONE, encode_deletes, escape_name, frame_chunks
+
+SESSION_SCRIPT = r"""
+LC_ALL=C; export LC_ALL
+# What the session needs beyond sh builtins; without it, syncd uses one exec per batch.
+[ "$(printf ab | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || { echo "@@X dd with iflag=fullblock is missing"; exit 0; }
+command -v tar >/dev/null 2>&1 || { echo "@@X tar is missing"; exit 0; }
+apply_req() {
+  if mkdir -p -- "$1" 2>&1 && cd -- "$1"; then ok=1; else ok=0; fi
+  while IFS= read -r l && [ -n "$l" ]; do printf '%b\0' "$l"; done |
+    { if [ $ok = 1 ]; then xargs -0 -r rm -rf --; else cat >/dev/null; fi; }
+  while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
+    { if [ $ok = 1 ]; then tar -xof -; else cat >/dev/null; false; fi; }
+}
+manifest_one() {
+@MANIFEST_ONE@
+}
+echo "@@READY 1"
+while IFS= read -r req; do
+  set -f; set -- $req; set +f
+  seq=$1; op=$2; shift 2
+  case $op in
+  ping) printf '@@R %s 0 0\n' "$seq" ;;
+  apply)
+    out=$(apply_req "$(printf '%b' "$1")" 2>&1); rc=$?
+    printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
+  manifest)
+    printf '@@S %s\n' "$seq"
+    rc=0
+    for a; do manifest_one "$(printf '%b' "$a")" </dev/null || rc=$?; done
+    printf '\0@@E %s %s\0\n' "$seq" "$rc" ;;
+  run)
+    out=$(sh -c "$(printf '%b' "$1")" 2>&1 </dev/null); rc=$?
+    printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
+  exit) exit 0 ;;
+  *) printf '@@R %s 2 15\nunknown request' "$seq" ;;
+  esac
+done
+"""
+SESSION_SCRIPT = SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE)
+
+READY_TIMEOUT = 10.0
+KEEPALIVE_EVERY = 5.0
+KEEPALIVE_TIMEOUT = 5.0
+
+
+class Channel(Protocol):
+    """A byte pipe to the session process (an exec's stdin/stdout)."""
+
+    def send(self, data: bytes) -> None: ...
+
+    def recv(self) -> bytes:
+        """The next bytes of stdout; b"" when the exec has ended."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SessionError(Exception):
+    """The session is gone (process killed, container restarted, connection dropped)."""
+
+
+class SessionUnavailable(Exception):
+    """The session cannot run in this container; `reason` says why (use per-batch exec)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass
+class Answer:
+    seq: int
+    rc: int
+    output: bytes
+
+
+class Session:
+    """Requests go out in order under a lock; a reader thread matches answers to requests by
+    sequence number, so several requests can be in flight (pipelining)."""
+
+    def __init__(self, channel: Channel, label: str):
+        self.channel = channel
+        self.label = label
+        self._send_lock = threading.Lock()
+        self._seq = 0
+        self._pending: dict[int, Future[Answer]] = {}
+        self._pending_lock = threading.Lock()
+        self._buf = bytearray()
+        self._closed = threading.Event()
+        self.error: str = ""
+        self.last_activity = time.monotonic()
+        self._ready: Future[str] = Future()
+        self._reader = threading.Thread(target=self._read_loop, daemon=True, name=f"session {label}")
+        self._reader.start()
+        self._keepalive = threading.Thread(target=self._keepalive_loop, daemon=True, name=f"keepalive {label}")
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        try:
+            verdict = self._ready.result(timeout)
+        except TimeoutError:
+            self.close("no answer from the session script")
+            raise SessionUnavailable("the session script did not start (odd shell?)") from None
+        if verdict != "ready":
+            self.close(verdict)
+            raise SessionUnavailable(verdict)
+        self._keepalive.start()
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed.is_set()
+
+    def close(self, why: str = "closed") -> None:
+        if self._closed.is_set():
+            return
+        self.error = why
+        self._closed.set()
+        try:
+            self.channel.close()
+        except OSError:
+            pass
+        if not self._ready.done():
+            self._ready.set_result(why)
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(SessionError(why))
+
+    # --- requests --------------------------------------------------------------------------
+
+    def request(self, op: str, args: Iterable[str] = (), payload: Iterable[bytes] = ()) -> Future[Answer]:
+        """Send one request (and its payload, streamed); the future resolves with the answer."""
+        if self._closed.is_set():
+            raise SessionError(self.error or "session closed")
+        with self._send_lock:
+            self._seq += 1
+            seq = self._seq
+            fut: Future[Answer] = Future()
+            with self._pending_lock:
+                self._pending[seq] = fut
+            line = " ".join([str(seq), op, *(escape_name(a).decode() for a in args)]) + "\n"
+            try:
+                self.channel.send(line.encode())
+                for chunk in payload:
+                    self.channel.send(chunk)
+            except (OSError, SessionError) as e:
+                self.close(f"connection lost while sending ({e})")
+                raise SessionError(self.error) from None
+            self.last_activity = time.monotonic()
+        return fut
+
+    def apply(self, root: str, deletes: list[str], tar: Iterator[bytes]) -> tuple[Future[Answer], Callable[[], int]]:
+        sent = 0
+
+        def payload() -> Iterator[bytes]:
+            nonlocal sent
+            for piece in (encode_deletes(deletes), *_frames(tar)):
+                sent += len(piece)
+                yield piece
+
+        fut = self.request("apply", [root], payload())
+        return fut, lambda: sent
+
+    def manifest(self, dests: list[str]) -> Future[Answer]:
+        return self.request("manifest", dests)
+
+    def run(self, command: str) -> Future[Answer]:
+        return self.request("run", [command])
+
+    def ping(self) -> Future[Answer]:
+        return self.request("ping")
+
+    # --- answers ---------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        try:
+            while not self._closed.is_set():
+                data = self.channel.recv()
+                if not data:
+                    self.close("the session ended (process gone or container restarted)")
+                    return
+                self._buf += data
+                self.last_activity = time.monotonic()
+                self._parse()
+        except (OSError, SessionError, ValueError) as e:
+            self.close(f"connection lost ({type(e).__name__}: {e})")
+
+    _READY = re.compile(rb"@@(READY|X)( [^\n]*)?\n")
+    _RESULT = re.compile(rb"@@R (\d+) (-?\d+) (\d+)\n")
+    _STREAM = re.compile(rb"@@S (\d+)\n")
+
+    def _parse(self) -> None:
+        while self._buf:
+            if not self._ready.done():
+                m = self._READY.search(self._buf)
+                if m is None:
+                    return
+                # (take groups before mutating: a match over a bytearray reads it live)
+                verdict = "ready" if m.group(1) == b"READY" else (m.group(2) or b"").decode().strip()
+                del self._buf[: m.end()]
+                self._ready.set_result(verdict)
+                continue
+            if self._buf.startswith(b"@@R "):
+                m = self._RESULT.match(self._buf)
+                if m is None:
+                    if b"\n" in self._buf:
+                        raise ValueError(f"bad answer header {bytes(self._buf[:60])!r}")
+                    return
+                seq, rc, size, start = int(m.group(1)), int(m.group(2)), int(m.group(3)), m.end()
+                if len(self._buf) < start + size:
+                    return
+                output = bytes(self._buf[start : start + size])
+                del self._buf[: start + size]
+                self._resolve(Answer(seq, rc, output))
+            elif self._buf.startswith(b"@@S "):
+                m = self._STREAM.match(self._buf)
+                if m is None:
+                    return
+                seq_bytes, start = m.group(1), m.end()
+                end = re.compile(rb"\0@@E " + seq_bytes + rb" (-?\d+)\0\n").search(self._buf, start)
+                if end is None:
+                    return
+                rc, stop, after = int(end.group(1)), end.start(), end.end()
+                output = bytes(self._buf[start:stop])
+                del self._buf[:after]
+                self._resolve(Answer(int(seq_bytes), rc, output))
+            else:
+                # Anything else is noise from the shell (e.g. a warning): skip to the next answer.
+                nxt = min((i for i in (self._buf.find(b"@@R "), self._buf.find(b"@@S ")) if i > 0), default=-1)
+                if nxt < 0:
+                    return
+                del self._buf[:nxt]
+
+    def _resolve(self, answer: Answer) -> None:
+        with self._pending_lock:
+            fut = self._pending.pop(answer.seq, None)
+        if fut is not None and not fut.done():
+            fut.set_result(answer)
+
+    # --- keep-alive ------------------------------------------------------------------------
+
+    def _keepalive_loop(self) -> None:
+        """Ping when idle, so a silently dead connection is noticed within seconds. Sleeps
+        between pings: no polling on either side."""
+        while not self._closed.wait(KEEPALIVE_EVERY):
+            if time.monotonic() - self.last_activity < KEEPALIVE_EVERY:
+                continue
+            try:
+                self.ping().result(KEEPALIVE_TIMEOUT)
+            except TimeoutError:
+                self.close(f"no keep-alive answer within {KEEPALIVE_TIMEOUT:.0f}s")
+            except SessionError:
+                return
+
+
+def _frames(tar: Iterator[bytes]) -> Iterator[bytes]:
+    return frame_chunks(tar)
+
+
+class ProcessChannel:
+    """The session script in a local process (tests run it under dash, bash and busybox)."""
+
+    def __init__(self, argv: list[str]):
+        import subprocess
+
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def send(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def recv(self) -> bytes:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.read1(1 << 16)
+
+    def close(self) -> None:
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
