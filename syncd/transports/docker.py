@@ -20,6 +20,7 @@ from syncd.config import DockerTarget
 from syncd.core.manifest import Manifest
 from syncd.model import DestPath
 from syncd.transports.base import ApplyResult, ContainerRef, TransportError
+from syncd.transports.session import SESSION_SCRIPT, SessionPool, call, say_fallback
 from syncd.transports.shell import APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, parse_manifest, rechunk
 
 ENGINE_HINT = "start the Docker engine (dockerd / Docker Desktop) or set DOCKER_HOST"
@@ -52,10 +53,25 @@ class DockerChannel:
 
 
 class DockerTransport:
-    def __init__(self, target: str, spec: DockerTarget):
+    def __init__(self, target: str, spec: DockerTarget, sessions: bool = True):
         self.target = target
         self.spec = spec
         self._client: docker.DockerClient | None = None
+        self._pool = SessionPool(self._open_channel, say_fallback) if sessions else None
+
+    def _open_channel(self, ref: ContainerRef) -> DockerChannel:
+        try:
+            return DockerChannel(self._engine().api, ref.id, ["sh", "-c", SESSION_SCRIPT, "syncd-session"])
+        except docker.errors.DockerException as e:
+            raise TransportError(f"{ref.label}: cannot start the session: {e}") from None
+
+    def mode(self, ref: ContainerRef) -> str:
+        return self._pool.mode(ref) if self._pool else "per-exec (sessions off)"
+
+    async def _session(self, ref: ContainerRef):  # noqa: ANN202
+        if self._pool is None:
+            return None
+        return await anyio.to_thread.run_sync(self._pool.get, ref, abandon_on_cancel=True)
 
     # --- engine access -------------------------------------------------------------------
 
@@ -186,12 +202,30 @@ class DockerTransport:
         raise TransportError(f"{ref.label}: {what} failed (exit {code}): {tail}")
 
     async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
+        session = await self._session(ref)
+        if session is not None:
+            answer = await call(self._pool, ref, session.manifest, dests)
+            self._check(ref, "reading the container tree", answer.rc, b"", answer.output if answer.rc else b"")
+            return parse_manifest(answer.output)
         argv = ["sh", "-c", MANIFEST_SCRIPT, "syncd-manifest", *dests]
         code, out, err, _ = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
         self._check(ref, "reading the container tree", code, out, err)
         return parse_manifest(out)
 
     async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
+        session = await self._session(ref)
+        if session is not None:
+            sent_box: list = []
+
+            def send():  # noqa: ANN202
+                fut, sent = session.apply(root, deletes, tar)
+                sent_box.append(sent)
+                return fut
+
+            answer = await call(self._pool, ref, send)
+            self._check(ref, "applying the batch", answer.rc, b"", answer.output)
+            return ApplyResult(bytes_sent=sent_box[0](), output=answer.output.decode("utf-8", "replace"))
+
         def stream() -> Iterator[bytes]:
             yield encode_deletes(deletes)
             yield from rechunk(tar)  # many small files: a few large writes
@@ -202,5 +236,8 @@ class DockerTransport:
         return ApplyResult(bytes_sent=sent, output=(err or out).decode("utf-8", "replace"))
 
     async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close_all()
         if self._client is not None:
             self._client.close()
+

@@ -31,7 +31,8 @@ from syncd.config import KubernetesTarget
 from syncd.core.manifest import Manifest
 from syncd.model import DestPath
 from syncd.transports.base import ApplyResult, ContainerRef, TransportError
-from syncd.transports.shell import FRAMED_APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, frame_chunks
+from syncd.transports.session import SESSION_SCRIPT, SessionPool, call, say_fallback
+from syncd.transports.shell import APPLY_SCRIPT, FRAMED_APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, frame_chunks
 
 log = structlog.get_logger("syncd.kube")
 
@@ -41,8 +42,34 @@ EXEC_TIMEOUT = 600.0
 REQUEST_TIMEOUT = 15
 
 
+class KubeChannel:
+    """A long-lived exec WebSocket's stdin/stdout, for the session (either subprotocol:
+    the session protocol is byte-counted, it never needs a stdin close)."""
+
+    def __init__(self, ws) -> None:  # noqa: ANN001 - kubernetes.stream.ws_client.WSClient
+        self.ws = ws
+
+    def send(self, data: bytes) -> None:
+        for i in range(0, len(data), 1 << 19):  # frames well under 1 MiB
+            self.ws.write_channel(STDIN, data[i : i + (1 << 19)])
+
+    def recv(self) -> bytes:
+        try:
+            while self.ws.is_open():
+                self.ws.update(timeout=5)
+                data = self.ws.read_channel(STDOUT)
+                if data:
+                    return data
+            return self.ws.read_channel(STDOUT) or b""
+        except (TypeError, ValueError, AttributeError):
+            return b""  # the socket was closed under the poll (our own close)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
 class KubeTransport:
-    def __init__(self, target: str, spec: KubernetesTarget):
+    def __init__(self, target: str, spec: KubernetesTarget, sessions: bool = True):
         self.target = target
         self.spec = spec
         self._cfg: kclient.Configuration | None = None
@@ -55,6 +82,19 @@ class KubeTransport:
         self._stopping = threading.Event()
         self._reported: dict[str, str] = {}  # pod -> last problem logged (no repeats)
         self.protocols: dict[str, str] = {}  # pod -> negotiated exec subprotocol
+        self._pool = SessionPool(self._open_channel, say_fallback) if sessions else None
+
+    def _open_channel(self, ref: ContainerRef) -> KubeChannel:
+        ws = self._connect(ref, ["sh", "-c", SESSION_SCRIPT, "syncd-session"], stdin=True)
+        return KubeChannel(ws)
+
+    def mode(self, ref: ContainerRef) -> str:
+        return self._pool.mode(ref) if self._pool else "per-exec (sessions off)"
+
+    async def _session(self, ref: ContainerRef):  # noqa: ANN202
+        if self._pool is None:
+            return None
+        return await anyio.to_thread.run_sync(self._pool.get, ref, abandon_on_cancel=True)
 
     # --- configuration -----------------------------------------------------------------
 
@@ -230,23 +270,27 @@ class KubeTransport:
 
     # --- exec ----------------------------------------------------------------------------
 
-    def _exec(self, ref: ContainerRef, argv: list[str], stdin: Iterator[bytes] | None) -> tuple[int, bytes, bytes, int, str]:
-        """Run argv in the pod's container over the exec WebSocket; return exit, out, err, sent, detail."""
+    def _connect(self, ref: ContainerRef, argv: list[str], stdin: bool):  # noqa: ANN202
+        """Open the exec WebSocket (the API server answers errors before upgrading)."""
         self._load()
         assert self._exec_api is not None
-        namespace, pod, container = self.spec.namespace, ref.name, ref.container
         try:
             with self._exec_lock:
                 ws = kstream(
-                    self._exec_api.connect_get_namespaced_pod_exec, pod, namespace,
-                    command=argv, container=container, stdin=stdin is not None,
+                    self._exec_api.connect_get_namespaced_pod_exec, ref.name, self.spec.namespace,
+                    command=argv, container=ref.container, stdin=stdin,
                     stdout=True, stderr=True, tty=False, _preload_content=False, binary=True,
                 )
         except ApiException as e:
             raise self._exec_error(ref, e) from None
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise self._api_error(e, f"exec in pod {pod}") from None
-        self.protocols[pod] = ws.subprotocol or ""
+            raise self._api_error(e, f"exec in pod {ref.name}") from None
+        self.protocols[ref.name] = ws.subprotocol or ""
+        return ws
+
+    def _exec(self, ref: ContainerRef, argv: list[str], stdin: Iterator[bytes] | None) -> tuple[int, bytes, bytes, int, str]:
+        """Run argv in the pod's container over the exec WebSocket; return exit, out, err, sent, detail."""
+        ws = self._connect(ref, argv, stdin is not None)
         out, err = bytearray(), bytearray()
         sent = 0
         deadline = time.monotonic() + EXEC_TIMEOUT
@@ -317,23 +361,45 @@ class KubeTransport:
     async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
         from syncd.transports.shell import parse_manifest
 
+        session = await self._session(ref)
+        if session is not None:
+            answer = await call(self._pool, ref, session.manifest, dests)
+            self._check(ref, "reading the container tree", answer.rc, b"", answer.output if answer.rc else b"", "")
+            return parse_manifest(answer.output)
         argv = ["sh", "-c", MANIFEST_SCRIPT, "syncd-manifest", *dests]
         code, out, err, _, detail = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
         self._check(ref, "reading the container tree", code, out, err, detail)
         return parse_manifest(out)
 
     async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
+        session = await self._session(ref)
+        if session is not None:
+            sent_box: list = []
+
+            def send():  # noqa: ANN202
+                fut, sent = session.apply(root, deletes, tar)
+                sent_box.append(sent)
+                return fut
+
+            answer = await call(self._pool, ref, send)
+            self._check(ref, "applying the batch", answer.rc, b"", answer.output, "")
+            return ApplyResult(bytes_sent=sent_box[0](), output=answer.output.decode("utf-8", "replace"))
+        # Per-exec: v5 can close stdin (plain tar, no dd needed); v4 needs byte-counted framing.
+        framed = self.protocols.get(ref.name) != V5
+
         def stream() -> Iterator[bytes]:
             yield encode_deletes(deletes)
-            yield from frame_chunks(tar)
+            yield from (frame_chunks(tar) if framed else tar)
 
-        argv = ["sh", "-c", FRAMED_APPLY_SCRIPT, "syncd-apply", root]
+        argv = ["sh", "-c", FRAMED_APPLY_SCRIPT if framed else APPLY_SCRIPT, "syncd-apply", root]
         code, out, err, sent, detail = await anyio.to_thread.run_sync(self._exec, ref, argv, stream(), abandon_on_cancel=True)
         self._check(ref, "applying the batch", code, out, err, detail)
         return ApplyResult(bytes_sent=sent, output=(err or out).decode("utf-8", "replace"))
 
     async def close(self) -> None:
         self._stopping.set()
+        if self._pool is not None:
+            self._pool.close_all()
 
 
 # --- protocol details ------------------------------------------------------------------

@@ -28,7 +28,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
+import anyio
+import structlog
+
+from syncd.transports.base import TransportError
 from syncd.transports.shell import MANIFEST_ONE, encode_deletes, escape_name, frame_chunks
+
+log = structlog.get_logger("syncd.session")
 
 SESSION_SCRIPT = r"""
 LC_ALL=C; export LC_ALL
@@ -70,6 +76,7 @@ done
 SESSION_SCRIPT = SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE)
 
 READY_TIMEOUT = 10.0
+ANSWER_TIMEOUT = 600.0
 KEEPALIVE_EVERY = 5.0
 KEEPALIVE_TIMEOUT = 5.0
 
@@ -215,7 +222,7 @@ class Session:
                 self._buf += data
                 self.last_activity = time.monotonic()
                 self._parse()
-        except (OSError, SessionError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - whatever broke the stream, the session is over
             self.close(f"connection lost ({type(e).__name__}: {e})")
 
     _READY = re.compile(rb"@@(READY|X)( [^\n]*)?\n")
@@ -276,8 +283,8 @@ class Session:
         """Ping when idle, so a silently dead connection is noticed within seconds. Sleeps
         between pings: no polling on either side."""
         while not self._closed.wait(KEEPALIVE_EVERY):
-            if time.monotonic() - self.last_activity < KEEPALIVE_EVERY:
-                continue
+            if self._pending or time.monotonic() - self.last_activity < KEEPALIVE_EVERY:
+                continue  # a request in flight may legitimately take long: it has its own timeout
             try:
                 self.ping().result(KEEPALIVE_TIMEOUT)
             except TimeoutError:
@@ -312,3 +319,69 @@ class ProcessChannel:
             self.proc.kill()
         except OSError:
             pass
+
+
+class SessionPool:
+    """One session per container generation, opened on first use. Where the session cannot
+    run, the container is remembered as per-exec (said once in the log and in status)."""
+
+    def __init__(self, opener: Callable[[object], Channel], on_fallback: Callable[[object, str], None]):
+        self._opener = opener
+        self._on_fallback = on_fallback
+        self._sessions: dict[str, Session] = {}
+        self.fallback: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ref) -> Session | None:  # noqa: ANN001 - a ContainerRef
+        """The live session for `ref`, opening one if needed; None: use per-exec."""
+        key = ref.generation
+        with self._lock:
+            if key in self.fallback:
+                return None
+            session = self._sessions.get(key)
+            if session is not None and session.alive:
+                return session
+            session = Session(self._opener(ref), ref.label)
+            try:
+                session.wait_ready()
+            except SessionUnavailable as e:
+                self.fallback[key] = e.reason
+                self._on_fallback(ref, e.reason)
+                return None
+            self._sessions[key] = session
+            return session
+
+    def drop(self, ref, why: str) -> None:  # noqa: ANN001
+        with self._lock:
+            session = self._sessions.pop(ref.generation, None)
+        if session is not None:
+            session.close(why)
+
+    def mode(self, ref) -> str:  # noqa: ANN001
+        if ref.generation in self.fallback:
+            return f"per-exec ({self.fallback[ref.generation]})"
+        session = self._sessions.get(ref.generation)
+        return "session" if session is not None and session.alive else "no session yet"
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for s in sessions:
+            s.close("daemon stopping")
+
+
+def say_fallback(ref, reason: str) -> None:  # noqa: ANN001
+    log.warning("no session; one exec per batch", container=ref.label, reason=reason,
+                hint="works, but each batch pays an exec round trip; add dd (with iflag=fullblock) and tar to the image")
+
+
+async def call(pool: SessionPool | None, ref, send: Callable[..., Future[Answer]], *args: object) -> Answer:  # noqa: ANN001
+    """Send a session request (in a thread: it streams the payload) and await its answer.
+    A broken session becomes a TransportError: the worker reconciles on a fresh one."""
+    try:
+        fut = await anyio.to_thread.run_sync(send, *args, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(fut.result, ANSWER_TIMEOUT, abandon_on_cancel=True)
+    except (SessionError, TimeoutError) as e:
+        if pool is not None:
+            pool.drop(ref, str(e) or "no answer")
+        raise TransportError(f"{ref.label}: session lost: {e or 'no answer'}", "syncd reconciles on a new session") from None
