@@ -16,11 +16,11 @@ if ! bb=$(busybox_bin); then
 fi
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-for img in busybox notar nosh; do
+for img in busybox notar nosh nodd; do
   rm -rf "$ctx/$img" && mkdir -p "$ctx/$img"
   cp "$here/deploy/images/$img/Dockerfile" "$ctx/$img/"
   cp "$bb" "$ctx/$img/busybox"
-  if [ "$img" = notar ]; then
+  if [ "$img" = notar ] || [ "$img" = nodd ]; then
     # dash as /bin/sh, with the shared libraries it links against, at their own paths
     mkdir -p "$ctx/$img/extra/bin"
     cp "$(readlink -f /bin/dash)" "$ctx/$img/extra/bin/sh"

@@ -619,6 +619,7 @@ class Engine:
                     "containers": {
                         w.ref.name: {
                             "state": w.state,
+                            "channel": _channel_mode(t.transport, w.ref),
                             "error": w.last_error,
                             "files_sent": w.files_sent,
                             "bytes_sent": w.bytes_sent,
@@ -633,3 +634,9 @@ class Engine:
             "batches": self.batches_done,
         }
 
+
+
+def _channel_mode(transport: Transport, ref: ContainerRef) -> str:
+    """How batches reach the container: "session", or "per-exec (why)"."""
+    mode = getattr(transport, "mode", None)
+    return mode(ref) if mode is not None else "direct"

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-IMAGES = {"busybox": "syncd-test/busybox:latest", "notar": "syncd-test/notar:latest", "nosh": "syncd-test/nosh:latest"}
+IMAGES = {"busybox": "syncd-test/busybox:latest", "notar": "syncd-test/notar:latest", "nosh": "syncd-test/nosh:latest", "nodd": "syncd-test/nodd:latest"}
 
 
 def _unavailable(reason: str) -> None:

@@ -183,8 +183,8 @@ class Session:
                 self.channel.send(line.encode())
                 for chunk in payload:
                     self.channel.send(chunk)
-            except (OSError, SessionError) as e:
-                self.close(f"connection lost while sending ({e})")
+            except Exception as e:  # noqa: BLE001 - any channel failure: the connection is gone
+                self.close(f"connection lost while sending ({type(e).__name__}: {e})")
                 raise SessionError(self.error) from None
             self.last_activity = time.monotonic()
         return fut

@@ -1,0 +1,176 @@
+"""The hot channel: one session per container carries every batch; faults mid-batch (session
+process killed, container restarted, WebSocket dropped) still converge; a container that
+cannot run the session falls back to one exec per batch and converges too."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+import syncd.transports.session as session_mod
+from engine_harness import running, settle, wait_until, write_config
+from kube_support import NAMESPACE
+from storms import storm
+from trees import container_tree, diff_trees, local_tree
+
+pytestmark = [pytest.mark.anyio, pytest.mark.docker]
+
+DOCKER = """
+[daemon]
+debounce_ms = 20
+max_batch_wait_ms = 500
+trace = ".syncd/trace.jsonl"
+[targets.t]
+kind = "docker"
+container = "{name}"
+[[services]]
+name = "app"
+target = "t"
+sync = [{{ src = "src", dest = "/app/src" }}]
+"""
+
+KUBE = """
+[daemon]
+debounce_ms = 20
+max_batch_wait_ms = 500
+trace = ".syncd/trace.jsonl"
+[targets.t]
+kind = "kubernetes"
+namespace = "dev"
+selector = "app=web"
+[[services]]
+name = "app"
+target = "t"
+sync = [{ src = "src", dest = "/app/src" }]
+"""
+
+
+def seed(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a.txt").write_text("a")
+    return src
+
+
+def workers(engine):  # noqa: ANN001, ANN201
+    return list(engine.targets["t"].workers.values())
+
+
+def exec_count(container) -> int:  # noqa: ANN001
+    container.reload()
+    return len(container.attrs.get("ExecIDs") or [])
+
+
+@pytest.fixture
+def slow_payload(monkeypatch):  # noqa: ANN001, ANN201
+    """Stretch every session payload (10 ms per frame), so a fault can land mid-batch."""
+
+    def slow(tar: Iterator[bytes]) -> Iterator[bytes]:
+        for frame in session_mod.frame_chunks(tar):
+            time.sleep(0.01)
+            yield frame
+
+    monkeypatch.setattr(session_mod, "_frames", slow)
+
+
+def big_batch(src: Path, n: int = 40) -> None:
+    (src / "big").mkdir(exist_ok=True)
+    for i in range(n):
+        (src / "big" / f"blob{i}").write_bytes(os.urandom(256 * 1024))
+
+
+async def test_docker_batches_ride_one_session(tmp_path: Path, make_container) -> None:  # noqa: ANN001
+    c = make_container()
+    src = seed(tmp_path)
+    async with running(write_config(tmp_path, DOCKER.format(name=c.name))) as engine:
+        [w] = workers(engine)
+        assert engine.targets["t"].transport.mode(w.ref) == "session"
+        before = exec_count(c)
+        for i in range(10):
+            (src / f"edit{i}.txt").write_text(str(i))
+            await settle(engine, src)
+        assert exec_count(c) == before  # ten batches, no new exec
+        assert not diff_trees(local_tree(src), container_tree(c, "/app/src"))
+        assert engine.status()["targets"]["t"]["containers"][c.name]["channel"] == "session"
+
+
+async def test_no_dd_falls_back_to_one_exec_per_batch(tmp_path: Path, make_container) -> None:  # noqa: ANN001
+    c = make_container("nodd")
+    src = seed(tmp_path)
+    with capture_logs() as logs:
+        async with running(write_config(tmp_path, DOCKER.format(name=c.name))) as engine:
+            [w] = workers(engine)
+            mode = engine.targets["t"].transport.mode(w.ref)
+            assert mode.startswith("per-exec") and "dd" in mode
+            storm(src, random.Random(3), ops=40)
+            await settle(engine, src)
+            assert not diff_trees(local_tree(src), container_tree(c, "/app/src"))
+    said = [e for e in logs if e["event"] == "no session; one exec per batch"]
+    assert len(said) == 1 and "dd" in said[0]["reason"]  # said once, not per batch
+
+
+async def _fault_mid_batch(engine, src: Path, fault) -> None:  # noqa: ANN001
+    """Start a large batch, inject `fault` while it is on the wire, then converge."""
+    [w] = workers(engine)
+    big_batch(src)
+    await wait_until(lambda: w.state == "pushing", 20, "the big batch to start")
+    await anyio.to_thread.run_sync(fault)
+    await wait_until(lambda: bool(workers(engine)), 30, "the container to be back")
+    await settle(engine, src, timeout=60)
+
+
+async def test_session_process_killed_mid_batch(tmp_path: Path, make_container, slow_payload) -> None:  # noqa: ANN001
+    c = make_container()
+    src = seed(tmp_path)
+    async with running(write_config(tmp_path, DOCKER.format(name=c.name))) as engine:
+        def kill_session() -> None:
+            ps = c.exec_run(["ps", "-o", "pid,args"]).output.decode()
+            pids = [line.split()[0] for line in ps.splitlines() if "syncd-session" in line and "ps -o" not in line]
+            assert pids, ps
+            c.exec_run(["kill", "-9", *pids])
+
+        await _fault_mid_batch(engine, src, kill_session)
+        assert not diff_trees(local_tree(src), container_tree(c, "/app/src"))
+        assert any("session lost" in e for r in engine.trace.records for e in r["errors"])  # the fault happened
+
+
+async def test_container_restarted_mid_batch(tmp_path: Path, make_container, slow_payload) -> None:  # noqa: ANN001
+    c = make_container()
+    src = seed(tmp_path)
+    async with running(write_config(tmp_path, DOCKER.format(name=c.name))) as engine:
+        await _fault_mid_batch(engine, src, lambda: c.restart(timeout=1))
+        assert not diff_trees(local_tree(src), container_tree(c, "/app/src"))
+        assert any(r["errors"] for r in engine.trace.records)  # the restart did cut a batch
+
+
+@pytest.mark.parametrize("protocol", ["v5", "v4"])
+async def test_kube_sessions_and_dropped_websocket(cluster, tmp_path: Path, slow_payload, protocol: str) -> None:  # noqa: ANN001
+    if protocol == "v4":
+        cluster.only_v4()
+    cluster.create_pod("web-0", {"app": "web"})
+    src = seed(tmp_path)
+    async with running(write_config(tmp_path, KUBE)) as engine:
+        transport = engine.targets["t"].transport
+        [w] = workers(engine)
+        assert transport.mode(w.ref) == "session"
+        storm(src, random.Random(5), ops=40)
+        await settle(engine, src, timeout=60)
+        assert not diff_trees(local_tree(src), cluster.tree("web-0", "/app/src"))
+        assert transport.protocols["web-0"] == f"{protocol}.channel.k8s.io"
+
+        def drop_websocket() -> None:
+            import socket
+
+            session = transport._pool._sessions[w.ref.generation]
+            session.channel.ws.sock.sock.shutdown(socket.SHUT_RDWR)  # the network goes away
+
+        await _fault_mid_batch(engine, src, drop_websocket)
+        assert not diff_trees(local_tree(src), cluster.tree("web-0", "/app/src"))
+        assert any("session lost" in e for r in engine.trace.records for e in r["errors"])
