@@ -352,7 +352,7 @@ class Engine:
                     m = most_specific(svc.mappings, Path(raw))
                     if m is None:
                         continue
-                    for child in walk(raw, m.src, lambda p, d, s, svc=svc: svc.rules.ignored(p, d, s), self.hashes, errors):
+                    for child in walk(raw, str(m.src), svc.rules.ignored, self.hashes, errors):
                         local[child.path] = child
         return local
 
@@ -509,10 +509,10 @@ class Engine:
             for m in svc.mappings:
                 tree = scan_source(m.src, svc.rules.ignored, self.hashes, errors)
                 for raw, lf in tree.items():
-                    if most_specific(svc.mappings, Path(raw)) is not m:
+                    if len(svc.mappings) > 1 and most_specific(svc.mappings, raw) is not m:
                         continue  # a more specific mapping sends it
                     try:
-                        desired[m.dest_of(Path(raw))] = lf
+                        desired[m.dest_of(raw)] = lf
                     except UnsafePath:
                         continue
         return desired

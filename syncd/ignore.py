@@ -12,6 +12,7 @@ purpose) matches relative to that `src` instead: an explicit mapping beats an im
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pathspec import GitIgnoreSpec
@@ -37,6 +38,26 @@ DEFAULT_IGNORES = (
 IGNORE_FILES = (".gitignore", ".dockerignore", ".syncdignore")
 
 
+class _Rules:
+    """A gitignore rule set with a fast "does any rule match at all?" pre-check.
+
+    Most paths match no rule; one combined regex answers that, instead of one regex per
+    rule. Only on a hit does pathspec find the last matching rule (negations included)."""
+
+    def __init__(self, lines: list[str] | tuple[str, ...]):
+        self.spec = GitIgnoreSpec.from_lines(lines)
+        regexes = [p.regex.pattern.replace("(?P<ps_d>", "(?:") for p in self.spec.patterns
+                   if p.include is not None and p.regex is not None]
+        self._any = re.compile("|".join(f"(?:{r})" for r in regexes)) if regexes else None
+
+    def verdict(self, path: str) -> bool | None:
+        """True: ignored, False: re-included, None: no rule speaks about `path`."""
+        if self._any is None or self._any.search(path) is None:
+            return None
+        res = self.spec.check_file(path)
+        return None if res.include is None else bool(res.include)
+
+
 class IgnoreRules:
     """Answers "is this path ignored?" for one service. Caches per directory; call
     `invalidate()` when an ignore file changes.
@@ -46,9 +67,9 @@ class IgnoreRules:
 
     def __init__(self, root: Path, patterns: list[str]):
         self.root = os.path.abspath(root)
-        self._defaults = GitIgnoreSpec.from_lines(DEFAULT_IGNORES)
-        self._service = GitIgnoreSpec.from_lines(patterns)
-        self._files: dict[str, list[GitIgnoreSpec]] = {}
+        self._defaults = _Rules(DEFAULT_IGNORES)
+        self._service = _Rules(patterns)
+        self._files: dict[str, list[_Rules]] = {}
         self._dir_cache: dict[tuple[str, str], bool] = {}
         self._bases: dict[str, str] = {}
 
@@ -61,14 +82,14 @@ class IgnoreRules:
     def is_ignore_file(path: str) -> bool:
         return os.path.basename(path) in IGNORE_FILES
 
-    def _specs_in(self, directory: str) -> list[GitIgnoreSpec]:
+    def _specs_in(self, directory: str) -> list[_Rules]:
         specs = self._files.get(directory)
         if specs is None:
             specs = []
             for name in IGNORE_FILES:
                 try:
                     with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as f:
-                        specs.append(GitIgnoreSpec.from_lines(f.read().splitlines()))
+                        specs.append(_Rules(f.read().splitlines()))
                 except OSError:
                     continue
             self._files[directory] = specs
@@ -79,22 +100,17 @@ class IgnoreRules:
         suffix = "/" if is_dir else ""
         rel = path[len(base) + 1 :]
         parts = rel.split("/")
-        verdict = False
-        res = self._defaults.check_file(rel + suffix)
-        if res.include is not None:
-            verdict = bool(res.include)
+        verdict = self._defaults.verdict(rel + suffix) or False
         # Ignore files from the base down to the path's parent; each matches relative to itself.
         here = base
         for i in range(len(parts)):
             for spec in self._specs_in(here):
-                res = spec.check_file("/".join(parts[i:]) + suffix)
-                if res.include is not None:
-                    verdict = bool(res.include)
+                v = spec.verdict("/".join(parts[i:]) + suffix)
+                if v is not None:
+                    verdict = v
             here = f"{here}/{parts[i]}"
-        res = self._service.check_file(rel + suffix)
-        if res.include is not None:
-            verdict = bool(res.include)
-        return verdict
+        v = self._service.verdict(rel + suffix)
+        return verdict if v is None else v
 
     def _base_for(self, src: str) -> str:
         base = self._bases.get(src)

@@ -12,8 +12,8 @@ from syncd.model import Entry, Kind, LocalFile
 
 CHUNK = 1 << 20
 
-# ignored(path, is_dir, mapping_src) -> bool
-Ignored = Callable[[Path, bool, Path], bool]
+# ignored(path, is_dir, mapping_src) -> bool; paths are plain strings (hot loop)
+Ignored = Callable[[str, bool, str], bool]
 
 
 class HashCache:
@@ -75,7 +75,7 @@ def read_entry(path: str, hashes: HashCache) -> LocalFile | None:
 
 def walk(
     top: str,
-    src: Path,
+    src: str,
     ignored: Ignored,
     hashes: HashCache,
     errors: list[tuple[str, str]],
@@ -92,7 +92,7 @@ def walk(
                 is_dir = de.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
-            if ignored(Path(de.path), is_dir, src):
+            if ignored(de.path, is_dir, src):
                 continue
             try:
                 lf = read_entry(de.path, hashes)
@@ -118,6 +118,6 @@ def scan_source(src: Path, ignored: Ignored, hashes: HashCache, errors: list[tup
         return out
     out[str(src)] = root
     if root.entry.kind is Kind.DIR:
-        for lf in walk(str(src), src, ignored, hashes, errors):
+        for lf in walk(str(src), str(src), ignored, hashes, errors):
             out[lf.path] = lf
     return out

@@ -194,7 +194,10 @@ class Session:
 
         def payload() -> Iterator[bytes]:
             nonlocal sent
-            for piece in (encode_deletes(deletes), *_frames(tar)):
+            head = encode_deletes(deletes)
+            sent += len(head)
+            yield head
+            for piece in _frames(tar):  # streamed: never the whole batch in memory
                 sent += len(piece)
                 yield piece
 
