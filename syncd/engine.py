@@ -27,7 +27,7 @@ from syncd.core.manifest import Manifest, apply_delta, diff
 from syncd.core.mapping import ResolvedMapping, UnsafePath, common_root, local_rel, most_specific, relative_name
 from syncd.core.plan import ServicePlanInput, plan_batch
 from syncd.ignore import IgnoreRules
-from syncd.model import Batch, Delta, DestPath, Fallback, Kind, LocalFile, Plan
+from syncd.model import Batch, Delta, DestPath, Entry, Fallback, Kind, LocalFile, Plan
 from syncd.pack import PackReport, pack
 from syncd.scan import HashCache, read_entry, scan_source, walk
 from syncd.trace import BatchTrace, TraceWriter
@@ -528,11 +528,34 @@ class Engine:
         t1 = time.time()
         trace.add("scan", t0, t1, detail={"paths": len(desired)})
         remote = await target.transport.manifest(worker.ref, target.dests)
+        hashed = await self._resolve_quick(worker, desired, remote)
         t2 = time.time()
-        trace.add(f"manifest:{worker.ref.label}", t1, t2, detail={"paths": len(remote)})
+        trace.add(f"manifest:{worker.ref.label}", t1, t2, detail={"paths": len(remote), "hashed": hashed})
         delta = diff(desired, remote, full=True, owned=lambda d: target.owned(d, remote[d].kind, services))
         trace.paths = len(desired)
         return delta, remote, errors, trace
+
+    async def _resolve_quick(self, worker: ContainerWorker, desired: Desired, remote: Manifest) -> int:
+        """Give quick-listed files (size + mtime, no hash) their digests: equal size and
+        mtime -> the local digest (tar set that mtime from the local file; rsync's quick
+        check); a different size -> unknown ("?", re-sent); same size, other mtime -> hash
+        it in the container. Returns how many files were hashed."""
+        unsure: list[DestPath] = []
+        for dest, e in remote.items():
+            if e.kind is not Kind.FILE or e.digest or e.size < 0:
+                continue
+            local = desired.get(dest)
+            if local is None or local.entry.kind is not Kind.FILE or local.size != e.size:
+                remote[dest] = Entry(Kind.FILE, "?", e.exec)
+            elif int(local.mtime) == e.mtime:
+                remote[dest] = Entry(Kind.FILE, local.entry.digest, e.exec)
+            else:
+                unsure.append(dest)
+        if unsure:
+            digests = await worker.target.transport.hash(worker.ref, unsure)  # type: ignore[attr-defined]
+            for dest in unsure:
+                remote[dest] = Entry(Kind.FILE, digests.get(dest, "?"), remote[dest].exec)
+        return len(unsure)
 
     async def reconcile_container(self, worker: ContainerWorker, jobs: list[BatchJob], services: set[str] | None = None) -> bool:
         """Compare the whole local tree with the container and push the difference."""

@@ -25,6 +25,9 @@ class Entry:
     digest: str = ""
     exec: bool = False
     link: str = ""
+    # Set instead of `digest` by a quick listing (size, whole-second mtime): see core/quick.py
+    size: int = -1
+    mtime: int = -1
 
     def same_as(self, other: Entry | None) -> bool:
         if other is None or other.kind != self.kind:

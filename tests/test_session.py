@@ -174,3 +174,23 @@ async def test_kube_sessions_and_dropped_websocket(cluster, tmp_path: Path, slow
         await _fault_mid_batch(engine, src, drop_websocket)
         assert not diff_trees(local_tree(src), cluster.tree("web-0", "/app/src"))
         assert any("session lost" in e for r in engine.trace.records for e in r["errors"])
+
+
+async def test_quick_reconcile_hashes_only_what_it_must(tmp_path: Path, make_container) -> None:  # noqa: ANN001
+    c = make_container()
+    src = seed(tmp_path)
+    for i in range(50):
+        (src / "d" / f"f{i}.txt").write_text(f"content {i}")
+    async with running(write_config(tmp_path, DOCKER.format(name=c.name))) as engine:
+        [w] = workers(engine)
+        # Behind syncd's back: same size, other bytes; and same bytes with a new mtime.
+        c.exec_run(["sh", "-c", "printf b > /app/src/d/a.txt; touch -d '2001-01-01 00:00' /app/src/d/f1.txt /app/src/d/f2.txt"])
+        before = len(engine.trace.records)
+        w.request_reconcile()
+        await wait_until(lambda: len(engine.trace.records) > before and engine.idle(), 30, "the reconcile")
+        record = engine.trace.records[-1]
+        manifest = next(s for s in record["spans"] if s["name"].startswith("manifest:"))
+        push = next(s for s in record["spans"] if s["name"].startswith("push:"))
+        assert manifest["detail"]["hashed"] == 3  # only the three files whose mtime differs
+        assert push["detail"]["files"] == 1  # only a.txt really differed
+        assert not diff_trees(local_tree(src), container_tree(c, "/app/src"))

@@ -20,7 +20,7 @@ from syncd.config import DockerTarget
 from syncd.core.manifest import Manifest
 from syncd.model import DestPath
 from syncd.transports.base import ApplyResult, ContainerRef, TransportError
-from syncd.transports.session import SESSION_SCRIPT, SessionPool, call, say_fallback
+from syncd.transports.session import SESSION_SCRIPT, SessionCalls, SessionPool, say_fallback
 from syncd.transports.shell import APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, parse_manifest, rechunk
 
 ENGINE_HINT = "start the Docker engine (dockerd / Docker Desktop) or set DOCKER_HOST"
@@ -52,7 +52,7 @@ class DockerChannel:
         self._raw.close()
 
 
-class DockerTransport:
+class DockerTransport(SessionCalls):
     def __init__(self, target: str, spec: DockerTarget, sessions: bool = True):
         self.target = target
         self.spec = spec
@@ -65,13 +65,6 @@ class DockerTransport:
         except docker.errors.DockerException as e:
             raise TransportError(f"{ref.label}: cannot start the session: {e}") from None
 
-    def mode(self, ref: ContainerRef) -> str:
-        return self._pool.mode(ref) if self._pool else "per-exec (sessions off)"
-
-    async def _session(self, ref: ContainerRef):  # noqa: ANN202
-        if self._pool is None:
-            return None
-        return await anyio.to_thread.run_sync(self._pool.get, ref, abandon_on_cancel=True)
 
     # --- engine access -------------------------------------------------------------------
 
@@ -186,7 +179,7 @@ class DockerTransport:
             time.sleep(0.005)
         return -1
 
-    def _check(self, ref: ContainerRef, what: str, code: int, out: bytes, err: bytes) -> None:
+    def _check(self, ref: ContainerRef, what: str, code: int, out: bytes, err: bytes, detail: str = "") -> None:
         if code == 0:
             return
         text = (err or out).decode("utf-8", "replace").strip()
@@ -202,29 +195,18 @@ class DockerTransport:
         raise TransportError(f"{ref.label}: {what} failed (exit {code}): {tail}")
 
     async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
-        session = await self._session(ref)
-        if session is not None:
-            answer = await call(self._pool, ref, session.manifest, dests)
-            self._check(ref, "reading the container tree", answer.rc, b"", answer.output if answer.rc else b"")
-            return parse_manifest(answer.output)
+        found = await self._session_manifest(ref, dests)
+        if found is not None:
+            return found
         argv = ["sh", "-c", MANIFEST_SCRIPT, "syncd-manifest", *dests]
         code, out, err, _ = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
         self._check(ref, "reading the container tree", code, out, err)
         return parse_manifest(out)
 
     async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
-        session = await self._session(ref)
-        if session is not None:
-            sent_box: list = []
-
-            def send():  # noqa: ANN202
-                fut, sent = session.apply(root, deletes, tar)
-                sent_box.append(sent)
-                return fut
-
-            answer = await call(self._pool, ref, send)
-            self._check(ref, "applying the batch", answer.rc, b"", answer.output)
-            return ApplyResult(bytes_sent=sent_box[0](), output=answer.output.decode("utf-8", "replace"))
+        done = await self._session_apply(ref, root, deletes, tar)
+        if done is not None:
+            return done
 
         def stream() -> Iterator[bytes]:
             yield encode_deletes(deletes)

@@ -31,7 +31,7 @@ from syncd.config import KubernetesTarget
 from syncd.core.manifest import Manifest
 from syncd.model import DestPath
 from syncd.transports.base import ApplyResult, ContainerRef, TransportError
-from syncd.transports.session import SESSION_SCRIPT, SessionPool, call, say_fallback
+from syncd.transports.session import SESSION_SCRIPT, SessionCalls, SessionPool, say_fallback
 from syncd.transports.shell import APPLY_SCRIPT, FRAMED_APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, frame_chunks
 
 log = structlog.get_logger("syncd.kube")
@@ -68,7 +68,7 @@ class KubeChannel:
         self.ws.close()
 
 
-class KubeTransport:
+class KubeTransport(SessionCalls):
     def __init__(self, target: str, spec: KubernetesTarget, sessions: bool = True):
         self.target = target
         self.spec = spec
@@ -88,13 +88,6 @@ class KubeTransport:
         ws = self._connect(ref, ["sh", "-c", SESSION_SCRIPT, "syncd-session"], stdin=True)
         return KubeChannel(ws)
 
-    def mode(self, ref: ContainerRef) -> str:
-        return self._pool.mode(ref) if self._pool else "per-exec (sessions off)"
-
-    async def _session(self, ref: ContainerRef):  # noqa: ANN202
-        if self._pool is None:
-            return None
-        return await anyio.to_thread.run_sync(self._pool.get, ref, abandon_on_cancel=True)
 
     # --- configuration -----------------------------------------------------------------
 
@@ -343,7 +336,7 @@ class KubeTransport:
             return TransportError(f"{ref.label}: {message}", f"check targets.{self.target}.container", permanent=True)
         return TransportError(f"{ref.label}: exec failed: HTTP {status or '?'}: {message}")
 
-    def _check(self, ref: ContainerRef, what: str, code: int, out: bytes, err: bytes, detail: str) -> None:
+    def _check(self, ref: ContainerRef, what: str, code: int, out: bytes, err: bytes, detail: str = "") -> None:
         if code == 0:
             return
         text = (err or out).decode("utf-8", "replace").strip() or detail
@@ -361,29 +354,18 @@ class KubeTransport:
     async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
         from syncd.transports.shell import parse_manifest
 
-        session = await self._session(ref)
-        if session is not None:
-            answer = await call(self._pool, ref, session.manifest, dests)
-            self._check(ref, "reading the container tree", answer.rc, b"", answer.output if answer.rc else b"", "")
-            return parse_manifest(answer.output)
+        found = await self._session_manifest(ref, dests)
+        if found is not None:
+            return found
         argv = ["sh", "-c", MANIFEST_SCRIPT, "syncd-manifest", *dests]
         code, out, err, _, detail = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
         self._check(ref, "reading the container tree", code, out, err, detail)
         return parse_manifest(out)
 
     async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
-        session = await self._session(ref)
-        if session is not None:
-            sent_box: list = []
-
-            def send():  # noqa: ANN202
-                fut, sent = session.apply(root, deletes, tar)
-                sent_box.append(sent)
-                return fut
-
-            answer = await call(self._pool, ref, send)
-            self._check(ref, "applying the batch", answer.rc, b"", answer.output, "")
-            return ApplyResult(bytes_sent=sent_box[0](), output=answer.output.decode("utf-8", "replace"))
+        done = await self._session_apply(ref, root, deletes, tar)
+        if done is not None:
+            return done
         # Per-exec: v5 can close stdin (plain tar, no dd needed); v4 needs byte-counted framing.
         framed = self.protocols.get(ref.name) != V5
 

@@ -36,7 +36,7 @@ from syncd.transports.shell import MANIFEST_ONE, encode_deletes, escape_name, fr
 
 log = structlog.get_logger("syncd.session")
 
-SESSION_SCRIPT = r"""
+SESSION_SCRIPT = r"""# syncd-session: applies syncd's batches; ends when syncd disconnects
 LC_ALL=C; export LC_ALL
 # What the session needs beyond sh builtins; without it, syncd uses one exec per batch.
 [ "$(printf ab | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || { echo "@@X dd with iflag=fullblock is missing"; exit 0; }
@@ -62,8 +62,13 @@ while IFS= read -r req; do
     printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
   manifest)
     printf '@@S %s\n' "$seq"
-    rc=0
-    for a; do manifest_one "$(printf '%b' "$a")" </dev/null || rc=$?; done
+    rc=0; mode=$1; shift
+    for a; do manifest_one "$(printf '%b' "$a")" "$mode" </dev/null || rc=$?; done
+    printf '\0@@E %s %s\0\n' "$seq" "$rc" ;;
+  hash)
+    printf '@@S %s\n' "$seq"
+    ( cd / && while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
+        xargs -0 -r sha1sum ); rc=$?
     printf '\0@@E %s %s\0\n' "$seq" "$rc" ;;
   run)
     out=$(sh -c "$(printf '%b' "$1")" 2>&1 </dev/null); rc=$?
@@ -204,8 +209,14 @@ class Session:
         fut = self.request("apply", [root], payload())
         return fut, lambda: sent
 
-    def manifest(self, dests: list[str]) -> Future[Answer]:
-        return self.request("manifest", dests)
+    def manifest(self, dests: list[str], quick: bool = True) -> Future[Answer]:
+        """List the destinations; `quick`: files with size and mtime instead of a hash."""
+        return self.request("manifest", ["stat" if quick else "hash", *dests])
+
+    def hash(self, paths: list[str]) -> Future[Answer]:
+        """sha1sum of absolute container paths (sent as data, NUL-separated)."""
+        listing = b"".join(b"./" + p.lstrip("/").encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+        return self.request("hash", [], _frames(iter([listing])))
 
     def run(self, command: str) -> Future[Answer]:
         return self.request("run", [command])
@@ -388,3 +399,61 @@ async def call(pool: SessionPool | None, ref, send: Callable[..., Future[Answer]
         if pool is not None:
             pool.drop(ref, str(e) or "no answer")
         raise TransportError(f"{ref.label}: session lost: {e or 'no answer'}", "syncd reconciles on a new session") from None
+
+
+class SessionCalls:
+    """Session-backed manifest/apply/hash for exec transports (docker, kubernetes).
+
+    Subclasses set `_pool` and provide `_check(ref, what, code, out, err, detail)`. Each method
+    returns None when the container has no session (the caller uses per-exec instead)."""
+
+    _pool: SessionPool | None
+
+    def _check(self, ref, what: str, code: int, out: bytes, err: bytes, detail: str = "") -> None:  # noqa: ANN001
+        raise NotImplementedError
+
+    def mode(self, ref) -> str:  # noqa: ANN001
+        return self._pool.mode(ref) if self._pool else "per-exec (sessions off)"
+
+    async def _session(self, ref) -> Session | None:  # noqa: ANN001
+        if self._pool is None:
+            return None
+        return await anyio.to_thread.run_sync(self._pool.get, ref, abandon_on_cancel=True)
+
+    async def _session_manifest(self, ref, dests: list[str]):  # noqa: ANN001, ANN202
+        from syncd.transports.shell import parse_manifest
+
+        session = await self._session(ref)
+        if session is None:
+            return None
+        answer = await call(self._pool, ref, session.manifest, dests)
+        self._check(ref, "reading the container tree", answer.rc, b"", answer.output if answer.rc else b"")
+        return parse_manifest(answer.output)
+
+    async def _session_apply(self, ref, root: str, deletes: list[str], tar: Iterator[bytes]):  # noqa: ANN001, ANN202
+        from syncd.transports.base import ApplyResult
+
+        session = await self._session(ref)
+        if session is None:
+            return None
+        sent_box: list[Callable[[], int]] = []
+
+        def send() -> Future[Answer]:
+            fut, sent = session.apply(root, deletes, tar)
+            sent_box.append(sent)
+            return fut
+
+        answer = await call(self._pool, ref, send)
+        self._check(ref, "applying the batch", answer.rc, b"", answer.output)
+        return ApplyResult(bytes_sent=sent_box[0](), output=answer.output.decode("utf-8", "replace"))
+
+    async def hash(self, ref, paths: list[str]) -> dict[str, str]:  # noqa: ANN001
+        """Content hashes of container paths (only asked after a quick listing)."""
+        from syncd.transports.shell import parse_hash_list
+
+        session = await self._session(ref)
+        if session is None:
+            return {}  # per-exec listings carry hashes already
+        answer = await call(self._pool, ref, session.hash, paths)
+        self._check(ref, "hashing container files", answer.rc, b"", answer.output if answer.rc else b"")
+        return parse_hash_list(answer.output)

@@ -88,7 +88,11 @@ MANIFEST_ONE = r"""
     printf '@@D\0'; find "$s" -type d -print0
     printf '@@L\0'; find "$s" -type l -exec sh -c 'for l; do printf "%s\0%s\0" "$l" "$(readlink "$l")"; done' sh {} +
     printf '@@X\0'; find "$s" -type f -perm -100 -print0
-    printf '@@H\0'; find "$s" -type f -print0 | xargs -0 -r sha1sum; printf '\0'
+    if [ "$2" = stat ] && command -v stat >/dev/null 2>&1; then
+      printf '@@T\0'; find "$s" -type f -print0 | xargs -0 -r stat -c '%s %Y %y %n'; printf '\0'
+    else
+      printf '@@H\0'; find "$s" -type f -print0 | xargs -0 -r sha1sum; printf '\0'
+    fi
   )
 """
 MANIFEST_SCRIPT = "manifest_one() {" + MANIFEST_ONE + "}\nfor d in \"$@\"; do manifest_one \"$d\"; done\n"
@@ -127,6 +131,10 @@ def parse_manifest(out: bytes) -> Manifest:
             if i + 1 < len(tokens):
                 _parse_hashes(tokens[i + 1], manifest, base, execs)
             i += 1
+        elif tok == b"@@T":
+            if i + 1 < len(tokens):
+                _parse_stats(tokens[i + 1], manifest, base, execs)
+            i += 1
         elif tok and section == b"@@D":
             manifest[_join(base, tok)] = Entry(Kind.DIR)
         elif tok and section == b"@@L":
@@ -154,3 +162,28 @@ def _parse_hashes(blob: bytes, manifest: Manifest, base: DestPath, execs: set[De
             name = _GNU_ESCAPE.sub(lambda m: _GNU_CODES.get(m.group(1), m.group(0)), name)
         path = _join(base, name)
         manifest[path] = Entry(Kind.FILE, digest=line[:40].decode(), exec=path in execs)
+
+
+# `stat -c '%s %Y %y %n'`: "<size> <mtime> <date> <time.nanoseconds> <zone> ./name" per line,
+# names unescaped (like busybox sha1sum). tar writes whole-second mtimes, so a non-zero
+# sub-second part means something else wrote the file since: its mtime proves nothing.
+_STAT_RECORD = re.compile(rb"(?:^|\n)(\d+) (\d+) \S+ [0-9:]+(?:\.(\d+))? \S+ \./")
+
+
+def _parse_stats(blob: bytes, manifest: Manifest, base: DestPath, execs: set[DestPath]) -> None:
+    records = list(_STAT_RECORD.finditer(blob))
+    for k, m in enumerate(records):
+        end = records[k + 1].start() if k + 1 < len(records) else len(blob)
+        name = blob[m.end() - 2 : end]
+        name = name[:-1] if name.endswith(b"\n") else name
+        path = _join(base, name)
+        written_by_tar = not (m.group(3) or b"").strip(b"0")
+        mtime = int(m.group(2)) if written_by_tar else -2  # -2: matches no local mtime
+        manifest[path] = Entry(Kind.FILE, exec=path in execs, size=int(m.group(1)), mtime=mtime)
+
+
+def parse_hash_list(out: bytes) -> dict[DestPath, str]:
+    """sha1sum output for names given as "./<absolute path without the slash>" from "/"."""
+    found: Manifest = {}
+    _parse_hashes(out, found, "/", set())
+    return {path: e.digest for path, e in found.items()}

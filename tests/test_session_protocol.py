@@ -1,0 +1,86 @@
+"""The session protocol itself, against the real script under each shell it must support
+(dash, bash, busybox ash) with the host's GNU tools or busybox's: no containers needed."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from syncd.transports.session import SESSION_SCRIPT, ProcessChannel, Session, SessionUnavailable
+from syncd.transports.shell import parse_hash_list, parse_manifest
+
+SHELLS = [["dash", "-c"], ["bash", "-c"], ["busybox", "sh", "-c"]]
+NAMES = ["plain", "sp ace", "new\nline", "back\\slash", "-rf", "$(touch PWNED)", "ü名"]
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 1_700_000_000
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture(params=[s[0] for s in SHELLS])
+def session(request, tmp_path: Path):  # noqa: ANN001, ANN201
+    argv = next(s for s in SHELLS if s[0] == request.param)
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} not installed")
+    s = Session(ProcessChannel([*argv, SESSION_SCRIPT, "syncd-session"]), request.param)
+    s.wait_ready()
+    yield s
+    s.close()
+
+
+def test_apply_manifest_hash_run_and_errors_in_one_session(session: Session, tmp_path: Path) -> None:
+    root = str(tmp_path / "app")
+    files = {f"d/{n}": n.encode() * 3 for n in NAMES}
+    fut, sent = session.apply(root, [], iter([tar_of(files)]))
+    assert fut.result(10).rc == 0 and sent() > 0
+    # pipelined: a failing request (root below a file) does not desync the ones after it
+    bad, _ = session.apply(root + "/d/plain/below", [], iter([tar_of({"x": b"x"})]))
+    gone, _ = session.apply(root, ["d/-rf", "d/$(touch PWNED)"], iter([tar_of({"d/big": os.urandom(3_000_000)})]))
+    listing = session.manifest([root + "/d"], quick=True)
+    full = session.manifest([root + "/d"], quick=False)
+    assert bad.result(10).rc != 0 and b"Not a directory" in bad.result().output
+    assert gone.result(10).rc == 0
+    quick = parse_manifest(listing.result(10).output)
+    hashed = parse_manifest(full.result(10).output)
+    expected = {root + "/d/" + n for n in NAMES if n not in ("-rf", "$(touch PWNED)")} | {root + "/d/big", root + "/d"}
+    assert set(quick) == expected and set(hashed) == expected
+    for n in ("plain", "new\nline", "back\\slash", "ü名"):
+        path = f"{root}/d/{n}"
+        assert hashed[path].digest == hashlib.sha1(n.encode() * 3).hexdigest()
+        assert quick[path].size == len(n.encode() * 3) and quick[path].mtime == 1_700_000_000  # tar-written
+    digests = parse_hash_list(session.hash([f"{root}/d/new\nline", f"{root}/d/sp ace"]).result(10).output)
+    assert digests[f"{root}/d/sp ace"] == hashlib.sha1(b"sp ace" * 3).hexdigest()
+    assert digests[f"{root}/d/new\nline"] == hashlib.sha1(b"new\nline" * 3).hexdigest()
+    ran = session.run("echo out; echo err >&2; exit 3").result(10)
+    assert (ran.rc, ran.output) == (3, b"out\nerr")
+    assert not list(Path(root).rglob("PWNED")) and session.ping().result(5).rc == 0
+
+
+def test_a_file_touched_by_someone_else_is_not_taken_for_tar_written(session: Session, tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "f").write_text("abc")  # sub-second mtime: not from tar
+    quick = parse_manifest(session.manifest([str(root)], quick=True).result(10).output)
+    assert quick[f"{root}/f"].size == 3 and quick[f"{root}/f"].mtime == -2
+
+
+def test_missing_tools_make_the_session_unavailable(tmp_path: Path) -> None:
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for tool in ("printf", "cat"):  # a PATH with no dd and no tar
+        os.symlink(shutil.which(tool), fake_bin / tool)
+    s = Session(ProcessChannel(["/bin/dash", "-c", f"PATH={fake_bin}; " + SESSION_SCRIPT, "x"]), "bare")
+    with pytest.raises(SessionUnavailable, match="dd"):
+        s.wait_ready()
