@@ -14,30 +14,34 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from benchmarks.harness import DEFAULT_OUT, Options, run
+from benchmarks.harness import DEFAULT_OUT, SECTIONS, Options, run
 from benchmarks.report import render, write_json
 
 
 def parse(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("--edits", type=int, default=None, help="single-file edits for syncd (default 60)")
+    p.add_argument("--edits", type=int, default=None, help="single-file edits per syncd target (default 60)")
     p.add_argument("--burst", type=int, default=None, help="files in the burst (default 1000)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file (default benchmarks/results/latest.json)")
-    p.add_argument("--quick", action="store_true", help="small counts for a smoke run (~30 s)")
-    p.add_argument("--baseline-runs", type=int, default=None, help="single-file copies per baseline (default 20)")
+    p.add_argument("--quick", action="store_true", help="small counts for a smoke run (~45 s, both sections)")
+    p.add_argument("--baseline-runs", type=int, default=None, help="single-file copies per baseline method (default 20)")
     p.add_argument("--cp-sample", type=int, default=None,
                    help="burst files timed for docker cp, extrapolated to --burst (default 200; 0 = all)")
     p.add_argument("--put-sample", type=int, default=None,
                    help="burst files timed for put_archive, extrapolated to --burst (default 0 = all)")
+    p.add_argument("--kubectl-sample", type=int, default=None,
+                   help="burst files timed for kubectl cp, extrapolated to --burst (default 200; 0 = all)")
+    p.add_argument("--only", choices=SECTIONS, default=None,
+                   help="run one section: docker (docker target) or kube (kubernetes target, API-server fixture)")
     p.add_argument("--keep", action="store_true", help="keep the workspace (syncd.log, trace) for inspection")
     a = p.parse_args(argv)
-    quick = {"edits": 10, "burst": 100, "baseline_runs": 5, "cp_sample": 0, "put_sample": 0}
-    full = {"edits": 60, "burst": 1000, "baseline_runs": 20, "cp_sample": 200, "put_sample": 0}
+    quick = {"edits": 10, "burst": 100, "baseline_runs": 5, "cp_sample": 25, "put_sample": 0, "kubectl_sample": 25}
+    full = {"edits": 60, "burst": 1000, "baseline_runs": 20, "cp_sample": 200, "put_sample": 0, "kubectl_sample": 200}
     defaults = quick if a.quick else full
     pick = {k: getattr(a, k) if getattr(a, k) is not None else v for k, v in defaults.items()}
     if pick["edits"] < 1 or pick["burst"] < 1 or pick["baseline_runs"] < 1:
         p.error("--edits, --burst and --baseline-runs must be >= 1")
-    return Options(out=a.out, keep=a.keep, **pick)
+    return Options(out=a.out, keep=a.keep, only=a.only, **pick)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ is done. syncd's pusher does nothing: the daemon notices the write by itself.
 from __future__ import annotations
 
 import io
+import os
 import posixpath
 import subprocess
 import tarfile
@@ -30,6 +31,25 @@ def docker_cp_pusher(container_id: str) -> Pusher:
         subprocess.run(["docker", "cp", str(local), f"{container_id}:{dest}"], check=True, capture_output=True)
 
     return push
+
+
+def kubectl_cp_pusher(namespace: str, pod: str, container: str, env: dict[str, str]) -> Pusher:
+    def push(local: Path, dest: str) -> None:
+        # What a user scripts against a cluster: `kubectl cp` per changed file. Each call is a
+        # process start, a pod GET and two execs (`test -d DEST`, then `tar -xmf -`).
+        argv = ["kubectl", "cp", str(local), f"{namespace}/{pod}:{dest}", "-c", container]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"`{' '.join(argv)}` exited {done.returncode}: {done.stderr.strip()[-500:]}")
+
+    return push
+
+
+def kubectl_env(kubeconfig: Path, home: Path) -> dict[str, str]:
+    """kubectl against the fixture: its kubeconfig, and a scratch HOME so its caches
+    (~/.kube/cache) do not land in the user's home."""
+    home.mkdir(parents=True, exist_ok=True)
+    return dict(os.environ, KUBECONFIG=str(kubeconfig), HOME=str(home))
 
 
 def put_archive_pusher(container: Container) -> Pusher:

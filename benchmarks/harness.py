@@ -1,5 +1,7 @@
 """The benchmark run: a scratch workspace and container, `syncd run` as a user starts it,
 then single-file latency and a many-file burst for syncd and for the per-file baselines.
+Two sections in one run: the docker target (here) and the kubernetes target against the
+API-server fixture (kube.py).
 
 Every timing starts at the host's local write (or just before it) and ends when the
 in-container observer (observer.py) sees the expected content, so syncd and the baselines
@@ -36,6 +38,8 @@ EDIT_TIMEOUT = 10.0
 BURST_TIMEOUT = 120.0
 READY_TIMEOUT = 60.0
 FILE_BYTES = 100
+SYNC_DEST = "/app/src"
+SECTIONS = ("docker", "kube")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -47,7 +51,13 @@ class Options:
     baseline_runs: int = 20
     cp_sample: int = 200  # docker cp per file is slow: time this many and extrapolate (0 = all)
     put_sample: int = 0  # put_archive: all files by default
+    kubectl_sample: int = 200  # kubectl cp per file is slower still: time this many (0 = all)
+    only: str | None = None  # "docker" or "kube": run one section only
     keep: bool = False
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        return (self.only,) if self.only else SECTIONS
 
 
 @dataclass
@@ -198,8 +208,9 @@ def measure_burst(method: str, container: Container, local_dir: Path, dest_dir: 
 # --- syncd as a subprocess ----------------------------------------------------------------
 
 
-def write_config(root: Path, container_name: str) -> Path:
-    cfg = root / "syncd.toml"
+def write_config(work: Path, target: str) -> Path:
+    """A user's syncd.toml: one target named `web` (the `target` TOML block), src -> /app/src."""
+    cfg = work / "syncd.toml"
     cfg.write_text(
         f"""[daemon]
 debounce_ms = {DEBOUNCE_MS}
@@ -207,16 +218,19 @@ max_batch_wait_ms = 2000
 trace = ".syncd/trace.jsonl"
 
 [targets.web]
-kind = "docker"
-container = "{container_name}"
+{target.strip()}
 
 [[services]]
 name = "web"
 target = "web"
-sync = [{{ src = "src", dest = "/app/src" }}]
+sync = [{{ src = "src", dest = "{SYNC_DEST}" }}]
 """
     )
     return cfg
+
+
+def docker_target(container_name: str) -> str:
+    return f'kind = "docker"\ncontainer = "{container_name}"'
 
 
 def syncd_argv(cfg: Path) -> list[str]:
@@ -275,7 +289,87 @@ def trace_summary(records: list[dict]) -> dict:
         "errors": [e for r in records for e in r.get("errors", [])][:10],
         "total_ms": {"p50": percentile(totals, 50), "p95": percentile(totals, 95), "max": max(totals, default=0.0)},
         "steps_p50_ms": {k: percentile(v, 50) for k, v in steps.items()},
+        "steps_p95_ms": {k: percentile(v, 95) for k, v in steps.items()},
     }
+
+
+@dataclass
+class SyncdRun:
+    single: Latency
+    burst: Burst
+    startup_s: float
+    exit_code: int
+    trace: dict
+    stop_s: float  # SIGTERM -> exited
+
+
+def measure_syncd(label: str, work: Path, target: str, container: Container, opts: Options, progress,  # noqa: ANN001
+                  env: dict[str, str] | None = None) -> SyncdRun:
+    """Start `syncd run` in its own workspace `work` (src -> /app/src on `target`), as a user
+    would; time single-file edits and the burst, observed in `container`; stop it (SIGTERM)."""
+    src = work / "src"
+    (src / "burst").mkdir(parents=True)
+    (src / "edit.txt").write_text("initial\n")
+    cfg = write_config(work, target)
+    trace_path = work / ".syncd" / "trace.jsonl"
+    log_path = work / "syncd.log"
+    proc: subprocess.Popen | None = None
+    try:
+        with open(log_path, "wb") as log:
+            # Own session: a Ctrl-C in the terminal reaches the harness, which stops syncd itself.
+            proc = subprocess.Popen(syncd_argv(cfg), cwd=work, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env=env)
+        t_start = time.time()
+        wait_ready(proc, trace_path, log_path)
+        startup = time.time() - t_start
+        progress(f"{label}: ready in {startup:.2f} s; {opts.edits} single-file edits")
+        n_before = len(read_trace(trace_path))
+        single = measure_edits("syncd", container, src / "edit.txt", f"{SYNC_DEST}/edit.txt", syncd_pusher, opts.edits)
+        n_edits = len(read_trace(trace_path))
+        progress(f"{label}: {opts.burst}-file burst")
+        burst = measure_burst("syncd", container, src / "burst", f"{SYNC_DEST}/burst", syncd_pusher, opts.burst, 0)
+        time.sleep(0.5)  # let the burst's trace record(s) land
+        records = read_trace(trace_path)
+        trace = {"edits": trace_summary(records[n_before + WARMUP:n_edits]), "burst": trace_summary(records[n_edits:])}
+        t_stop = time.time()
+        code = stop_process(proc)
+        stop_s = time.time() - t_stop
+        if code != 0:
+            progress(f"warning: {label} exited with {code} on SIGTERM\n{tail(log_path)}")
+        return SyncdRun(single, burst, startup, code, trace, stop_s)
+    finally:
+        if proc is not None:
+            stop_process(proc)
+
+
+def ratio(baseline: float, syncd: float, both_seen: bool) -> float:
+    """baseline time / syncd time (> 1: syncd is faster); 0.0 when either was not observed."""
+    return baseline / syncd if both_seen and syncd > 0 else 0.0
+
+
+def section_results(s: SyncdRun, single: dict[str, Latency], burst: dict[str, Burst]) -> dict:
+    """One section's JSON: the syncd run plus its baselines, with baseline/syncd ratios."""
+    single = {"syncd": s.single, **single}
+    burst = {"syncd": s.burst, **burst}
+    baselines = [m for m in single if m != "syncd"]
+    out = {
+        "syncd_startup_s": s.startup_s,
+        "syncd_exit_code_on_sigterm": s.exit_code,
+        "syncd_stop_s": s.stop_s,
+        "single_file": {m: r.summary() for m, r in single.items()},
+        "burst": {m: r.summary() for m, r in burst.items()},
+        "syncd_trace": s.trace,
+        "container_clock": all(r.container_clock for r in [*single.values(), *burst.values()]),
+    }
+    sf = out["single_file"]
+    out["single_file_ratios"] = {
+        m: {q: ratio(sf[m][f"{q}_ms"], sf["syncd"][f"{q}_ms"], sf[m]["observed"] > 0 and sf["syncd"]["observed"] > 0)
+            for q in ("p50", "p95")}
+        for m in baselines
+    }
+    out["burst"]["ratios"] = {m: ratio(burst[m].seconds, s.burst.seconds, burst[m].observed and s.burst.observed)
+                              for m in burst if m != "syncd"}
+    return out
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -308,6 +402,43 @@ def machine_info(client: docker.DockerClient) -> dict:
     }
 
 
+def docker_section(opts: Options, client: docker.DockerClient, work: Path, progress) -> dict:  # noqa: ANN001
+    """syncd's docker target vs `docker cp` and `put_archive` per file, one scratch container."""
+    name = f"syncd-bench-{uuid.uuid4().hex[:8]}"
+    container: Container | None = None
+    load = list(os.getloadavg())
+    try:
+        progress(f"docker: starting container {name} from {IMAGE}")
+        container = client.containers.run(IMAGE, name=name, detach=True, labels={"syncd-bench": "1"})
+        container.exec_run(["mkdir", "-p", "/app/bench-cp/burst", "/app/bench-put/burst"])
+        s = measure_syncd("syncd (docker)", work, docker_target(name), container, opts, progress)
+
+        # Baselines: same container, other destination dirs, local files outside the synced tree.
+        base = work / "baseline"
+        pushers = {"docker_cp": docker_cp_pusher(container.id), "put_archive": put_archive_pusher(container)}
+        dests = {"docker_cp": "/app/bench-cp", "put_archive": "/app/bench-put"}
+        samples = {"docker_cp": opts.cp_sample, "put_archive": opts.put_sample}
+        single: dict[str, Latency] = {}
+        burst: dict[str, Burst] = {}
+        for method, push in pushers.items():
+            progress(f"{method}: {opts.baseline_runs} single-file copies")
+            (base / method).mkdir(parents=True)
+            single[method] = measure_edits(method, container, base / method / "one.txt", f"{dests[method]}/one.txt",
+                                           push, opts.baseline_runs)
+        for method, push in pushers.items():
+            timed = opts.burst if samples[method] <= 0 else min(samples[method], opts.burst)
+            progress(f"{method}: burst, {timed} of {opts.burst} files timed")
+            burst[method] = measure_burst(method, container, base / method / "burst", f"{dests[method]}/burst",
+                                          push, opts.burst, samples[method])
+        return {"loadavg_at_section_start": load, **section_results(s, single, burst)}
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except docker.errors.DockerException:
+                pass
+
+
 def run(opts: Options, progress=print) -> dict:  # noqa: ANN001
     client = docker.from_env(timeout=120)
     if not client.images.list(name=IMAGE):
@@ -319,96 +450,43 @@ def run(opts: Options, progress=print) -> dict:  # noqa: ANN001
         "syncd_version": syncd_version,
         "machine": machine_info(client),
         "settings": {
+            "sections": list(opts.sections),
             "edits": opts.edits, "burst": opts.burst, "baseline_runs": opts.baseline_runs,
-            "cp_sample": opts.cp_sample, "put_sample": opts.put_sample, "warmup_edits": WARMUP,
-            "edit_gap_s": list(GAP), "debounce_ms": DEBOUNCE_MS, "file_bytes": FILE_BYTES, "image": IMAGE,
+            "cp_sample": opts.cp_sample, "put_sample": opts.put_sample, "kubectl_sample": opts.kubectl_sample,
+            "warmup_edits": WARMUP, "edit_gap_s": list(GAP), "debounce_ms": DEBOUNCE_MS, "file_bytes": FILE_BYTES,
+            "image": IMAGE,
         },
         "observer": {
-            "how": "one long-running `docker exec` per watch running a busybox sh loop in the container: "
+            "how": "one long-running `docker exec` per watch running a busybox sh loop in the container "
+                   "(for kube: the pod's backing Docker container, outside syncd and the API server): "
                    "polls the file (or directory) every ~1 ms with shell builtins, stamps with $EPOCHREALTIME",
         },
     }
     root = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
-    name = f"syncd-bench-{uuid.uuid4().hex[:8]}"
-    container: Container | None = None
-    proc: subprocess.Popen | None = None
+    progress(f"workspace {root}")
     try:
-        progress(f"workspace {root}; starting container {name} from {IMAGE}")
-        container = client.containers.run(IMAGE, name=name, detach=True, labels={"syncd-bench": "1"})
-        container.exec_run(["mkdir", "-p", "/app/bench-cp/burst", "/app/bench-put/burst"])
-        src = root / "src"
-        (src / "burst").mkdir(parents=True)
-        (src / "edit.txt").write_text("initial\n")
-        cfg = write_config(root, name)
-        trace_path = root / ".syncd" / "trace.jsonl"
-        log_path = root / "syncd.log"
-        with open(log_path, "wb") as log:
-            # Own session: a Ctrl-C in the terminal reaches the harness, which stops syncd itself.
-            proc = subprocess.Popen(syncd_argv(cfg), cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        t_start = time.time()
-        wait_ready(proc, trace_path, log_path)
-        results["syncd_startup_s"] = time.time() - t_start
-        progress(f"syncd ready in {results['syncd_startup_s']:.2f} s")
+        clocks: list[bool] = []
+        if "docker" in opts.sections:
+            # Top level, as before the kube section existed: single_file, burst, syncd_trace, …
+            docker_results = docker_section(opts, client, root / "docker", progress)
+            clocks.append(docker_results.pop("container_clock"))
+            results.update(docker_results)
+        if "kube" in opts.sections:
+            from benchmarks.kube import kube_section
 
-        single: dict[str, Latency] = {}
-        burst: dict[str, Burst] = {}
-        progress(f"syncd: {opts.edits} single-file edits")
-        n_before = len(read_trace(trace_path))
-        single["syncd"] = measure_edits("syncd", container, src / "edit.txt", "/app/src/edit.txt", syncd_pusher, opts.edits)
-        n_edits = len(read_trace(trace_path))
-        progress(f"syncd: {opts.burst}-file burst")
-        burst["syncd"] = measure_burst("syncd", container, src / "burst", "/app/src/burst", syncd_pusher, opts.burst, 0)
-        time.sleep(0.5)  # let the burst's trace record(s) land
-        records = read_trace(trace_path)
-        results["syncd_trace"] = {
-            "edits": trace_summary(records[n_before + WARMUP:n_edits]),
-            "burst": trace_summary(records[n_edits:]),
-        }
-        code = stop_process(proc)
-        results["syncd_exit_code_on_sigterm"] = code
-        if code != 0:
-            progress(f"warning: syncd exited with {code} on SIGTERM\n{tail(log_path)}")
-
-        # Baselines: same container, other destination dirs, local files outside the synced tree.
-        base = root / "baseline"
-        pushers = {"docker_cp": docker_cp_pusher(container.id), "put_archive": put_archive_pusher(container)}
-        dests = {"docker_cp": "/app/bench-cp", "put_archive": "/app/bench-put"}
-        samples = {"docker_cp": opts.cp_sample, "put_archive": opts.put_sample}
-        for method, push in pushers.items():
-            progress(f"{method}: {opts.baseline_runs} single-file copies")
-            (base / method).mkdir(parents=True)
-            single[method] = measure_edits(method, container, base / method / "one.txt", f"{dests[method]}/one.txt",
-                                           push, opts.baseline_runs)
-        for method, push in pushers.items():
-            timed = opts.burst if samples[method] <= 0 else min(samples[method], opts.burst)
-            progress(f"{method}: burst, {timed} of {opts.burst} files timed")
-            burst[method] = measure_burst(method, container, base / method / "burst", f"{dests[method]}/burst",
-                                          push, opts.burst, samples[method])
-
-        results["single_file"] = {m: r.summary() for m, r in single.items()}
-        results["burst"] = {m: r.summary() for m, r in burst.items()}
-        syncd_s = burst["syncd"].seconds
-        results["burst"]["ratios"] = {
-            m: (burst[m].seconds / syncd_s if syncd_s > 0 and burst[m].observed else 0.0) for m in pushers
-        }
-        results["observer"]["container_clock"] = all(r.container_clock for r in [*single.values(), *burst.values()])
-        results["targets"] = targets(results)
-        results["pass"] = all(t["pass"] for t in results["targets"].values())
+            results["kube"] = kube_section(opts, client, root / "kube", progress)
+            clocks.append(results["kube"].pop("container_clock"))
+        results["observer"]["container_clock"] = all(clocks)
+        results["targets"] = targets(results) if "docker" in opts.sections else {}
+        results["pass"] = all(t["pass"] for t in results["targets"].values()) if results["targets"] else None
         results["loadavg_at_end"] = list(os.getloadavg())
         if opts.keep:
             results["workspace"] = str(root)
         return results
     finally:
-        if proc is not None:
-            stop_process(proc)
-        if container is not None:
-            try:
-                container.remove(force=True)
-            except docker.errors.DockerException:
-                pass
         client.close()
         if opts.keep:
-            progress(f"kept workspace {root} (syncd.log, .syncd/trace.jsonl)")
+            progress(f"kept workspace {root} (docker/ and kube/: syncd.log, .syncd/trace.jsonl)")
         else:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -37,6 +37,7 @@ from syncd.watch import changes, watch_roots
 log = structlog.get_logger("syncd")
 
 DISCOVERY_INTERVAL = 2.0
+WATCHED_DISCOVERY_INTERVAL = 30.0
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 
 Desired = dict[DestPath, LocalFile | None]
@@ -218,10 +219,13 @@ class TargetRuntime:
         change feed (a pod watch); back off while the target keeps failing."""
         failures = 0
         wait_changed = getattr(self.transport, "wait_changed", None)
+        # With a change feed (a pod watch) the poll is only a safety net: keep it rare, it
+        # costs the API server a LIST each time.
+        every = WATCHED_DISCOVERY_INTERVAL if wait_changed is not None else DISCOVERY_INTERVAL
         while True:
             await self.discover(tg)
             failures = failures + 1 if self.error else 0
-            interval = min(BACKOFF_MAX, DISCOVERY_INTERVAL * 2 ** max(0, failures - 1))
+            interval = every if not failures else min(BACKOFF_MAX, DISCOVERY_INTERVAL * 2 ** (failures - 1))
             with anyio.move_on_after(interval):
                 if wait_changed is not None:
                     await wait_changed()
