@@ -1,0 +1,5 @@
+"""A protocol-faithful kube-apiserver stand-in whose pods are Docker containers (README.md)."""
+
+from .server import DEFAULT_PROTOCOLS, KubeFixture
+
+__all__ = ["DEFAULT_PROTOCOLS", "KubeFixture"]
