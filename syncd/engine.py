@@ -27,6 +27,7 @@ from syncd.core.manifest import Manifest, apply_delta, diff
 from syncd.core.mapping import ResolvedMapping, UnsafePath, common_root, local_rel, most_specific, relative_name
 from syncd.core.plan import ServicePlanInput, plan_batch
 from syncd.ignore import IgnoreRules
+from syncd.known import KnownStore, record_of, resolve
 from syncd.model import Batch, Delta, DestPath, Entry, Fallback, Kind, LocalFile, Plan
 from syncd.pack import PackReport, pack
 from syncd.scan import HashCache, read_entry, scan_source, walk
@@ -87,10 +88,12 @@ class ContainerWorker:
     ref: ContainerRef
     target: TargetRuntime
     manifest: Manifest | None = None  # None: unknown, reconcile before anything else
+    last_manifest: Manifest = field(default_factory=dict)  # kept when `manifest` is dropped
     pending: Desired = field(default_factory=dict)
     jobs: list[BatchJob] = field(default_factory=list)
     inflight: list[BatchJob] = field(default_factory=list)
     failures: int = 0
+    answers_pending: int = 0  # pipelined batches written, answer not yet in
     state: str = "starting"
     last_error: str = ""
     bytes_sent: int = 0
@@ -105,8 +108,18 @@ class ContainerWorker:
             self.jobs.append(job)
         self._wake.set()
 
-    def request_reconcile(self) -> None:
+    @property
+    def key(self) -> str:
+        """Names the container across restarts (known.py records are per container)."""
+        return f"{self.ref.target}/{self.ref.id}"
+
+    def forget_manifest(self) -> None:
+        if self.manifest is not None:
+            self.last_manifest = self.manifest
         self.manifest = None
+
+    def request_reconcile(self) -> None:
+        self.forget_manifest()
         self._wake.set()
 
     def stop(self, reason: str) -> None:
@@ -123,7 +136,7 @@ class ContainerWorker:
         with self.scope:
             while True:
                 if self.manifest is not None and not self.pending and not self.jobs:
-                    self.state = "idle"
+                    self.state = "idle" if not self.answers_pending else "waiting for answers"
                     await self._wake.wait()
                 self._wake = anyio.Event()
                 ok = await self._round()
@@ -141,32 +154,66 @@ class ContainerWorker:
         try:
             if self.manifest is None:
                 self.state = "reconciling"
+                while self.answers_pending:  # let pipelined batches land first
+                    await self._wake.wait()
+                    self._wake = anyio.Event()
                 await engine.reconcile_container(self, jobs)
+                finished_here = True
             else:
                 self.state = "pushing"
-                await self._push(desired, jobs)
+                finished_here = await self._push(desired, jobs)
         except TransportError as e:
-            self.failures += 1
-            self.manifest = None  # the container may hold anything now: compare again
-            self.last_error = str(e)
-            self.state = "error"
-            log.error("push failed", target=self.ref.target, container=self.ref.name, error=e.message, hint=e.hint)
             self.inflight = []
-            for job in jobs:
-                job.trace.errors.append(f"{self.ref.label}: {e}")
-                job.finish_one()
+            self._failed(e, jobs)
             return False
+        if self.manifest is None:
+            return False  # a pipelined answer failed meanwhile
         self.failures = 0
         self.last_error = ""
         self.inflight = []
-        for job in jobs:
-            job.finish_one()
+        if finished_here:
+            for job in jobs:
+                job.finish_one()
         return True
 
-    async def _push(self, desired: Desired, jobs: list[BatchJob]) -> None:
+    async def _push(self, desired: Desired, jobs: list[BatchJob]) -> bool:
+        """Send one round. Returns False when the jobs were handed to a pipelined answer
+        task (which finishes them), True when they are done here."""
         assert self.manifest is not None
         delta = diff(desired, self.manifest)
-        await self.target.engine.send(self, delta, [j.trace for j in jobs])
+        answer = await self.target.engine.send(self, delta, [j.trace for j in jobs], pipelined=True)
+        if answer is None:
+            return True
+        self.answers_pending += 1
+        assert self.target.engine._tg is not None
+        self.target.engine._tg.start_soon(self._await_answer, answer, jobs)
+        return False
+
+    async def _await_answer(self, answer, jobs: list[BatchJob]) -> None:  # noqa: ANN001
+        """The container's answer to a pipelined batch: finish its jobs, or on failure
+        forget the (optimistic) manifest so the worker reconciles."""
+        try:
+            await answer()
+        except TransportError as e:
+            self._failed(e, jobs)
+            self._wake.set()
+        else:
+            for job in jobs:
+                job.finish_one()
+        finally:
+            self.answers_pending -= 1
+            if self.answers_pending == 0:
+                self._wake.set()
+
+    def _failed(self, e: TransportError, jobs: list[BatchJob]) -> None:
+        self.failures += 1
+        self.forget_manifest()  # the container may hold anything now: compare again
+        self.last_error = str(e)
+        self.state = "error"
+        log.error("push failed", target=self.ref.target, container=self.ref.name, error=e.message, hint=e.hint)
+        for job in jobs:
+            job.trace.errors.append(f"{self.ref.label}: {e}")
+            job.finish_one()
 
 
 # --- per target --------------------------------------------------------------------------
@@ -270,6 +317,7 @@ class Engine:
         self.cfg = cfg
         self.trace = trace or TraceWriter(None)
         self.hashes = HashCache()
+        self.known = KnownStore(cfg.state_dir)
         self.services: list[ServiceRuntime] = []
         for svc in cfg.services:
             mappings = tuple(
@@ -470,10 +518,14 @@ class Engine:
 
     # --- sending to one container ---------------------------------------------------------
 
-    async def send(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> None:
-        """Apply `delta` to the container and record what it now holds."""
+    async def send(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace], pipelined: bool = False):  # noqa: ANN201
+        """Apply `delta` to the container and record what it now holds.
+
+        `pipelined`: when the transport can, return right after the payload is written with
+        an awaitable for the container's answer (the manifest is updated optimistically;
+        a failed answer makes the worker reconcile). Else None once applied."""
         if not delta:
-            return
+            return None
         assert worker.manifest is not None
         target = worker.target
         root = target.root
@@ -483,12 +535,28 @@ class Engine:
             raise TransportError(f"refused delete: {e}") from None
         report = PackReport()
         t0 = time.time()
+        start = getattr(target.transport, "apply_start", None) if pipelined else None
+        answer = await start(worker.ref, root, deletes, pack(delta.puts, root, report)) if start else None
+        if answer is not None:
+            apply_delta(worker.manifest, delta.deletes, report.sent)  # optimistic: see above
+
+            async def landed() -> None:
+                result = await answer()
+                self._record_push(worker, delta, traces, report, result.bytes_sent, t0, time.time())
+
+            return landed
         result = await target.transport.apply(worker.ref, root, deletes, pack(delta.puts, root, report))
         t1 = time.time()
         apply_delta(worker.manifest, delta.deletes, report.sent)
-        worker.bytes_sent += result.bytes_sent
+        self._record_push(worker, delta, traces, report, result.bytes_sent, t0, t1)
+        return None
+
+    def _record_push(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace], report: PackReport,
+                     bytes_sent: int, t0: float, t1: float) -> None:
+        """Account a landed push: counters, and pack/push spans on every batch it carried."""
+        worker.bytes_sent += bytes_sent
         worker.files_sent += report.files
-        detail = {"files": report.files, "deletes": len(delta.deletes), "bytes": result.bytes_sent}
+        detail = {"files": report.files, "deletes": len(delta.deletes), "bytes": bytes_sent}
         for trace in traces:
             # Packing is interleaved with pushing (streamed): the span shows its own time only.
             trace.add("pack", t0, t0 + report.seconds, detail={"container": worker.ref.label, "files": report.files, "streamed": True})
@@ -540,25 +608,16 @@ class Engine:
         return delta, remote, errors, trace
 
     async def _resolve_quick(self, worker: ContainerWorker, desired: Desired, remote: Manifest) -> int:
-        """Give quick-listed files (size + mtime, no hash) their digests: equal size and
-        mtime -> the local digest (tar set that mtime from the local file; rsync's quick
-        check); a different size -> unknown ("?", re-sent); same size, other mtime -> hash
-        it in the container. Returns how many files were hashed."""
-        unsure: list[DestPath] = []
-        for dest, e in remote.items():
-            if e.kind is not Kind.FILE or e.digest or e.size < 0:
-                continue
-            local = desired.get(dest)
-            if local is None or local.entry.kind is not Kind.FILE or local.size != e.size:
-                remote[dest] = Entry(Kind.FILE, "?", e.exec)
-            elif int(local.mtime) == e.mtime:
-                remote[dest] = Entry(Kind.FILE, local.entry.digest, e.exec)
-            else:
-                unsure.append(dest)
+        """Digests for quick-listed files (see syncd/known.py); hash the unprovable ones of
+        the local size in the container. Returns how many files were hashed."""
+        known = {**self.known.load(worker.key), **record_of(worker.last_manifest)}
+        sizes = {d: lf.size for d, lf in desired.items() if lf is not None and lf.entry.kind is Kind.FILE}
+        unsure = resolve(remote, known, sizes)
         if unsure:
             digests = await worker.target.transport.hash(worker.ref, unsure)  # type: ignore[attr-defined]
             for dest in unsure:
-                remote[dest] = Entry(Kind.FILE, digests.get(dest, "?"), remote[dest].exec)
+                e = remote[dest]
+                remote[dest] = Entry(Kind.FILE, digests.get(dest, "?"), e.exec, size=e.size, mtime=e.mtime)
         return len(unsure)
 
     async def reconcile_container(self, worker: ContainerWorker, jobs: list[BatchJob], services: set[str] | None = None) -> bool:
@@ -571,8 +630,9 @@ class Engine:
         try:
             await self.send(worker, delta, [trace] + [j.trace for j in jobs])
         except TransportError:
-            worker.manifest = None
+            worker.forget_manifest()
             raise
+        self.known.save(worker.key, record_of(worker.manifest))
         record = trace.finish(time.time())
         self.trace.write(record)
         for callback in self.on_record:
@@ -628,6 +688,9 @@ class Engine:
             await stop.wait()
             tg.cancel_scope.cancel()
         for target in self.targets.values():
+            for worker in target.workers.values():
+                if worker.manifest is not None:
+                    self.known.save(worker.key, record_of(worker.manifest))
             await target.transport.close()
 
     def idle(self) -> bool:

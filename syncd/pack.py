@@ -142,7 +142,8 @@ def _pack_small(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
         return
     mode = stat.S_IMODE(st.st_mode)
     block = _header(name, Kind.FILE, mode, st.st_mtime, size=len(data)) + data + _pad(len(data))
-    report.sent[put.dest] = Entry(Kind.FILE, digest=hashlib.sha1(data).hexdigest(), exec=bool(mode & stat.S_IXUSR))
+    report.sent[put.dest] = Entry(Kind.FILE, digest=hashlib.sha1(data).hexdigest(), exec=bool(mode & stat.S_IXUSR),
+                                  size=len(data), mtime=int(st.st_mtime))
     report.bytes += len(block)
     report.files += 1
     yield block
@@ -181,5 +182,6 @@ def _pack_large(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
         report.torn.append(put.dest)  # re-sent with the next batch (the watcher saw the write)
         report.sent[put.dest] = Entry(Kind.FILE, digest="torn")
     else:
-        report.sent[put.dest] = Entry(Kind.FILE, digest=h.hexdigest(), exec=bool(mode & stat.S_IXUSR))
+        report.sent[put.dest] = Entry(Kind.FILE, digest=h.hexdigest(), exec=bool(mode & stat.S_IXUSR),
+                                      size=size, mtime=int(st.st_mtime))
     report.files += 1

@@ -194,3 +194,31 @@ async def test_quick_reconcile_hashes_only_what_it_must(tmp_path: Path, make_con
         assert manifest["detail"]["hashed"] == 3  # only the three files whose mtime differs
         assert push["detail"]["files"] == 1  # only a.txt really differed
         assert not diff_trees(local_tree(src), container_tree(c, "/app/src"))
+
+
+async def test_same_second_same_size_edit_is_not_lost(tmp_path: Path, make_container) -> None:  # noqa: ANN001
+    """The quick listing cannot tell two versions apart that share size and second; the
+    record of what syncd sent can. A fresh engine (as `syncd sync` would) loads it."""
+    from syncd.engine import Engine
+    from syncd.transports import make_transports
+
+    c = make_container()
+    src = seed(tmp_path)
+    cfg = write_config(tmp_path, DOCKER.format(name=c.name))
+    f = src / "d" / "a.txt"
+    for _ in range(20):  # find a moment early enough in a second to write twice within it
+        f.write_text("version-1")
+        if time.time() % 1 < 0.5:
+            break
+        time.sleep(0.1)
+    first = Engine(cfg, make_transports(cfg))
+    assert await first.sync_once()
+    f.write_text("version-2")  # same size, same second as the copy in the container
+    in_container = int(c.exec_run(["stat", "-c", "%Y", "/app/src/d/a.txt"]).output)
+    assert int(f.stat().st_mtime) == in_container  # the case a quick check alone gets wrong
+    second = Engine(cfg, make_transports(cfg))
+    assert await second.sync_once()
+    assert container_tree(c, "/app/src")["d/a.txt"] == local_tree(src)["d/a.txt"]
+    for e in (first, second):
+        for t in e.targets.values():
+            await t.transport.close()

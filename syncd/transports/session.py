@@ -431,21 +431,30 @@ class SessionCalls:
         return parse_manifest(answer.output)
 
     async def _session_apply(self, ref, root: str, deletes: list[str], tar: Iterator[bytes]):  # noqa: ANN001, ANN202
+        pending = await self.apply_start(ref, root, deletes, tar)
+        return None if pending is None else await pending()
+
+    async def apply_start(self, ref, root: str, deletes: list[str], tar: Iterator[bytes]):  # noqa: ANN001, ANN202
+        """Write the batch into the session and return at once with an awaitable for its
+        answer, so the caller can pack the next batch while the container applies this one.
+        None: no session (use `apply`)."""
         from syncd.transports.base import ApplyResult
 
         session = await self._session(ref)
         if session is None:
             return None
-        sent_box: list[Callable[[], int]] = []
+        try:
+            fut, sent = await anyio.to_thread.run_sync(session.apply, root, deletes, tar, abandon_on_cancel=True)
+        except SessionError as e:
+            self._pool.drop(ref, str(e))  # type: ignore[union-attr]
+            raise TransportError(f"{ref.label}: session lost: {e}", "syncd reconciles on a new session") from None
 
-        def send() -> Future[Answer]:
-            fut, sent = session.apply(root, deletes, tar)
-            sent_box.append(sent)
-            return fut
+        async def answer() -> ApplyResult:
+            got = await call(self._pool, ref, lambda: fut)
+            self._check(ref, "applying the batch", got.rc, b"", got.output)
+            return ApplyResult(bytes_sent=sent(), output=got.output.decode("utf-8", "replace"))
 
-        answer = await call(self._pool, ref, send)
-        self._check(ref, "applying the batch", answer.rc, b"", answer.output)
-        return ApplyResult(bytes_sent=sent_box[0](), output=answer.output.decode("utf-8", "replace"))
+        return answer
 
     async def hash(self, ref, paths: list[str]) -> dict[str, str]:  # noqa: ANN001
         """Content hashes of container paths (only asked after a quick listing)."""
