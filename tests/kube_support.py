@@ -5,17 +5,13 @@ fixture, through `tar` over the exec API on a real cluster."""
 
 from __future__ import annotations
 
-import io
 import os
-import stat
-import tarfile
 import time
-import hashlib
 from pathlib import Path
 
 import pytest
 
-from trees import Tree, container_tree
+from trees import Tree, container_tree, tar_tree
 
 NAMESPACE = "dev"
 IMAGE = "syncd-test/busybox:latest"
@@ -129,17 +125,4 @@ class RealCluster:
             ws.update(timeout=1)
             data += ws.read_channel(1) or b""
         data += ws.read_channel(1) or b""
-        out: Tree = {}
-        with tarfile.open(fileobj=io.BytesIO(bytes(data))) as tf:
-            for m in tf:
-                rel = m.name.removeprefix("./").rstrip("/")
-                if not rel or rel == ".":
-                    continue
-                if m.issym():
-                    out[rel] = ("l", m.linkname)
-                elif m.isdir():
-                    out[rel] = ("d",)
-                elif m.isreg():
-                    f = tf.extractfile(m)
-                    out[rel] = ("f", hashlib.sha1(f.read() if f else b"").hexdigest(), bool(m.mode & stat.S_IXUSR))
-        return out
+        return tar_tree(bytes(data), lambda name: name.removeprefix("./"))

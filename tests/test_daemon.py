@@ -3,12 +3,9 @@ written outside `dest`, and every kind of bad input reported while other targets
 
 from __future__ import annotations
 
-import io
-import tarfile
 import time
 from pathlib import Path
 
-import anyio
 import pytest
 from structlog.testing import capture_logs
 

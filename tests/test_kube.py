@@ -7,10 +7,8 @@ SYNCD_TEST_KUBECONFIG set, the same tests run against that real cluster."""
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
-import anyio
 import pytest
 from structlog.testing import capture_logs
 

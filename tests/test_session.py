@@ -16,7 +16,6 @@ from structlog.testing import capture_logs
 
 import syncd.transports.session as session_mod
 from engine_harness import running, settle, wait_until, write_config
-from kube_support import NAMESPACE
 from storms import storm
 from trees import container_tree, diff_trees, local_tree
 

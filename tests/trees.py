@@ -11,6 +11,7 @@ import io
 import os
 import stat
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 # path (relative) -> ("f", sha1, exec) | ("l", target) | ("d",)
@@ -46,14 +47,19 @@ def container_tree(container, dest: str) -> Tree:  # noqa: ANN001 - a docker Con
         stream, _stat = container.get_archive(dest)
     except docker.errors.NotFound:
         return {}
-    data = b"".join(stream)
+    # The archive API names members "<basename of dest>/…": drop that first component.
+    return tar_tree(b"".join(stream), lambda name: name.split("/", 1)[1] if "/" in name else "")
+
+
+def tar_tree(data: bytes, relative: Callable[[str], str]) -> Tree:
+    """The tree held by a tar archive; `relative` maps a member name to the tree's path
+    (an empty result is the top directory itself and is skipped)."""
     out: Tree = {}
     with tarfile.open(fileobj=io.BytesIO(data), encoding="utf-8", errors="surrogateescape") as tf:
         for m in tf:
-            parts = m.name.split("/", 1)
-            if len(parts) == 1:
-                continue  # the top directory itself
-            rel = parts[1].rstrip("/")
+            rel = relative(m.name).rstrip("/")
+            if not rel or rel == ".":
+                continue
             if m.issym():
                 out[rel] = ("l", m.linkname)
             elif m.isdir():

@@ -179,21 +179,6 @@ class DockerTransport(SessionCalls):
             time.sleep(0.005)
         return -1
 
-    def _check(self, ref: ContainerRef, what: str, code: int, out: bytes, err: bytes, detail: str = "") -> None:
-        if code == 0:
-            return
-        text = (err or out).decode("utf-8", "replace").strip()
-        tail = "\n".join(text.splitlines()[-5:])
-        image = f" (image {ref.image})" if ref.image else ""
-        if "executable file not found" in text or ("sh" in text and code in (126, 127) and "tar" not in text):
-            raise TransportError(f"{ref.label}{image}: no 'sh' in the container: {tail}",
-                                 "syncd needs a POSIX shell and tar in the image (e.g. add busybox)", permanent=True)
-        if "'tar' not found" in text:
-            raise TransportError(f"{ref.label}{image}: no 'tar' in the container",
-                                 "add tar to the image (apt-get install tar, apk add tar, or COPY a static busybox)",
-                                 permanent=True)
-        raise TransportError(f"{ref.label}: {what} failed (exit {code}): {tail}")
-
     async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
         found = await self._session_manifest(ref, dests)
         if found is not None:

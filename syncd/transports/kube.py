@@ -336,21 +336,6 @@ class KubeTransport(SessionCalls):
             return TransportError(f"{ref.label}: {message}", f"check targets.{self.target}.container", permanent=True)
         return TransportError(f"{ref.label}: exec failed: HTTP {status or '?'}: {message}")
 
-    def _check(self, ref: ContainerRef, what: str, code: int, out: bytes, err: bytes, detail: str = "") -> None:
-        if code == 0:
-            return
-        text = (err or out).decode("utf-8", "replace").strip() or detail
-        tail = "\n".join(text.splitlines()[-5:])
-        image = f" (image {ref.image})" if ref.image else ""
-        if "executable file not found" in text + detail or "no such file or directory" in detail:
-            raise TransportError(f"{ref.label}{image}: no 'sh' in the container: {tail or detail}",
-                                 "syncd needs a POSIX shell and tar in the image (e.g. add busybox)", permanent=True)
-        if "'tar' not found" in text:
-            raise TransportError(f"{ref.label}{image}: no 'tar' in the container",
-                                 "add tar to the image (apt-get install tar, apk add tar, or COPY a static busybox)",
-                                 permanent=True)
-        raise TransportError(f"{ref.label}: {what} failed (exit {code}): {tail}")
-
     async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
         from syncd.transports.shell import parse_manifest
 

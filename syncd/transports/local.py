@@ -18,7 +18,7 @@ import anyio
 
 from syncd.core.manifest import Manifest
 from syncd.core.mapping import UnsafePath
-from syncd.model import DestPath, Entry, Kind
+from syncd.model import DestPath, Kind
 from syncd.scan import HashCache, read_entry
 from syncd.transports.base import ApplyResult, ContainerRef, TransportError
 

@@ -402,15 +402,29 @@ async def call(pool: SessionPool | None, ref, send: Callable[..., Future[Answer]
 
 
 class SessionCalls:
-    """Session-backed manifest/apply/hash for exec transports (docker, kubernetes).
-
-    Subclasses set `_pool` and provide `_check(ref, what, code, out, err, detail)`. Each method
-    returns None when the container has no session (the caller uses per-exec instead)."""
+    """What exec transports (docker, kubernetes) share: session-backed manifest/apply/hash
+    and the reading of exit statuses. Subclasses set `_pool`. The session methods return
+    None when the container has no session (the caller uses per-exec instead)."""
 
     _pool: SessionPool | None
 
     def _check(self, ref, what: str, code: int, out: bytes, err: bytes, detail: str = "") -> None:  # noqa: ANN001
-        raise NotImplementedError
+        """An exec's or session request's exit status -> nothing, or a TransportError saying
+        what the image lacks (sh, tar) or what failed, with the tail of its output."""
+        if code == 0:
+            return
+        text = (err or out).decode("utf-8", "replace").strip() or detail
+        tail = "\n".join(text.splitlines()[-5:])
+        image = f" (image {ref.image})" if ref.image else ""
+        no_sh = "executable file not found" in text + detail or "no such file or directory" in detail
+        if no_sh or ("sh" in text and code in (126, 127) and "tar" not in text):
+            raise TransportError(f"{ref.label}{image}: no 'sh' in the container: {tail or detail}",
+                                 "syncd needs a POSIX shell and tar in the image (e.g. add busybox)", permanent=True)
+        if "'tar' not found" in text:
+            raise TransportError(f"{ref.label}{image}: no 'tar' in the container",
+                                 "add tar to the image (apt-get install tar, apk add tar, or COPY a static busybox)",
+                                 permanent=True)
+        raise TransportError(f"{ref.label}: {what} failed (exit {code}): {tail}")
 
     def mode(self, ref) -> str:  # noqa: ANN001
         return self._pool.mode(ref) if self._pool else "per-exec (sessions off)"
