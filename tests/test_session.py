@@ -99,6 +99,13 @@ async def test_docker_batches_ride_one_session(tmp_path: Path, make_container) -
         assert not diff_trees(local_tree(src), container_tree(c, "/app/src"))
         assert engine.status()["targets"]["t"]["containers"][c.name]["channel"] == "session"
 
+    def session_processes() -> list[str]:
+        ps = c.exec_run(["ps", "-o", "pid,args"]).output.decode()
+        return [line for line in ps.splitlines() if "syncd-session" in line]
+
+    # the daemon is gone: the session saw its stdin close and ended, leaving nothing behind
+    await wait_until(lambda: not session_processes(), 10, "the session process to end")
+
 
 async def test_no_dd_falls_back_to_one_exec_per_batch(tmp_path: Path, make_container) -> None:  # noqa: ANN001
     c = make_container("nodd")
