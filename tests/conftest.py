@@ -69,6 +69,17 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
+def kubectl() -> str:
+    """The real kubectl (the fixture's faithfulness is judged by it): a failure under CI."""
+    import shutil
+
+    path = shutil.which("kubectl")
+    if path is None:
+        _unavailable("kubectl is not installed (needs a v1.30+ client; the machine image provides one)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def kube_server(docker_client):  # noqa: ANN001, ANN201
     """The API-server fixture (pods are Docker containers), started once per session."""
     from kubefixture import KubeFixture

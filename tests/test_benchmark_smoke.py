@@ -4,7 +4,6 @@ JSON (no timing goals asserted: keys and plausibility only)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,9 +46,7 @@ def check_section(s: dict, methods: tuple[str, ...], settings: dict) -> None:
 
 @pytest.mark.docker
 @pytest.mark.timeout(90)
-def test_quick_benchmark_writes_plausible_json(docker_client, tmp_path: Path) -> None:  # noqa: ANN001
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed (the kube section's baseline is `kubectl cp`)")
+def test_quick_benchmark_writes_plausible_json(docker_client, kubectl, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
