@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 import subprocess
 import time
 from collections.abc import Callable
@@ -89,6 +90,7 @@ class ContainerWorker:
     target: TargetRuntime
     manifest: Manifest | None = None  # None: unknown, reconcile before anything else
     last_manifest: Manifest = field(default_factory=dict)  # kept when `manifest` is dropped
+    unconfirmed: Counter[DestPath] = field(default_factory=Counter)  # sent, answer not in yet
     pending: Desired = field(default_factory=dict)
     jobs: list[BatchJob] = field(default_factory=list)
     inflight: list[BatchJob] = field(default_factory=list)
@@ -113,10 +115,16 @@ class ContainerWorker:
         """Names the container across restarts (known.py records are per container)."""
         return f"{self.ref.target}/{self.ref.id}"
 
+    def confirmed(self) -> Manifest:
+        """The manifest without paths whose pipelined batch has not been answered yet:
+        only what surely landed may vouch for a quick listing (known.py)."""
+        return {d: e for d, e in (self.manifest or {}).items() if self.unconfirmed[d] <= 0}
+
     def forget_manifest(self) -> None:
         if self.manifest is not None:
-            self.last_manifest = self.manifest
+            self.last_manifest = self.confirmed()
         self.manifest = None
+        self.unconfirmed.clear()
 
     def request_reconcile(self) -> None:
         self.forget_manifest()
@@ -539,9 +547,12 @@ class Engine:
         answer = await start(worker.ref, root, deletes, pack(delta.puts, root, report)) if start else None
         if answer is not None:
             apply_delta(worker.manifest, delta.deletes, report.sent)  # optimistic: see above
+            worker.unconfirmed.update(report.sent.keys())
 
             async def landed() -> None:
                 result = await answer()
+                worker.unconfirmed.subtract(report.sent.keys())
+                worker.unconfirmed += Counter()  # drop zero counts
                 self._record_push(worker, delta, traces, report, result.bytes_sent, t0, time.time())
 
             return landed
@@ -690,7 +701,7 @@ class Engine:
         for target in self.targets.values():
             for worker in target.workers.values():
                 if worker.manifest is not None:
-                    self.known.save(worker.key, record_of(worker.manifest))
+                    self.known.save(worker.key, record_of(worker.confirmed()))
             await target.transport.close()
 
     def idle(self) -> bool:
