@@ -23,7 +23,7 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--edits", type=int, default=None, help="single-file edits per syncd target (default 60)")
     p.add_argument("--burst", type=int, default=None, help="files in the burst (default 1000)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file (default benchmarks/results/latest.json)")
-    p.add_argument("--quick", action="store_true", help="small counts for a smoke run (~45 s, both sections)")
+    p.add_argument("--quick", action="store_true", help="small counts for a smoke run (~60 s, all sections)")
     p.add_argument("--baseline-runs", type=int, default=None, help="single-file copies per baseline method (default 20)")
     p.add_argument("--cp-sample", type=int, default=None,
                    help="burst files timed for docker cp, extrapolated to --burst (default 200; 0 = all)")
@@ -32,16 +32,34 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--kubectl-sample", type=int, default=None,
                    help="burst files timed for kubectl cp, extrapolated to --burst (default 200; 0 = all)")
     p.add_argument("--only", choices=SECTIONS, default=None,
-                   help="run one section: docker (docker target) or kube (kubernetes target, API-server fixture)")
+                   help="run one section: docker (docker target), kube (kubernetes target, API-server fixture), "
+                        "reconcile (`syncd sync` of a large tree) or idle (the daemon watching a large tree)")
+    p.add_argument("--reconcile-files", type=int, default=None,
+                   help="files in the reconcile tree, 2-18 KB of random bytes each (default 20000: ~200 MB)")
+    p.add_argument("--reconcile-repeats", type=int, default=None,
+                   help="no-diff `syncd sync` passes, the median counts (default 3)")
+    p.add_argument("--idle-files", type=int, default=None, help="files of 100 B in the idle tree (default 100000)")
+    p.add_argument("--idle-seconds", type=float, default=None, help="idle sampling window in s (default 30)")
+    p.add_argument("--idle-settle", type=float, default=None,
+                   help="wait after the start-up reconcile before sampling, s (default 5)")
+    p.add_argument("--idle-targets", default="docker,kube",
+                   help="the idle daemon's two (or more) containers: docker,kube (default) or docker,docker")
     p.add_argument("--keep", action="store_true", help="keep the workspace (syncd.log, trace) for inspection")
     a = p.parse_args(argv)
-    quick = {"edits": 10, "burst": 100, "baseline_runs": 5, "cp_sample": 25, "put_sample": 0, "kubectl_sample": 25}
-    full = {"edits": 60, "burst": 1000, "baseline_runs": 20, "cp_sample": 200, "put_sample": 0, "kubectl_sample": 200}
+    quick = {"edits": 10, "burst": 100, "baseline_runs": 5, "cp_sample": 25, "put_sample": 0, "kubectl_sample": 25,
+             "reconcile_files": 1000, "reconcile_repeats": 1, "idle_files": 5000, "idle_seconds": 5.0, "idle_settle": 1.0}
+    full = {"edits": 60, "burst": 1000, "baseline_runs": 20, "cp_sample": 200, "put_sample": 0, "kubectl_sample": 200,
+            "reconcile_files": 20_000, "reconcile_repeats": 3, "idle_files": 100_000, "idle_seconds": 30.0, "idle_settle": 5.0}
     defaults = quick if a.quick else full
     pick = {k: getattr(a, k) if getattr(a, k) is not None else v for k, v in defaults.items()}
     if pick["edits"] < 1 or pick["burst"] < 1 or pick["baseline_runs"] < 1:
         p.error("--edits, --burst and --baseline-runs must be >= 1")
-    return Options(out=a.out, keep=a.keep, only=a.only, **pick)
+    if pick["reconcile_files"] < 1 or pick["reconcile_repeats"] < 1 or pick["idle_files"] < 1 or pick["idle_seconds"] <= 0 or pick["idle_settle"] < 0:
+        p.error("--reconcile-files, --reconcile-repeats and --idle-files must be >= 1, --idle-seconds > 0, --idle-settle >= 0")
+    kinds = tuple(k.strip() for k in a.idle_targets.split(",") if k.strip())
+    if len(kinds) < 1 or any(k not in ("docker", "kube") for k in kinds) or kinds.count("kube") > 1:
+        p.error("--idle-targets: a comma-separated list of docker and at most one kube, e.g. docker,kube")
+    return Options(out=a.out, keep=a.keep, only=a.only, idle_targets=kinds, **pick)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,18 +33,24 @@ def render(results: dict, console: Console) -> None:
         r = k["ratios"]
         console.print(f"kubectl cp / syncd: single file {r['single_file_p50']:.1f}× at p50 "
                       f"({r['single_file_p95']:.1f}× at p95), {results['settings']['burst']}-file burst "
-                      f"{r['burst']:.1f}× — no goals set for kube yet", markup=False)
+                      f"{r['burst']:.1f}×", markup=False)
+    if "reconcile" in sections:
+        render_reconcile(results["reconcile"], console)
+    if "idle" in sections:
+        render_idle(results["idle"], console)
     console.print()
     lags = [s["single_file"]["syncd"]["observer_stream_lag_p50_ms"]
             for s in ([results] if "docker" in sections else []) + ([results["kube"]] if "kube" in sections else [])]
-    clock = "container clock" if results["observer"].get("container_clock") else "host arrival time (clock skew)"
-    console.print(f"observer: in-container poll loop, stamped with the {clock}; its stream to the host lags "
-                  f"{max(lags, default=0.0):.1f} ms p50 (not counted)", markup=False)
-    if not results["targets"]:
-        console.print("goals: only the docker section has goals, and it was not run", markup=False)
-    for name, t in results["targets"].items():
-        verdict = "[bold green]PASS[/]" if t["pass"] else "[bold red]MISSED[/]"
-        console.print(f"{verdict}  {name}: {t['value']:.1f} (goal {t['goal']})")
+    if lags:
+        clock = "container clock" if results["observer"].get("container_clock") else "host arrival time (clock skew)"
+        console.print(f"observer: in-container poll loop, stamped with the {clock}; its stream to the host lags "
+                      f"{max(lags, default=0.0):.1f} ms p50 (not counted)", markup=False)
+    load_end = results.get("loadavg_at_end")
+    if "run_seconds" in results:
+        console.print(f"run took {results['run_seconds']:.0f} s; load average at start "
+                      f"{' '.join(f'{v:.2f}' for v in m['loadavg_at_start'])}"
+                      + (f", at end {' '.join(f'{v:.2f}' for v in load_end)}" if load_end else ""), markup=False)
+    render_goals(results, console)
 
 
 def render_section(s: dict, console: Console, name: str, where: str, syncd_label: str, file_bytes: int) -> None:
@@ -91,6 +97,94 @@ def render_section(s: dict, console: Console, name: str, where: str, syncd_label
             + ("" if s["syncd_exit_code_on_sigterm"] == 0 else f" with exit code {s['syncd_exit_code_on_sigterm']}"),
             markup=False,
         )
+
+
+def render_goals(results: dict, console: Console) -> None:
+    """PASS / MISSED per goal; a miss says by how much and what bounds it (from the trace)."""
+    if not results["targets"]:
+        console.print("goals: none (no section ran)", markup=False)
+    for name, t in results["targets"].items():
+        verdict = "[bold green]PASS[/]" if t["pass"] else "[bold red]MISSED[/]"
+        unit = "" if t["unit"] == "x" else f" {t['unit']}"
+        line = f"{verdict}  {name}: {t['value']:.2f}{unit} (goal {t['goal']}{unit})"
+        if not t["pass"]:
+            if not t.get("valid", True):
+                line += " [red]— not all changes arrived / verified[/]"
+            else:
+                line += f" — missed by {abs(t['missed_by']):.2f}{unit} ({abs(t['missed_by_pct']):.0f} %)"
+        if not t.get("full_size", True):
+            line += " [yellow](run smaller than the issue's sizes: indicative only)[/]"
+        console.print(line)
+        if not t["pass"]:
+            console.print(f"        bound: {t['bound']}", markup=False)
+
+
+RECONCILE_ROWS = {"empty": "empty container", "nodiff": "no diff", "nodiff_cold": "no diff, cold"}
+
+
+def render_reconcile(r: dict, console: Console) -> None:
+    t = r["tree"]
+    console.print()
+    table = Table(title=f"Reconcile: `syncd sync` of {t['files']:,} files / {t['mb']:.0f} MB in {t['dirs']} dirs "
+                        f"(random bytes, {t['file_size_range_bytes'][0] // 1024}–{t['file_size_range_bytes'][1] // 1024} KiB) "
+                        f"→ docker container", title_justify="left")
+    for col in ("case", "wall", "trace", "scan", "manifest", "hashed", "pack", "push", "gaps", "outside", "sent",
+                "MB"):
+        table.add_column(col, justify="left" if col == "case" else "right", no_wrap=True)
+    for key, label in RECONCILE_ROWS.items():
+        x = r[key]
+        if key == "nodiff" and x.get("runs", 1) > 1:
+            label = f"{label} (median)"
+        if x["exit_code"] != 0:
+            label = f"[red]{label} (exit {x['exit_code']})[/]"
+        table.add_row(label, f"{x['wall_s']:.2f}", f"{x.get('total_s', 0):.2f}", f"{x.get('scan_s', 0):.2f}",
+                      f"{x.get('manifest_s', 0):.2f}", f"{x.get('hashed_in_container', 0):,}", f"{x.get('pack_s', 0):.2f}",
+                      f"{x.get('push_s', 0):.2f}", f"{x.get('gaps_s', 0):.2f}", f"{x.get('outside_trace_s', 0):.2f}",
+                      f"{x.get('files_sent', 0):,}", f"{x.get('bytes_sent', 0) / 1e6:.0f}")
+    console.print(table)
+    v = r["empty"]["verify"]
+    console.print(f"verified: {v['container_files']:,}/{v['expected_files']:,} files, {v['container_dirs']}/"
+                  f"{v['expected_dirs']} dirs in the container, sha1 of {v['sampled']} sampled files "
+                  + ("match" if not v["sample_mismatches"] else f"DIFFER: {v['sample_mismatches'][:3]}")
+                  + (f"; no diff: {r['nodiff']['runs']} runs, wall {', '.join(f'{w:.2f}' for w in r['nodiff']['runs_wall_s'])} s"
+                     if r["nodiff"].get("runs", 1) > 1 else "")
+                  + f". Times in s; sent = files sent, MB = bytes sent; wall = process spawn to exit; trace = the reconcile's total span; gaps = trace "
+                  f"time outside every span (diff, records saved); outside = wall − trace (process start, imports, "
+                  f"discovery, exit; a bare `syncd validate` costs {r['syncd_validate_s']:.2f} s); pack is interleaved "
+                  f"with push (own time only). no diff: `.syncd/known` kept; cold: deleted first, so files are hashed "
+                  f"in the container (no goal)",
+                  markup=False)
+
+
+def render_idle(i: dict, console: Console) -> None:
+    t, w = i["tree"], i["idle"]
+    console.print()
+    kinds = ", ".join(f"{name} ({kind})" for name, kind in i["targets"].items())
+    table = Table(title=f"Idle: `syncd run` watching {t['files']:,} files of {t['file_bytes']} B in {t['dirs']:,} dirs, "
+                        f"{len(i['targets'])} sessions ({kinds})", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("note")
+    rec = "; ".join(f"{x['container']}: {x['total_s']:.1f} s (scan {x['scan_s']:.1f}, manifest {x['manifest_s']:.1f}, "
+                    f"push {x['push_s']:.1f}, {x['files_sent']:,} files)" for x in i["startup_reconciles"])
+    table.add_row("start-up reconcile", f"{i['startup_reconcile_s']:.1f} s", f"spawn → last reconcile record; {rec}")
+    table.add_row("RSS (VmRSS, steady)", f"{w['rss_mib_median']:.1f} MiB",
+                  f"median of {w['samples']} samples over {w['window_s']:.0f} s (min {w['rss_mib_min']:.1f}, "
+                  f"max {w['rss_mib_max']:.1f}); anon {w['rss_anon_mib']:.1f}, file {w['rss_file_mib']:.1f}")
+    table.add_row("peak (VmHWM)", f"{w['hwm_mib']:.1f} MiB", "since start: the start-up reconcile (information)")
+    table.add_row("idle CPU", f"{w['cpu_pct']:.3f} %",
+                  f"{w['cpu_ticks']} ticks / ({w['window_s']:.1f} s × {w['clk_tck']}); {w['threads']} threads, "
+                  f"{w['ctx_switches_per_s']:.0f} context switches/s"
+                  + (f"; threads started/ended in the window: {w['threads_started']}/{w['threads_ended']}"
+                     if w.get("threads_started") or w.get("threads_ended") else ""))
+    busy = [f"{name}: {t['cpu_ticks']} ticks, {t['ctx_switches_per_s']:.0f} switches/s"
+            for name, t in list(w.get("per_thread", {}).items())[:3]]
+    if busy:
+        table.add_row("busiest threads", "", "; ".join(busy))
+    table.add_row("batches while idle", str(i["batches_during_window"]), "trace records written during the window")
+    conv = ", ".join(f"{k} {n:,}" for k, n in i["container_files"].items())
+    table.add_row("containers hold", "yes" if i["converged"] else "[red]NO[/]", f"files: {conv}")
+    console.print(table)
 
 
 def write_json(results: dict, path: Path) -> None:

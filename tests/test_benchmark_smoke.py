@@ -1,5 +1,6 @@
-"""`python -m benchmarks --quick` runs end to end, docker and kube sections, and writes sane
-JSON (no timing goals asserted: keys and plausibility only)."""
+"""`python -m benchmarks --quick` runs end to end, all four sections (docker, kube, reconcile,
+idle; the last two with tiny trees), and writes sane JSON (no timing goals asserted: keys and
+plausibility only)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("syncd", "docker_cp", "put_archive")
 KUBE_METHODS = ("syncd", "kubectl_cp")
+GOALS = ("single_file_p50_ms", "single_file_p95_ms", "burst_ratio_vs_docker_cp", "kube_single_file_p50_ms",
+         "kube_burst_ratio_vs_kubectl_cp", "reconcile_empty_s", "reconcile_nodiff_s", "idle_rss_mib", "idle_cpu_pct")
+# Tiny reconcile/idle trees keep the whole run well inside the timeout.
+TINY = ["--reconcile-files", "300", "--idle-files", "500", "--idle-seconds", "2", "--idle-settle", "0.5"]
 
 
 def check_section(s: dict, methods: tuple[str, ...], settings: dict) -> None:
@@ -49,21 +54,30 @@ def check_section(s: dict, methods: tuple[str, ...], settings: dict) -> None:
 def test_quick_benchmark_writes_plausible_json(docker_client, kubectl, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", "--quick", *TINY, "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=85,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = json.loads(out.read_text())
 
-    assert {"timestamp", "machine", "settings", "single_file", "burst", "targets", "pass", "syncd_trace", "kube"} <= r.keys()
-    assert r["settings"]["sections"] == ["docker", "kube"]
+    assert {"timestamp", "machine", "settings", "single_file", "burst", "targets", "pass", "syncd_trace", "kube",
+            "reconcile", "idle", "run_seconds"} <= r.keys()
+    assert r["settings"]["sections"] == ["docker", "kube", "reconcile", "idle"]
     assert r["machine"]["nproc"] >= 1 and r["machine"]["docker_server"]
 
     # docker section: top level, as before the kube section existed
     check_section(r, METHODS, r["settings"])
-    for target in r["targets"].values():
-        assert isinstance(target["pass"], bool) and target["value"] > 0
-    assert isinstance(r["pass"], bool)
+    assert tuple(r["targets"]) == GOALS
+    for name, target in r["targets"].items():
+        assert isinstance(target["pass"], bool) and target["valid"], (name, target)
+        assert target["value"] > 0 or name == "idle_cpu_pct", (name, target)
+        assert target["full_size"] is False  # a quick run is smaller than the issue's sizes
+        assert target["goal"] and target["bound"]
+        assert (target["missed_by"] is None) == target["pass"]
+    assert r["targets"]["single_file_p50_ms"]["goal"] == "<= 35" and r["targets"]["single_file_p95_ms"]["goal"] == "<= 60"
+    assert r["targets"]["burst_ratio_vs_docker_cp"]["goal"] == ">= 20"
+    assert r["targets"]["kube_single_file_p50_ms"]["goal"] == "<= 45"
+    assert isinstance(r["pass"], bool) and r["pass"] == all(t["pass"] for t in r["targets"].values())
     assert "PASS" in proc.stdout or "MISSED" in proc.stdout
 
     # kube section: fixture pod, kubectl cp baseline, headline ratios; no goals
@@ -75,3 +89,31 @@ def test_quick_benchmark_writes_plausible_json(docker_client, kubectl, tmp_path:
     assert k["ratios"]["burst"] == k["burst"]["ratios"]["kubectl_cp"]
     assert "Kubernetes" in proc.stdout and "kubectl cp / file" in proc.stdout
     assert "extrapolated" in proc.stdout  # the quick run samples kubectl cp: the table must say so
+
+    # reconcile: `syncd sync` into an empty container, again with nothing changed, again cold
+    rec = r["reconcile"]
+    assert rec["tree"]["files"] == 300 and rec["tree"]["bytes"] > 300 * 2048
+    for case in ("empty", "nodiff", "nodiff_cold"):
+        x = rec[case]
+        assert x["exit_code"] == 0 and x["records"] == 1, (case, x)
+        assert 0 < x["total_s"] < x["wall_s"] < 120 and x["scan_s"] > 0 and x["manifest_s"] > 0, (case, x)
+        assert x["paths"] == 300 + rec["tree"]["dirs"] + 1, (case, x)
+    assert rec["empty"]["verify"]["ok"], rec["empty"]["verify"]
+    assert rec["empty"]["files_sent"] == 300 and rec["empty"]["bytes_sent"] >= rec["tree"]["bytes"]
+    assert rec["nodiff"]["files_sent"] == 0
+    assert rec["nodiff_cold"]["files_sent"] == 0 and rec["nodiff_cold"]["hashed_in_container"] > 0
+    assert "Reconcile" in proc.stdout and "no diff, cold" in proc.stdout
+
+    # idle: `syncd run` over a tree, two sessions (docker + fixture pod), /proc samples
+    idle = r["idle"]
+    assert idle["tree"]["files"] == 500 and idle["targets"] == {"docker0": "docker", "kube1": "kube"}
+    assert idle["converged"] and set(idle["container_files"].values()) == {500}
+    assert len(idle["startup_reconciles"]) == 2 and 0 < idle["startup_reconcile_s"] < 60
+    assert all(x["files_sent"] == 500 for x in idle["startup_reconciles"])
+    w = idle["idle"]
+    assert 1.5 < w["window_s"] < 10 and w["samples"] >= 2
+    assert 10 < w["rss_mib_min"] <= w["rss_mib_median"] <= w["rss_mib_max"] <= w["hwm_mib"] < 4096
+    assert 0 <= w["cpu_pct"] < 100 and w["threads"] >= 2 and w["clk_tck"] > 0
+    assert idle["batches_during_window"] == 0
+    assert idle["syncd_exit_code_on_sigterm"] == 0
+    assert "Idle" in proc.stdout and "VmHWM" in proc.stdout
