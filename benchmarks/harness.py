@@ -444,11 +444,17 @@ def docker_section(opts: Options, client: docker.DockerClient, work: Path, progr
                                           push, opts.burst, samples[method])
         return {"loadavg_at_section_start": load, **section_results(s, single, burst)}
     finally:
-        if container is not None:
-            try:
-                container.remove(force=True)
-            except docker.errors.DockerException:
-                pass
+        remove_container(container)
+
+
+def remove_container(container) -> None:  # noqa: ANN001
+    """Remove a benchmark container, quietly: cleanup must not mask the run's own outcome."""
+    if container is None:
+        return
+    try:
+        container.remove(force=True)
+    except docker.errors.DockerException:
+        pass
 
 
 def run(opts: Options, progress=print) -> dict:  # noqa: ANN001

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import docker
 
-from benchmarks.harness import DEBOUNCE_MS, IMAGE, SYNC_DEST, Options, docker_target, read_trace, stop_process, syncd_cli, tail
+from benchmarks.harness import (
+    DEBOUNCE_MS, IMAGE, SYNC_DEST, Options, docker_target, read_trace, remove_container, stop_process, syncd_cli, tail,
+)
 
 FILES_PER_DIR = 100
 IDLE_FILE_BYTES = 100
@@ -248,9 +250,6 @@ def idle_section(opts: Options, client: docker.DockerClient, work: Path, progres
         if proc is not None:
             stop_process(proc)
         for c in containers:
-            try:
-                c.remove(force=True)
-            except docker.errors.DockerException:
-                pass
+            remove_container(c)
         if fx is not None:
             fx.stop()

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import docker
 
-from benchmarks.harness import IMAGE, SYNC_DEST, Options, docker_target, read_trace, syncd_cli, tail, write_config
+from benchmarks.harness import (
+    IMAGE, SYNC_DEST, Options, docker_target, read_trace, remove_container, syncd_cli, tail, write_config,
+)
 
 SIZE_RANGE = (2 * 1024, 18 * 1024)  # bytes per file, uniform: mean 10 KiB -> 20,000 files ~ 200 MB
 FILES_PER_DIR = 100
@@ -171,8 +173,4 @@ def reconcile_section(opts: Options, client: docker.DockerClient, work: Path, pr
                    "dir count + sha1sum of a sample in the container",
         }
     finally:
-        if container is not None:
-            try:
-                container.remove(force=True)
-            except docker.errors.DockerException:
-                pass
+        remove_container(container)

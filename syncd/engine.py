@@ -339,7 +339,6 @@ class Engine:
             self.targets[name] = TargetRuntime(name, transports[name], [s for s in self.services if s.cfg.target == name], self)
         self.coalescer = Coalescer(cfg.daemon.debounce_ms / 1000, cfg.daemon.max_batch_wait_ms / 1000)
         self._events = anyio.Event()
-        self._event_mtimes: list[float] = []
         self.jobs_open: set[BatchJob] = set()
         self.batches_done = 0
         self.started = anyio.Event()

@@ -147,10 +147,6 @@ class IgnoreRules:
             return False
         return self._ignored_from(self._base_for(src), path, is_dir, stop=src)
 
-    def ignored_any_kind(self, path: str | Path, src: str | Path) -> bool:
-        """For a path that no longer exists: ignored as a file or as a directory."""
-        return self.ignored(path, False, src) or self.ignored(path, True, src)
-
 
 def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")

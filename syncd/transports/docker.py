@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import anyio
@@ -170,8 +171,6 @@ class DockerTransport(SessionCalls):
 
     @staticmethod
     def _exit_code(api: docker.APIClient, exec_id: str) -> int:
-        import time
-
         for _ in range(100):  # the stream can end a moment before the engine records the exit
             info = api.exec_inspect(exec_id)
             if not info.get("Running") and info.get("ExitCode") is not None:
