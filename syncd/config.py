@@ -188,9 +188,13 @@ class Service(_Strict):
 
 
 class Action(_Strict):
-    cmd: Command
-    target: str | None = None
+    cmd: Command | None = None  # None: a group action that only runs its deps
+    target: str | None = None  # run in every container of that target; locally when absent
     deps: list[str] = []
+    cwd: str | None = None  # local actions: relative to the config file (default: its directory)
+    env: dict[str, str] = {}
+    confirm: bool = False  # destructive: `syncd trigger NAME` asks for --yes
+    description: str = ""
 
 
 class Config(_Strict):
@@ -540,11 +544,17 @@ def _cross_check(raw: dict, root: Path) -> list[str]:
                 seen[name] = i
         if isinstance(target, str) and targets is not None and target not in targets:
             problems.append(f"{where}.target: {_no_such('target', target, list(targets))}")
+        # A missing source below a build step's cwd is taken for a build output (a fresh
+        # checkout has no target/debug/api yet); the build creates it before the first sync.
+        outputs_in = [_resolve(root, b["cwd"] if isinstance(b.get("cwd"), str) else ".")
+                      for _, b in _tables(svc.get("build"))]
         for j, m in _tables(svc.get("sync")):
             src_rel = m.get("src")
             if not isinstance(src_rel, str):
                 continue
             src = _resolve(root, src_rel)
+            if any(src != d and d in src.parents for d in outputs_in):
+                continue
             if not src.exists() and not src.is_symlink():
                 guess = _did_you_mean(src)
                 if guess:
@@ -566,6 +576,13 @@ def _cross_check(raw: dict, root: Path) -> list[str]:
         if not isinstance(action, dict):
             continue
         where = _render(["actions", name])
+        if action.get("cmd") is None and not action.get("deps"):
+            problems.append(f"{where}.cmd: required key is missing ({_CMD_HINT}; or give `deps` for an action that only runs others)")
+        cwd = action.get("cwd")
+        if isinstance(cwd, str) and not _resolve(root, cwd).is_dir():
+            problems.append(f"{where}.cwd: directory '{cwd}' does not exist (relative to {root})")
+        if isinstance(cwd, str) and isinstance(action.get("target"), str):
+            problems.append(f"{where}.cwd: only local actions take a cwd (this one runs in target '{action['target']}'; use `cd DIR && ...` in cmd)")
         target = action.get("target")
         if isinstance(target, str) and targets is not None and target not in targets:
             problems.append(f"{where}.target: {_no_such('target', target, list(targets))}")

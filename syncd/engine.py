@@ -22,16 +22,19 @@ import structlog
 from anyio.abc import TaskGroup
 from pathspec import GitIgnoreSpec
 
+from syncd.builds import BuildGate
 from syncd.config import Config, Service
 from syncd.core.coalesce import Coalescer
 from syncd.core.manifest import Manifest, apply_delta, diff
 from syncd.core.mapping import ResolvedMapping, UnsafePath, common_root, local_rel, most_specific, relative_name
 from syncd.core.plan import ServicePlanInput, plan_batch
+from syncd.core.steps import step_name, triggered
 from syncd.ignore import IgnoreRules
 from syncd.known import KnownStore, record_of, resolve
 from syncd.model import Batch, Delta, DestPath, Entry, Fallback, Kind, LocalFile, Plan
 from syncd.pack import PackReport, pack
 from syncd.scan import HashCache, read_entry, scan_source, walk
+from syncd.steps import argv_of
 from syncd.trace import BatchTrace, TraceWriter
 from syncd.transports.base import ContainerRef, Transport, TransportError
 from syncd.watch import changes, watch_roots
@@ -56,7 +59,18 @@ class ServiceRuntime:
 
     @property
     def plan_input(self) -> ServicePlanInput:
-        return ServicePlanInput(self.cfg.name, self.cfg.target, self.mappings, tuple(self.cfg.fall_back_on), self.cfg.fallback)
+        return ServicePlanInput(self.cfg.name, self.cfg.target, self.mappings, tuple(self.cfg.fall_back_on),
+                                self.cfg.fallback, tuple(tuple(b.trigger) for b in self.cfg.build))
+
+
+@dataclass(frozen=True)
+class ContainerStep:
+    """Something to do in a container after a push: a `run` step, or a restart."""
+
+    service: str
+    span: str  # "run:<name>" or "restart:<service>"
+    cmd: str | list[str] | None = None
+    restart: str = ""  # "container" | "process"
 
 
 # --- batch bookkeeping -------------------------------------------------------------------
@@ -101,6 +115,7 @@ class ContainerWorker:
     bytes_sent: int = 0
     files_sent: int = 0
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    steps_lock: anyio.Lock = field(default_factory=anyio.Lock)  # run steps of one batch at a time
     _wake: anyio.Event = field(default_factory=anyio.Event)
 
     def submit(self, desired: Desired, job: BatchJob | None) -> None:
@@ -269,6 +284,31 @@ class TargetRuntime:
         local = m.src / os.path.relpath(dest, m.dest) if dest != m.dest else m.src
         return not svc.rules.ignored(local, kind is Kind.DIR, m.src)
 
+    def steps_after(self, delta: Delta) -> list[ContainerStep]:
+        """The run steps (and restarts) a push sets off: per service, in config order, those
+        whose `trigger` matches a local path the push changed in the container."""
+        touched: dict[str, list[str]] = {}
+        for dest in [*delta.deletes, *(p.dest for p in delta.puts)]:
+            found = self.owner(dest)
+            if found is None:
+                continue
+            svc, m = found
+            local = m.src / os.path.relpath(dest, m.dest) if dest != m.dest else m.src
+            touched.setdefault(svc.cfg.name, []).append(local_rel(local, self.engine.cfg.root))
+        steps: list[ContainerStep] = []
+        for svc in self.services:
+            rels = touched.get(svc.cfg.name)
+            if not rels:
+                continue
+            runs = svc.cfg.run
+            for i, step in enumerate(runs):
+                if triggered(step.trigger, rels):
+                    name = step_name(svc.cfg.name, step.name, i, len(runs))
+                    steps.append(ContainerStep(svc.cfg.name, f"run:{name}", step.cmd))
+            if svc.cfg.restart != "none":
+                steps.append(ContainerStep(svc.cfg.name, f"restart:{svc.cfg.name}", restart=svc.cfg.restart))
+        return steps
+
     async def supervise(self, tg: TaskGroup) -> None:
         """Follow the target's containers: poll, or wake at once on the transport's own
         change feed (a pod watch); back off while the target keeps failing."""
@@ -332,6 +372,7 @@ class Engine:
                 ResolvedMapping(cfg.resolve(m.src), m.dest, svc.name, svc.target) for m in svc.sync
             )
             self.services.append(ServiceRuntime(svc, mappings, IgnoreRules(cfg.root, svc.ignore)))
+        self.gates = {s.name: BuildGate(s, cfg.root, self.release) for s in cfg.services if s.build}
         self._rules = {s.cfg.name: s.rules for s in self.services}
         self._rules_target = {s.cfg.name: s.cfg.target for s in self.services}
         self.targets: dict[str, TargetRuntime] = {}
@@ -344,6 +385,7 @@ class Engine:
         self.started = anyio.Event()
         self._tg: TaskGroup | None = None
         self.on_record: list[Callable[[dict], None]] = []
+        self.build_first = True  # run every build once before the first sync (`--no-build`: off)
 
     # --- watching ------------------------------------------------------------------------
 
@@ -353,9 +395,15 @@ class Engine:
             for svc in self.services:
                 svc.rules.invalidate()
             self.coalescer.request_reconcile(time.time())  # newly un-ignored files must arrive
+        rel = None
         for svc in self.services:
-            if svc.cfg.fall_back_on and svc.fallback_spec.match_file(local_rel(Path(path), self.cfg.root)):
-                return True
+            if svc.cfg.fall_back_on or svc.cfg.build:
+                rel = rel or local_rel(Path(path), self.cfg.root)
+                if svc.cfg.fall_back_on and svc.fallback_spec.match_file(rel):
+                    return True
+                if any(triggered(b.trigger, [rel]) for b in svc.cfg.build if b.trigger) and \
+                        not svc.rules.ignored(path, is_dir, str(self.cfg.root)):
+                    return True
             m = most_specific(svc.mappings, path)
             if m is not None and not svc.rules.ignored(path, is_dir, m.src):
                 return True
@@ -364,7 +412,7 @@ class Engine:
     def watch_paths(self) -> list[Path]:
         paths = [m.src for s in self.services for m in s.mappings]
         for svc in self.services:
-            for pattern in svc.cfg.fall_back_on:
+            for pattern in svc.cfg.fall_back_on + [t for b in svc.cfg.build for t in b.trigger]:
                 static = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
                 paths.append(self.cfg.resolve(static or "."))
         return watch_roots(paths)
@@ -469,15 +517,57 @@ class Engine:
                 self._tg.start_soon(self._run_fallback, fb, job)
             else:
                 await self._run_fallback(fb, job)
-        for name, tp in plan.targets.items():
-            target = self.targets[name]
-            if not target.workers:
-                why = target.error or "no running container"
-                trace.errors.append(f"{name}: not synced: {why} (reconciled when it is back)")
-            for worker in target.workers.values():
-                worker.submit(tp.desired, job)
+        direct: dict[str, Desired] = {}
+        for share in plan.services.values():
+            gate = self.gates.get(share.service)
+            if gate is not None and (share.builds or gate.busy):
+                gate.offer(share.desired, share.builds, job)  # sent when its build succeeds
+            elif share.desired:
+                direct.setdefault(share.target, {}).update(share.desired)
+        for name, desired in direct.items():
+            self._submit(name, desired, [job])
         job.finish_one()
         return job
+
+    def _submit(self, target_name: str, desired: Desired, jobs: list[BatchJob]) -> None:
+        target = self.targets[target_name]
+        if not target.workers:
+            why = target.error or "no running container"
+            for job in jobs:
+                job.trace.errors.append(f"{target_name}: not synced: {why} (reconciled when it is back)")
+        for worker in target.workers.values():
+            for i, job in enumerate(jobs):
+                worker.submit(desired if i == 0 else {}, job)
+
+    async def release(self, service: str, held: Desired, jobs: list[BatchJob]) -> None:
+        """After a good build: send the service's held changes and what the build wrote (its
+        outputs are mapped paths; a rescan finds them even before their events arrive)."""
+        svc = self.cfg.service(service)
+        target = self.targets[svc.target]
+        errors: list[tuple[str, str]] = []
+        t0 = time.time()
+        fresh = await anyio.to_thread.run_sync(self.desired_state, target, {service}, errors)
+        for job in jobs:
+            job.trace.add("scan", t0, time.time(), detail={"service": service, "paths": len(fresh), "after": "build"})
+        self._submit(svc.target, {**held, **fresh}, jobs)
+
+    async def build_all(self, services: set[str] | None = None) -> bool:
+        """Every build step of every service (of `services`), services in parallel; before
+        the first sync, so containers never receive stale build outputs. True: all built."""
+        ok = True
+
+        async def one(gate: BuildGate) -> None:
+            nonlocal ok
+            results = await gate.build(list(range(len(gate.svc.build))))
+            if not all(r.ok for r in results):
+                gate.failed = next(r for r in results if not r.ok)
+                ok = False
+
+        async with anyio.create_task_group() as tg:
+            for name, gate in self.gates.items():
+                if services is None or name in services:
+                    tg.start_soon(one, gate)
+        return ok
 
     async def _run_fallback(self, fb: Fallback, job: BatchJob) -> None:
         """Run a service's `fallback` command locally (string: `sh -c`; list: argv), timed."""
@@ -553,13 +643,57 @@ class Engine:
                 worker.unconfirmed.subtract(report.sent.keys())
                 worker.unconfirmed += Counter()  # drop zero counts
                 self._record_push(worker, delta, traces, report, result.bytes_sent, t0, time.time())
+                await self.after_push(worker, delta, traces)
 
             return landed
         result = await target.transport.apply(worker.ref, root, deletes, pack(delta.puts, root, report))
         t1 = time.time()
         apply_delta(worker.manifest, delta.deletes, report.sent)
         self._record_push(worker, delta, traces, report, result.bytes_sent, t0, t1)
+        await self.after_push(worker, delta, traces)
         return None
+
+    async def after_push(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> None:
+        """Run steps and restarts the push sets off, in order, timed on every batch it carried.
+        A failing step is reported (exit code, output tail) and ends its service's steps."""
+        steps = worker.target.steps_after(delta)
+        if not steps:
+            return
+        async with worker.steps_lock:
+            failed: set[str] = set()
+            for step in steps:
+                if step.service in failed:
+                    continue
+                t0 = time.time()
+                ok, detail = await self._container_step(worker, step)
+                for trace in traces:
+                    trace.add(step.span, t0, time.time(), ok=ok, detail=detail)
+                    if not ok:
+                        trace.errors.append(f"{worker.ref.label}: {step.span} failed: {detail.get('error', '')}")
+                if not ok:
+                    failed.add(step.service)
+                    log.error("step failed", container=worker.ref.label, step=step.span, **detail,
+                              hint="fix the command in the config or the container; the next push runs it again")
+
+    async def _container_step(self, worker: ContainerWorker, step: ContainerStep) -> tuple[bool, dict]:
+        transport = worker.target.transport
+        try:
+            if step.restart == "container":
+                await transport.restart(worker.ref)  # type: ignore[attr-defined]
+                if self._tg is not None:  # a new generation: follow it now, not at the next poll
+                    self._tg.start_soon(worker.target.discover, self._tg)
+                return True, {"restart": "container"}
+            argv = ["kill", "-HUP", "1"] if step.restart == "process" else argv_of(step.cmd or "")
+            result = await transport.run(worker.ref, argv)
+        except TransportError as e:
+            return False, {"error": str(e)}
+        tail = "\n".join(result.output.strip().splitlines()[-10:])
+        detail: dict = {"exit": result.exit, "output": tail}
+        if step.restart:
+            detail["restart"] = step.restart
+        if result.exit != 0:
+            detail["error"] = f"exit {result.exit}" + (f": {tail}" if tail else "")
+        return result.exit == 0, detail
 
     def _record_push(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace], report: PackReport,
                      bytes_sent: int, t0: float, t1: float) -> None:
@@ -659,8 +793,15 @@ class Engine:
     # --- entry points ------------------------------------------------------------------------
 
     async def sync_once(self, services: set[str] | None = None) -> bool:
-        """One reconcile of every container of every target (of `services`). True: converged."""
+        """One reconcile of every container of every target (of `services`). True: converged.
+        Builds run first; a service whose build fails is not synced (its container keeps the
+        last good state)."""
         ok = True
+        if self.gates and self.build_first:
+            ok = await self.build_all(services)
+            broken = {name for name, g in self.gates.items() if g.failed is not None}
+            if broken:
+                services = (services if services is not None else {s.name for s in self.cfg.services}) - broken
         async with anyio.create_task_group() as tg:
             for target in self.targets.values():
                 if services is not None and not any(s.cfg.name in services for s in target.services):
@@ -689,6 +830,11 @@ class Engine:
         """The daemon: start workers (each reconciles first), watch, and sync until `stop`."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            if self.gates and self.build_first:
+                log.info("building before the first sync", services=sorted(self.gates))
+                await self.build_all()
+            for gate in self.gates.values():
+                tg.start_soon(gate.run)
             for target in self.targets.values():
                 await target.discover(tg)
                 tg.start_soon(target.supervise, tg)
@@ -706,6 +852,8 @@ class Engine:
     def idle(self) -> bool:
         """Nothing queued, nothing in flight, every container up to date."""
         if self.coalescer.deadline() is not None or self.jobs_open:
+            return False
+        if any(g.running or g.wanted for g in self.gates.values()):
             return False
         return all(
             w.state == "idle" and not w.pending for t in self.targets.values() for w in t.workers.values()
@@ -730,6 +878,7 @@ class Engine:
                 }
                 for name, t in self.targets.items()
             },
+            "builds": {name: g.state for name, g in self.gates.items()},
             "pending_paths": self.coalescer.pending,
             "batches": self.batches_done,
         }

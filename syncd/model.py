@@ -93,6 +93,17 @@ class TargetPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class ServicePlan:
+    """One service's share of a batch: its container paths, and the local build steps the
+    batch sets off (indexes into the service's `build`); with builds, the paths wait for them."""
+
+    service: str
+    target: str
+    desired: dict[DestPath, LocalFile | None] = field(default_factory=dict)
+    builds: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Skip:
     path: str
     reason: str
@@ -104,6 +115,7 @@ class Plan:
     targets: dict[str, TargetPlan]
     fallbacks: tuple[Fallback, ...] = ()
     skipped: tuple[Skip, ...] = ()
+    services: dict[str, ServicePlan] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 Per service: a change matching `fall_back_on` turns the whole batch for that service into
 a fallback (nothing is synced for it). Otherwise every changed path is resolved against the
-service's mappings (most specific source wins) into the desired state of a container path.
+service's mappings (most specific source wins) into the desired state of a container path,
+and matched against the `trigger` globs of its build steps (ignored paths never trigger: a
+build writing into `target/` must not set itself off again).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 from pathspec import GitIgnoreSpec
 
 from syncd.core.mapping import ResolvedMapping, UnsafePath, local_rel, most_specific
-from syncd.model import Fallback, LocalFile, Plan, Skip, TargetPlan
+from syncd.core.steps import triggered
+from syncd.model import Fallback, LocalFile, Plan, ServicePlan, Skip, TargetPlan
 
 # ignored(service, path, is_dir, mapping_src) -> bool
 IgnoreCheck = Callable[[str, Path, bool, Path], bool]
@@ -27,6 +30,7 @@ class ServicePlanInput:
     mappings: tuple[ResolvedMapping, ...]
     fall_back_on: tuple[str, ...]
     fallback: str | list[str] | None
+    builds: tuple[tuple[str, ...], ...] = ()  # each build step's trigger globs
 
 
 def fallback_reason(svc: ServicePlanInput, rel_paths: list[str]) -> str | None:
@@ -49,6 +53,7 @@ def plan_batch(
 ) -> Plan:
     """`local`: every path of the batch (directories expanded) -> its state now (None: gone)."""
     targets: dict[str, TargetPlan] = {}
+    shares: dict[str, ServicePlan] = {}
     fallbacks: list[Fallback] = []
     skipped: list[Skip] = []
     claimed: set[str] = set()
@@ -60,6 +65,9 @@ def plan_batch(
             claimed.update(p for p in local if any(m.contains(Path(p)) for m in svc.mappings))
             continue
         tp = targets.setdefault(svc.target, TargetPlan(target=svc.target))
+        mine: dict = {}
+        builds, triggers = _builds(svc, local, rels, root, ignored)
+        claimed.update(triggers)
         touched = False
         for raw, state in local.items():
             path = Path(raw)
@@ -75,15 +83,31 @@ def plan_batch(
                 skipped.append(Skip(raw, f"ignored by service '{svc.name}'"))
                 continue
             try:
-                tp.desired[mapping.dest_of(path)] = state
+                mine[mapping.dest_of(path)] = state
             except UnsafePath as e:
                 skipped.append(Skip(raw, f"unsafe destination: {e}"))
                 continue
             touched = True
+        tp.desired.update(mine)
         if touched and svc.name not in tp.services:
             targets[svc.target] = TargetPlan(tp.target, tp.desired, tp.services + (svc.name,))
+        if mine or builds:
+            shares[svc.name] = ServicePlan(svc.name, svc.target, mine, builds)
     for raw in local:
         if raw not in claimed:
             skipped.append(Skip(raw, "outside every mapping"))
     live = {name: tp for name, tp in targets.items() if tp.desired}
-    return Plan(batch_id=batch_id, targets=live, fallbacks=tuple(fallbacks), skipped=tuple(skipped))
+    return Plan(batch_id=batch_id, targets=live, fallbacks=tuple(fallbacks), skipped=tuple(skipped), services=shares)
+
+
+def _builds(svc: ServicePlanInput, local: Mapping[str, LocalFile | None], rels: list[str], root: Path,
+            ignored: IgnoreCheck) -> tuple[tuple[int, ...], list[str]]:
+    """Indexes of the build steps whose triggers match a changed, not ignored path, and
+    the paths that matched one."""
+    if not svc.builds:
+        return (), []
+    live = {raw: rel for (raw, state), rel in zip(local.items(), rels)
+            if not ignored(svc.name, Path(raw), state is not None and state.entry.kind.value == "d", root)}
+    steps = [i for i, trigger in enumerate(svc.builds) if triggered(trigger, live.values())]
+    hits = [raw for raw, rel in live.items() if any(triggered(svc.builds[i], [rel]) for i in steps)]
+    return tuple(steps), hits

@@ -47,6 +47,17 @@ class ApplyResult:
     output: str = ""
 
 
+@dataclass
+class CommandResult:
+    exit: int  # -1: the exit status could not be read (the output says why)
+    output: str  # stdout and stderr
+
+    @classmethod
+    def of(cls, code: int, out: bytes, err: bytes) -> CommandResult:
+        sep = b"\n" if out and err and not out.endswith(b"\n") else b""
+        return cls(code, (out + sep + err).decode("utf-8", "replace"))
+
+
 class Transport(Protocol):
     target: str
 
@@ -60,6 +71,11 @@ class Transport(Protocol):
 
     async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
         """Delete `deletes` (names relative to `root`), then extract `tar` at `root`."""
+        ...
+
+    async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
+        """Run a command in the container (its own exec, not the session: it may be slow).
+        Raises TransportError only when it could not be run at all."""
         ...
 
     async def close(self) -> None: ...

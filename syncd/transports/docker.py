@@ -20,7 +20,7 @@ from docker.utils.socket import frames_iter
 from syncd.config import DockerTarget
 from syncd.core.manifest import Manifest
 from syncd.model import DestPath
-from syncd.transports.base import ApplyResult, ContainerRef, TransportError
+from syncd.transports.base import ApplyResult, CommandResult, ContainerRef, TransportError
 from syncd.transports.session import SESSION_SCRIPT, SessionCalls, SessionPool, say_fallback
 from syncd.transports.shell import APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, parse_manifest, rechunk
 
@@ -51,6 +51,9 @@ class DockerChannel:
         except OSError:
             pass
         self._raw.close()
+
+
+RESTART_GRACE = 2  # seconds between TERM and KILL on `restart = "container"`
 
 
 class DockerTransport(SessionCalls):
@@ -200,6 +203,24 @@ class DockerTransport(SessionCalls):
         code, out, err, sent = await anyio.to_thread.run_sync(self._exec, ref, argv, stream(), abandon_on_cancel=True)
         self._check(ref, "applying the batch", code, out, err)
         return ApplyResult(bytes_sent=sent, output=(err or out).decode("utf-8", "replace"))
+
+    async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
+        code, out, err, _ = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
+        return CommandResult.of(code, out, err)
+
+    async def restart(self, ref: ContainerRef, timeout: int = RESTART_GRACE) -> None:
+        """`docker restart`: TERM, then KILL after `timeout` seconds. The container comes back
+        with a new StartedAt, so discovery sees a new generation and reconciles it."""
+
+        def restart() -> None:
+            try:
+                self._engine().api.restart(ref.id, timeout=timeout)
+            except docker.errors.NotFound:
+                raise TransportError(f"{ref.label}: container is gone", "it will be picked up again when it runs") from None
+            except docker.errors.APIError as e:
+                raise TransportError(f"{ref.label}: restart failed: {e.explanation or e}") from None
+
+        await anyio.to_thread.run_sync(restart, abandon_on_cancel=True)
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -30,7 +30,7 @@ from kubernetes.stream import stream as kstream
 from syncd.config import KubernetesTarget
 from syncd.core.manifest import Manifest
 from syncd.model import DestPath
-from syncd.transports.base import ApplyResult, ContainerRef, TransportError
+from syncd.transports.base import ApplyResult, CommandResult, ContainerRef, TransportError
 from syncd.transports.session import SESSION_SCRIPT, SessionCalls, SessionPool, say_fallback
 from syncd.transports.shell import APPLY_SCRIPT, FRAMED_APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, frame_chunks
 
@@ -362,6 +362,10 @@ class KubeTransport(SessionCalls):
         code, out, err, sent, detail = await anyio.to_thread.run_sync(self._exec, ref, argv, stream(), abandon_on_cancel=True)
         self._check(ref, "applying the batch", code, out, err, detail)
         return ApplyResult(bytes_sent=sent, output=(err or out).decode("utf-8", "replace"))
+
+    async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
+        code, out, err, _, detail = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
+        return CommandResult.of(code, out, err or (detail.encode() if code else b""))
 
     async def close(self) -> None:
         self._stopping.set()

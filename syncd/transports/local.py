@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from syncd.core.manifest import Manifest
 from syncd.core.mapping import UnsafePath
 from syncd.model import DestPath, Kind
 from syncd.scan import HashCache, read_entry
-from syncd.transports.base import ApplyResult, ContainerRef, TransportError
+from syncd.transports.base import ApplyResult, CommandResult, ContainerRef, TransportError
 
 
 class _IterReader:
@@ -147,6 +148,16 @@ class LocalTransport:
         os.chmod(tmp, m.mode & 0o7777)
         os.utime(tmp, (m.mtime, m.mtime))
         os.replace(tmp, dst)
+
+    async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
+        """A local target's "container" is a directory: commands run on this machine, in it
+        (a container's `/app` is the directory's `app/`)."""
+        try:
+            done = await anyio.run_process(argv, cwd=self.base, check=False, stdin=subprocess.DEVNULL)
+        except OSError as e:
+            raise TransportError(f"local target '{self.target}': cannot run {argv[0]!r}: {e.strerror}",
+                                 "install it or fix the command") from None
+        return CommandResult.of(done.returncode, done.stdout, done.stderr)
 
     async def close(self) -> None:
         return None

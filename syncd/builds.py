@@ -1,0 +1,141 @@
+"""A service's local builds: they run before its changes go out, one at a time.
+
+While a build runs (or after one failed) the service's changes are *held* here, not sent:
+the container keeps the last good state until a build succeeds, and then receives
+everything held plus whatever the build wrote (outputs listed in `sync`). Changes that
+arrive during a build ask for one follow-up build, however many there are. Each service has
+its own gate, so builds of different services run in parallel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import structlog
+
+from syncd.config import BuildStep, Service
+from syncd.core.steps import step_name
+from syncd.model import DestPath, LocalFile
+from syncd.steps import StepResult, run_local
+
+if TYPE_CHECKING:
+    from syncd.engine import BatchJob
+
+log = structlog.get_logger("syncd.build")
+
+Desired = dict[DestPath, LocalFile | None]
+# release(service, desired, jobs): send what a good build let through (the engine's dispatch)
+Release = Callable[[str, Desired, list["BatchJob"]], Awaitable[None]]
+
+
+def build_names(svc: Service) -> list[str]:
+    return [step_name(svc.name, b.name, i, len(svc.build)) for i, b in enumerate(svc.build)]
+
+
+class BuildGate:
+    def __init__(self, svc: Service, root: Path, release: Release):
+        self.svc = svc
+        self.root = root
+        self._release = release
+        self.names = build_names(svc)
+        self.held: Desired = {}
+        self.jobs: list[BatchJob] = []
+        self.wanted: set[int] = set()
+        self.running: str = ""  # the step running now
+        self.failed: StepResult | None = None  # the last build failed: hold until one succeeds
+        self.builds_run = 0
+        self._wake = anyio.Event()
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    @property
+    def busy(self) -> bool:
+        """Must the service's changes wait here? (A build runs or is due, or the last failed.)"""
+        return bool(self.running or self.wanted or self.failed)
+
+    @property
+    def state(self) -> str:
+        if self.running:
+            return f"building ({self.running})"
+        if self.wanted:
+            return "build queued"
+        if self.failed:
+            return f"last build failed: {self.failed.summary()}"
+        return "idle"
+
+    def offer(self, desired: Desired, steps: tuple[int, ...] | list[int], job: BatchJob | None) -> None:
+        """Hold a batch's share for this service; `steps` are the builds it sets off."""
+        self.held.update(desired)
+        self.wanted.update(steps)
+        if job is not None:
+            if self.wanted or self.running:
+                job.expect()
+                self.jobs.append(job)
+            elif self.failed is not None:
+                job.trace.errors.append(
+                    f"service '{self.svc.name}': held until a build succeeds ({self.failed.summary()})")
+        if self.wanted:
+            self._idle = anyio.Event()
+        self._wake.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while self.wanted:
+                await self._round()
+            self._idle.set()
+
+    async def build(self, steps: list[int]) -> list[StepResult]:
+        """Run `steps` in config order; stop at the first failure."""
+        results: list[StepResult] = []
+        for i in sorted(steps):
+            step: BuildStep = self.svc.build[i]
+            self.running = self.names[i]
+            try:
+                cwd = self.root / step.cwd if step.cwd else self.root
+                log.info("build started", service=self.svc.name, step=self.names[i])
+                result = await run_local(self.names[i], step.cmd, cwd, step.env, kind="build")
+            finally:
+                self.running = ""
+            self.builds_run += 1
+            results.append(result)
+            if result.ok:
+                log.info("build done", service=self.svc.name, step=result.name, ms=result.ms)
+            else:
+                log.error("build failed", service=self.svc.name, step=result.name, exit=result.exit,
+                          error="\n".join(result.error), hint="fix the error; the next change builds again")
+                break
+        return results
+
+    async def _round(self) -> None:
+        steps, self.wanted = sorted(self.wanted), set()
+        jobs, self.jobs = self.jobs, []
+        results = await self.build(steps)
+        jobs, self.jobs = jobs + self.jobs, []  # batches held while it ran share its outcome
+        for r in results:
+            for job in jobs:
+                job.trace.add(f"build:{r.name}", r.start, r.end, ok=r.ok, detail=r.detail())
+        bad = next((r for r in results if not r.ok), None)
+        if bad is not None:
+            self.failed = bad
+            for job in jobs:
+                job.trace.errors.append(f"service '{self.svc.name}': build {bad.summary()}; container left as it was")
+                job.finish_one()
+            return
+        if self.wanted:
+            # Changed again while building: this output is already stale. The follow-up
+            # build carries these batches too.
+            self.jobs = jobs
+            return
+        self.failed = None
+        held, self.held = self.held, {}
+        await self._release(self.svc.name, held, jobs)
+        for job in jobs:
+            job.finish_one()  # the gate's own hold; the containers hold theirs

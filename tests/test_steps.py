@@ -1,0 +1,202 @@
+"""Builds, run steps and their ordering, on the real engine with local targets (fast; the
+Docker + real cargo/npm version of the same loop is tests/test_fullstack.py)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import anyio
+import pytest
+
+from syncd.core.steps import ActionError, action_order, first_error, step_name, triggered
+from tests.engine_harness import running, wait_until, write_config
+
+pytestmark = pytest.mark.anyio
+
+# A stand-in compiler: "compiles" src/*.txt into out/app.bin, fails like rustc on a bad line.
+COMPILER = r"""#!/bin/sh
+set -e
+echo "   Compiling app (build $(cat count 2>/dev/null || echo 0))"
+echo $(( $(cat count 2>/dev/null || echo 0) + 1 )) > count
+sleep "${BUILD_SECONDS:-0}"
+if grep -Hn 'SYNTAX ERROR' src/*.txt >/tmp/syncd-test-grep.$$ 2>&1; then
+  echo "error[E0001]: syntax error"
+  echo "  --> $(cut -d: -f1,2 /tmp/syncd-test-grep.$$ | head -1)"
+  echo "error: could not compile app"
+  rm -f /tmp/syncd-test-grep.$$
+  exit 101
+fi
+rm -f /tmp/syncd-test-grep.$$
+mkdir -p out
+cat src/*.txt > out/app.bin.tmp && mv out/app.bin.tmp out/app.bin
+"""
+
+
+def make_app(root: Path, name: str = "app", seconds: float = 0) -> Path:
+    app = root / name
+    (app / "src").mkdir(parents=True)
+    (app / "src" / "main.txt").write_text("v1\n")
+    (app / "compile.sh").write_text(COMPILER)
+    (app / "compile.sh").chmod(0o755)
+    return app
+
+
+def config(root: Path, services: str) -> None:
+    write_config(root, textwrap.dedent("""
+        [daemon]
+        debounce_ms = 20
+
+        [targets.box]
+        kind = "local"
+        path = "box"
+    """) + textwrap.dedent(services))
+
+
+def service(name: str, seconds: float = 0, run: str = "", restart: str = "none") -> str:
+    return textwrap.dedent(f"""
+        [[services]]
+        name = "{name}"
+        target = "box"
+        restart = "{restart}"
+        sync = [{{ src = "{name}/src", dest = "/{name}/src" }}, {{ src = "{name}/out", dest = "/{name}/bin" }}]
+        build = [{{ cmd = ["./compile.sh"], cwd = "{name}", trigger = ["{name}/src/**"], env = {{ BUILD_SECONDS = "{seconds}" }} }}]
+        {run}
+    """)
+
+
+def box(root: Path, rel: str) -> str | None:
+    p = root / "box" / rel
+    return p.read_text() if p.exists() else None
+
+
+def spans(engine, prefix: str) -> list[dict]:  # noqa: ANN001
+    return [s for r in engine.trace.records for s in r["spans"] if s["name"].startswith(prefix)]
+
+
+# --- pure -----------------------------------------------------------------------------
+
+
+def test_triggers_match_like_gitignore() -> None:
+    assert triggered(["backend/src/**"], ["backend/src/a/b.rs"])
+    assert not triggered(["backend/src/**"], ["backend/target/debug/api"])
+    assert triggered([], ["anything"]) and not triggered([], [])
+    assert triggered(["*.sql"], ["migrations/003_x.sql"])
+
+
+def test_step_names() -> None:
+    assert step_name("backend", None, 0, 1) == "backend"
+    assert step_name("backend", None, 1, 2) == "backend-2"
+    assert step_name("backend", "cargo", 0, 2) == "cargo"
+
+
+def test_first_error_finds_the_compiler_error_and_its_location() -> None:
+    out = textwrap.dedent("""\
+           Compiling api v0.1.0 (/w/backend)
+        error[E0308]: mismatched types
+         --> src/version.rs:1:29
+          |
+        1 | pub const VERSION: &str = 5;
+          |                           ^ expected `&str`, found integer
+
+        error: could not compile `api` (lib) due to 1 previous error
+    """)
+    block = first_error(out)
+    assert block[0] == "error[E0308]: mismatched types" and "src/version.rs:1:29" in block[1]
+    assert "could not compile" not in "\n".join(block)  # the first error only
+    assert first_error("✘ [ERROR] Expected \";\" but found \"}\"\n\n    src/index.js:3:0:")[0].startswith("✘ [ERROR]")
+    assert first_error("all good\n") == []
+
+
+def test_action_order_runs_dependencies_first_once() -> None:
+    deps = {"all-tests": ["backend-tests", "frontend-tests"], "backend-tests": ["dev-setup"],
+            "frontend-tests": ["dev-setup"], "dev-setup": []}
+    assert action_order(deps, "all-tests") == ["dev-setup", "backend-tests", "frontend-tests", "all-tests"]
+    with pytest.raises(ActionError):
+        action_order({"a": ["b"], "b": ["a"]}, "a")
+
+
+# --- on the engine --------------------------------------------------------------------
+
+
+async def test_build_then_push_then_run_step(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    config(tmp_path, service("app", run='run = [{ cmd = "cat app/bin/app.bin >> runs.log", trigger = ["app/out/**"] }]'))
+    from syncd.config import load_config
+
+    async with running(load_config(tmp_path / "syncd.toml")) as engine:
+        # Built once before the first sync: the container got a binary and the step ran.
+        assert box(tmp_path, "app/bin/app.bin") == "v1\n"
+        assert box(tmp_path, "runs.log") == "v1\n"
+        (app / "src" / "main.txt").write_text("v2\n")
+        await wait_until(lambda: box(tmp_path, "runs.log") == "v1\nv2\n", what="rebuilt binary and run step")
+        await wait_until(engine.idle, what="idle")
+        assert box(tmp_path, "app/src/main.txt") == "v2\n" and box(tmp_path, "app/bin/app.bin") == "v2\n"
+        record = next(r for r in reversed(engine.trace.records) if any(s["name"] == "build:app" for s in r["spans"]))
+        names = [s["name"] for s in record["spans"]]
+        # build before push before run, all inside the batch's total
+        assert names.index("build:app") < names.index("push:box/local") < names.index("run:app")
+        assert record["ok"], record["errors"]
+        # A change that pushes nothing the run step watches does not run it.
+        (app / "src" / "notes.md").write_text("no code\n")
+        await wait_until(lambda: box(tmp_path, "app/src/notes.md") == "no code\n", what="notes")
+        await wait_until(engine.idle, what="idle")
+        assert box(tmp_path, "runs.log") == "v1\nv2\n"
+
+
+async def test_failed_build_leaves_the_container_alone_until_fixed(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    config(tmp_path, service("app"))
+    from syncd.config import load_config
+
+    async with running(load_config(tmp_path / "syncd.toml")) as engine:
+        assert box(tmp_path, "app/bin/app.bin") == "v1\n"
+        (app / "src" / "main.txt").write_text("v2 SYNTAX ERROR\n")
+        await wait_until(lambda: engine.gates["app"].failed is not None, what="the build to fail")
+        await wait_until(engine.idle, what="idle")
+        failed = next(r for r in reversed(engine.trace.records) if not r["ok"])
+        assert any("error[E0001]: syntax error" in e and "src/main.txt:1" in e for e in failed["errors"]), failed["errors"]
+        # Nothing of the broken change reached the container: not even the source.
+        assert box(tmp_path, "app/src/main.txt") == "v1\n" and box(tmp_path, "app/bin/app.bin") == "v1\n"
+        # A file that triggers no build is held too while the build is broken.
+        (app / "src" / "README").write_text("docs\n")
+        await anyio.sleep(0.3)
+        await wait_until(engine.idle, what="idle")
+        assert box(tmp_path, "app/src/README") is None
+        (app / "src" / "main.txt").write_text("v3\n")
+        await wait_until(lambda: box(tmp_path, "app/bin/app.bin") == "v3\n", what="the fixed build")
+        await wait_until(engine.idle, what="idle")
+        assert box(tmp_path, "app/src/README") == "docs\n" and box(tmp_path, "app/src/main.txt") == "v3\n"
+        assert engine.gates["app"].failed is None
+
+
+async def test_changes_during_a_build_queue_one_follow_up(tmp_path: Path) -> None:
+    app = make_app(tmp_path, seconds=1.0)
+    config(tmp_path, service("app", seconds=1.0))
+    from syncd.config import load_config
+
+    async with running(load_config(tmp_path / "syncd.toml")) as engine:
+        before = engine.gates["app"].builds_run
+        (app / "src" / "main.txt").write_text("edit 0\n")
+        await wait_until(lambda: engine.gates["app"].running != "", what="the build to start")
+        for i in range(1, 6):  # five more changes while it compiles
+            (app / "src" / "main.txt").write_text(f"edit {i}\n")
+            await anyio.sleep(0.1)
+        await wait_until(lambda: box(tmp_path, "app/bin/app.bin") == "edit 5\n", timeout=30, what="the last edit live")
+        await wait_until(engine.idle, what="idle")
+        assert engine.gates["app"].builds_run - before == 2
+
+
+async def test_builds_of_different_services_run_in_parallel(tmp_path: Path) -> None:
+    one, two = make_app(tmp_path, "one"), make_app(tmp_path, "two")
+    config(tmp_path, service("one", seconds=1.0) + service("two", seconds=1.0))
+    from syncd.config import load_config
+
+    async with running(load_config(tmp_path / "syncd.toml")) as engine:
+        (one / "src" / "main.txt").write_text("one v2\n")
+        (two / "src" / "main.txt").write_text("two v2\n")
+        await wait_until(lambda: box(tmp_path, "one/bin/app.bin") == "one v2\n" and box(tmp_path, "two/bin/app.bin") == "two v2\n",
+                         timeout=30, what="both builds live")
+        await wait_until(engine.idle, what="idle")
+        a, b = spans(engine, "build:one")[-1], spans(engine, "build:two")[-1]
+        assert a["start"] < b["end"] and b["start"] < a["end"], (a, b)  # the two builds overlapped
