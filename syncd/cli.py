@@ -35,10 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the daemon: reconcile, then watch and sync until SIGINT/SIGTERM")
     _config_arg(p)
 
+    p.add_argument("--no-build", action="store_true", help="skip the build steps normally run before the first sync")
+
     p = sub.add_parser("sync", help="one reconcile pass, then exit (0 = converged)")
     _config_arg(p)
+    p.add_argument("--no-build", action="store_true", help="don't run build steps first")
     p.add_argument("--service", action="append", help="only this service (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (puts and deletes per container), change nothing")
+
+    p = sub.add_parser("trigger", help="run a named action (and its deps) on the running daemon, or directly")
+    _config_arg(p)
+    p.add_argument("name", help="the action, as named in [actions.NAME]")
+    p.add_argument("--yes", action="store_true", help="confirm a destructive action (confirm = true)")
+    p.add_argument("--standalone", action="store_true", help="run here even when a daemon is running")
 
     p = sub.add_parser("validate", help="check the config only; exit 2 listing every problem")
     _config_arg(p)
@@ -74,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(Path(args.dir), args.edits, args.forever)
         cfg = _load(args)
         if args.command == "run":
-            return anyio.run(_run, cfg)
+            return anyio.run(_run, cfg, not args.no_build)
         if args.command == "sync":
-            return anyio.run(_sync, cfg, args.service, args.dry_run)
+            return anyio.run(_sync, cfg, args.service, args.dry_run, not args.no_build)
+        if args.command == "trigger":
+            return anyio.run(_trigger, cfg, args.name, args.yes, args.standalone)
     except ConfigError as e:
         errconsole.print(f"[bold red]invalid config[/]: {len(e.problems)} problem(s)")
         for problem in e.problems:
@@ -97,17 +108,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _engine(cfg: Config):  # noqa: ANN202
+def _engine(cfg: Config, build: bool = True):  # noqa: ANN202
     from syncd.engine import Engine
     from syncd.trace import TraceWriter
     from syncd.transports import make_transports
 
-    return Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+    engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+    engine.build_first = build
+    return engine
 
 
-async def _run(cfg: Config) -> int:
-    engine = _engine(cfg)
+async def _run(cfg: Config, build: bool = True) -> int:
+    from syncd.actions import ActionRunner
+    from syncd.api import ControlAPI
+
+    engine = _engine(cfg, build)
     stop = anyio.Event()
+    api = ControlAPI(engine, ActionRunner(cfg, engine.transports, engine.trace))
 
     async def on_signal() -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -117,12 +134,13 @@ async def _run(cfg: Config) -> int:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(on_signal)
+        tg.start_soon(api.serve, cfg.daemon.api, cfg.state_dir, stop)
         await engine.run(stop)
         tg.cancel_scope.cancel()
     return EXIT_OK
 
 
-async def _sync(cfg: Config, services: list[str] | None, dry_run: bool) -> int:
+async def _sync(cfg: Config, services: list[str] | None, dry_run: bool, build: bool = True) -> int:
     wanted = set(services) if services else None
     if wanted:
         unknown = wanted - {s.name for s in cfg.services}
@@ -130,7 +148,7 @@ async def _sync(cfg: Config, services: list[str] | None, dry_run: bool) -> int:
             errconsole.print(f"unknown service(s): {', '.join(sorted(unknown))}; known: "
                              f"{', '.join(s.name for s in cfg.services)}", markup=False)
             return EXIT_USAGE
-    engine = _engine(cfg)
+    engine = _engine(cfg, build and not dry_run)
     if dry_run:
         return await _dry_run(engine, wanted)
     ok = await engine.sync_once(wanted)
@@ -169,6 +187,54 @@ async def _dry_run(engine, wanted: set[str] | None) -> int:  # noqa: ANN001
                 console.print(f"[red]✗[/] cannot read {path}: {message}")
                 ok = False
     return EXIT_OK if ok else EXIT_FAIL
+
+
+async def _trigger(cfg: Config, name: str, yes: bool, standalone: bool) -> int:
+    """Run an action: through the daemon when one runs for this config (it holds the
+    sessions and records the trace), else here. Prints each action's status and output."""
+    from syncd.actions import ActionRunner, NeedsConfirmation, UnknownAction
+    from syncd.api import call, find_daemon
+    from syncd.trace import TraceWriter
+    from syncd.transports import make_transports
+
+    address = None if standalone else find_daemon(cfg.state_dir)
+    if address is not None:
+        try:
+            status, body = await call(address, "POST", f"/api/actions/{name}" + ("?yes=1" if yes else ""))
+        except OSError as e:
+            errconsole.print(f"daemon at {address} did not answer ({e}); running here instead", markup=False)
+        else:
+            if status != 200:
+                errconsole.print(body.get("error", f"HTTP {status}"), markup=False)
+                return EXIT_USAGE if status in (404, 409) else EXIT_FAIL
+            console.print(f"(ran by the daemon at {address})", style="dim", markup=False)
+            return _print_action(body, show_output=True)
+    transports = make_transports(cfg)
+    runner = ActionRunner(cfg, transports, TraceWriter(cfg.resolve(cfg.daemon.trace)))
+    try:
+        report = await runner.trigger(name, yes, on_line=lambda who, line: console.print(f"{who} | {line}", markup=False, style="dim"))
+    except (UnknownAction, NeedsConfirmation) as e:
+        errconsole.print(str(e), markup=False)
+        return EXIT_USAGE
+    finally:
+        for t in transports.values():
+            await t.close()
+    return _print_action(report.as_dict(), show_output=False)
+
+
+def _print_action(body: dict, show_output: bool) -> int:
+    for r in body["results"]:
+        mark = "[green]✓[/]" if r["ok"] else "[red]✗[/]"
+        exit_ = "" if r["ok"] else f" (exit {r['exit']})" if r["exit"] is not None else " (did not start)"
+        console.print(f"{mark} {r['action']} [dim]{r['where']}[/] {r['ms'] / 1000:.2f}s{exit_}")
+        if show_output and r["output"]:
+            console.print(r["output"], markup=False, style="dim")
+        if not r["ok"] and r["error"]:
+            console.print("\n".join(r["error"]), markup=False, style="red")
+    skipped = [a for a in body["order"] if a not in {r["action"] for r in body["results"]}]
+    if skipped:
+        console.print(f"not run (an earlier action failed): {', '.join(skipped)}", markup=False)
+    return EXIT_OK if body["ok"] else EXIT_FAIL
 
 
 def cmd_trace(args: argparse.Namespace) -> int:

@@ -363,6 +363,7 @@ class TargetRuntime:
 class Engine:
     def __init__(self, cfg: Config, transports: dict[str, Transport], trace: TraceWriter | None = None):
         self.cfg = cfg
+        self.transports = transports
         self.trace = trace or TraceWriter(None)
         self.hashes = HashCache()
         self.known = KnownStore(cfg.state_dir)
