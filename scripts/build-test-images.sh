@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the local test images (no registry): syncd-test/busybox and syncd-test/notar.
+# Build the local test images (no registry): syncd-test/busybox, notar, nosh, nodd and
+# fullstack (the example app's runtime: busybox + syncd-supervise).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 busybox_bin() {
@@ -16,10 +17,13 @@ if ! bb=$(busybox_bin); then
 fi
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-for img in busybox notar nosh nodd; do
+for img in busybox notar nosh nodd fullstack; do
   rm -rf "$ctx/$img" && mkdir -p "$ctx/$img"
   cp "$here/deploy/images/$img/Dockerfile" "$ctx/$img/"
   cp "$bb" "$ctx/$img/busybox"
+  if [ "$img" = fullstack ]; then
+    cp "$here/examples/fullstack/runtime/syncd-supervise" "$ctx/$img/"
+  fi
   if [ "$img" = notar ] || [ "$img" = nodd ]; then
     # dash as /bin/sh, with the shared libraries it links against, at their own paths
     mkdir -p "$ctx/$img/extra/bin"

@@ -17,7 +17,7 @@ from syncd.logs import configure
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
-console = Console(stderr=False, highlight=False)
+console = Console(stderr=False, highlight=False, soft_wrap=True)
 errconsole = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

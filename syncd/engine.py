@@ -591,6 +591,9 @@ class Engine:
             target = self.targets[self._rules_target[fb.service]]
             for worker in target.workers.values():
                 worker.request_reconcile()
+            gate = self.gates.get(fb.service)
+            if gate is not None:  # the held-back edits may need a build too
+                gate.offer({}, range(len(gate.svc.build)), None)
         else:
             job.trace.errors.append(f"fallback for '{fb.service}' failed: {detail['output'] or 'exit ' + str(detail['exit'])}")
             log.error("fallback failed", service=fb.service, exit=detail["exit"], output=detail["output"],

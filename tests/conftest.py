@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-IMAGES = {"busybox": "syncd-test/busybox:latest", "notar": "syncd-test/notar:latest", "nosh": "syncd-test/nosh:latest", "nodd": "syncd-test/nodd:latest"}
+IMAGES = {"busybox": "syncd-test/busybox:latest", "notar": "syncd-test/notar:latest", "nosh": "syncd-test/nosh:latest", "nodd": "syncd-test/nodd:latest",
+          "fullstack": "syncd-test/fullstack:latest"}
 
 
 def _unavailable(reason: str) -> None:
@@ -106,3 +107,21 @@ def cluster(request, monkeypatch):  # noqa: ANN001, ANN201
     monkeypatch.setenv("KUBECONFIG", str(c.kubeconfig))
     yield c
     c.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL (Debian's binaries) on a unix socket: the libpq environment
+    (PGHOST, PGPORT, PGUSER, PGDATABASE) that the example app's migrations use."""
+    from pg import start_postgres
+
+    try:
+        server = start_postgres()
+    except FileNotFoundError as e:
+        if IN_CI:
+            pytest.fail(f"CI=true but PostgreSQL is not installed ({e}); scripts/test.sh installs it")
+        pytest.skip(f"PostgreSQL not installed ({e})")
+    try:
+        yield server.env
+    finally:
+        server.stop()

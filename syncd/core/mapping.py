@@ -79,8 +79,9 @@ def relative_name(dest: DestPath, root: DestPath) -> str:
 
 
 def local_rel(path: Path, root: Path) -> str:
-    """`path` relative to the config directory, for messages and glob matching."""
+    """`path` relative to the config directory, for messages and glob matching. Paths
+    outside it keep their `../` (a config in `config/` names `../backend/src/**`)."""
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
-        return os.fspath(path)
+        return os.path.relpath(path, root) if os.path.isabs(path) else os.fspath(path)

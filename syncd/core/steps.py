@@ -37,8 +37,10 @@ def step_name(service: str, explicit: str | None, index: int, count: int) -> str
 
 
 # Compiler and tool error lines: rustc/cargo ("error[E0308]: ...", "error: could not compile"),
-# esbuild ("✘ [ERROR] ..."), npm ("npm ERR!", "npm error"), tsc/node ("Error:", "SyntaxError").
-_ERROR = re.compile(r"^\s*(error(\[\w+\])?:|✘ \[ERROR\]|\[ERROR\]|npm (ERR!|error)|\w*Error\b|ERROR\b)")
+# a failing Rust test ("thread 'x' panicked at"), esbuild ("✘ [ERROR] ..."), npm ("npm ERR!",
+# "npm error"), node's test runner ("not ok 1 - ..."), tsc/node ("Error:", "SyntaxError"), psql.
+_ERROR = re.compile(r"^\s*(error(\[\w+\])?:|thread '[^']*'( \(\d+\))? panicked at|✘ \[ERROR\]|\[ERROR\]|npm (ERR!|error)"
+                    r"|not ok \d+|\w*Error\b|ERROR\b|psql:.*ERROR:)")
 
 
 def first_error(output: str, context: int = 8) -> list[str]:
