@@ -38,9 +38,12 @@ class App:
     log: Path
     docker: object
 
+    container_of: Callable[[str], object] | None = None  # service -> its Docker container
+
     def ip(self, service: str) -> str:
-        c = self.docker.containers.get(f"fullstack-{service}")  # type: ignore[attr-defined]
-        return next(iter(c.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        c = self.container_of(service) if self.container_of else self.docker.containers.get(f"fullstack-{service}")  # type: ignore[attr-defined]
+        c.reload()  # type: ignore[attr-defined]
+        return next(iter(c.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]  # type: ignore[attr-defined]
 
     def get(self, service: str, path: str) -> str | None:
         port = 8080 if service == "backend" else 8081
@@ -87,6 +90,22 @@ class App:
         return None
 
 
+def _start_daemon(root: Path, config: Path, env: dict[str, str], docker: object) -> App:
+    log = root / f"daemon-{config.stem}.log"
+    with open(log, "wb") as out:
+        daemon = subprocess.Popen([sys.executable, "-m", "syncd", "run", "-c", str(config)], env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    return App(root, config, env, daemon, log, docker)
+
+
+def _stop(app: App) -> None:
+    app.daemon.send_signal(signal.SIGINT)
+    try:
+        app.daemon.wait(30)
+    except subprocess.TimeoutExpired:
+        app.daemon.kill()
+
+
 def _copy_example(dest: Path) -> None:
     """The example without build products; node_modules is linked (installed by test.sh)."""
     shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("target", "node_modules", "dist", ".syncd"))
@@ -106,20 +125,11 @@ def app(docker_client, postgres, tmp_path_factory) -> Iterator[App]:  # noqa: AN
     env.pop("CI", None)  # the daemon's own behaviour must not depend on it
     subprocess.run(["sh", str(root / "scripts" / "down.sh")], env=env, check=True, capture_output=True)
     subprocess.run(["sh", str(root / "scripts" / "up.sh")], env=env, check=True, capture_output=True)
-    config = root / "config" / "fullstack.toml"
-    log = root / "daemon.log"
-    with open(log, "wb") as out:
-        daemon = subprocess.Popen([sys.executable, "-m", "syncd", "run", "-c", str(config)], env=env,
-                                  stdout=out, stderr=subprocess.STDOUT)
-    a = App(root, config, env, daemon, log, docker_client)
+    a = _start_daemon(root, root / "config" / "fullstack.toml", env, docker_client)
     try:
         yield a
     finally:
-        daemon.send_signal(signal.SIGINT)
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        _stop(a)
         subprocess.run(["sh", str(root / "scripts" / "down.sh")], env=env, check=False, capture_output=True)
 
 
@@ -249,3 +259,30 @@ def test_fall_back_on_runs_the_fallback_and_reconciles_the_new_container(app: Ap
     assert not any(s["name"].startswith("push:backend") for s in record["spans"]), record["spans"]
     app.wait(lambda: app.docker.containers.get("fullstack-backend").id != old, "the new container")  # type: ignore[attr-defined]
     app.wait(lambda: app.get("backend", "/version") == "backend v4\n", "the new container to serve v4")
+
+
+def test_kubernetes_variant_on_fixture_pods(cluster, docker_client, postgres, tmp_path: Path) -> None:  # noqa: ANN001
+    """The same app through the Kubernetes exec API: pods of the fixture, restart by SIGHUP."""
+    if cluster.real:
+        pytest.skip("fixture-only: the pods run the locally built syncd-test/fullstack image")
+    fx = cluster.fx
+    root = tmp_path / "app"
+    _copy_example(root)
+    image = "syncd-test/fullstack:latest"
+    fx.create_pod("fullstack-backend-0", namespace="dev", labels={"app": "fullstack-backend"},
+                  containers=[{"name": "backend", "image": image, "command": ["syncd-supervise", "/app/bin/api"]}])
+    fx.create_pod("fullstack-frontend-0", namespace="dev", labels={"app": "fullstack-frontend"},
+                  containers=[{"name": "frontend", "image": image, "command": ["httpd", "-f", "-p", "8081", "-h", "/srv/www"]}])
+    env = {**os.environ, **postgres, "KUBECONFIG": str(cluster.kubeconfig)}
+    env.pop("CI", None)
+    app = _start_daemon(root, root / "config" / "fullstack-kube.toml", env, docker_client)
+    app.container_of = lambda svc: fx.docker_container(f"fullstack-{svc}-0", svc, namespace="dev")
+    try:
+        app.wait(lambda: app.get("backend", "/version") == "backend v1\n", "the backend pod to answer v1")
+        app.wait(lambda: "frontend v1" in (app.get("frontend", "/app.js") or ""), "the frontend pod's bundle")
+        app.edit("backend/src/version.rs", r'VERSION: &str = "[^"]*"', 'VERSION: &str = "v2"')
+        app.wait(lambda: app.get("backend", "/version") == "backend v2\n", "the backend pod to answer v2")
+        record = app.record_with("restart:backend", 0)
+        assert record is not None and any(s["name"] == "push:backend/fullstack-backend-0" for s in record["spans"])
+    finally:
+        _stop(app)
