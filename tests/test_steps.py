@@ -200,3 +200,74 @@ async def test_builds_of_different_services_run_in_parallel(tmp_path: Path) -> N
         await wait_until(engine.idle, what="idle")
         a, b = spans(engine, "build:one")[-1], spans(engine, "build:two")[-1]
         assert a["start"] < b["end"] and b["start"] < a["end"], (a, b)  # the two builds overlapped
+
+
+async def test_failing_run_step_reports_exit_and_output_and_stops_the_services_steps(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a\n")
+    write_config(tmp_path, textwrap.dedent("""
+        [targets.box]
+        kind = "local"
+        path = "box"
+
+        [[services]]
+        name = "app"
+        target = "box"
+        sync = [{ src = "src", dest = "/app" }]
+        run = [{ name = "check", cmd = "echo checking >&2; grep -q good app/a.txt || { echo 'a.txt is not good' >&2; exit 7; }" },
+               { name = "after", cmd = "touch after-ran" }]
+    """))
+    from syncd.config import load_config
+
+    async with running(load_config(tmp_path / "syncd.toml")) as engine:
+        t0 = engine.trace.records[-1]["spans"][-1]["end"] if engine.trace.records else 0
+        failed = [r for r in engine.trace.records if not r["ok"]]
+        assert failed, "the start-up reconcile pushed a.txt, whose check fails"
+        span = next(s for s in failed[-1]["spans"] if s["name"] == "run:check")
+        assert span["detail"]["exit"] == 7 and "a.txt is not good" in span["detail"]["output"]
+        assert any("run:check failed: exit 7" in e and "a.txt is not good" in e for e in failed[-1]["errors"])
+        assert not (tmp_path / "box" / "after-ran").exists()  # the next step of the service did not run
+        (tmp_path / "src" / "a.txt").write_text("good\n")
+        await wait_until(lambda: (tmp_path / "box" / "after-ran").exists(), what="the steps after the fix")
+        await wait_until(engine.idle, what="idle")
+        last = engine.trace.records[-1]
+        assert last["ok"] and last["spans"][-1]["end"] > t0
+
+
+@pytest.mark.docker
+async def test_restart_container_after_a_push(tmp_path: Path, make_container) -> None:  # noqa: ANN001
+    c = make_container(command=["sh", "-c", "echo start >> /tmp/starts; trap 'exit 0' TERM; while :; do sleep 0.1; done"])
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.conf").write_text("v1\n")
+    write_config(tmp_path, textwrap.dedent(f"""
+        [targets.c]
+        kind = "docker"
+        container = "{c.name}"
+
+        [[services]]
+        name = "app"
+        target = "c"
+        restart = "container"
+        sync = [{{ src = "src", dest = "/app" }}]
+    """))
+    from syncd.config import load_config
+
+    def starts() -> int:
+        import docker.errors
+
+        try:
+            return c.exec_run(["cat", "/tmp/starts"]).output.decode().count("start")
+        except docker.errors.APIError:
+            return -1  # restarting right now
+
+    async with running(load_config(tmp_path / "syncd.toml")) as engine:
+        await wait_until(lambda: starts() == 2, what="the restart after the first sync")
+        (tmp_path / "src" / "app.conf").write_text("v2\n")
+        await wait_until(lambda: starts() == 3, what="the restart after the edit")
+        await wait_until(lambda: engine.idle() and all(w.state == "idle" for w in engine.targets["c"].workers.values()),
+                         what="idle")
+        assert c.exec_run(["cat", "/app/app.conf"]).output == b"v2\n"
+        record = next(r for r in reversed(engine.trace.records) if any(s["name"] == "restart:app" for s in r["spans"]))
+        assert record["ok"] and [s["name"] for s in record["spans"]].index("restart:app") > 0
+        await anyio.sleep(1.0)
+        assert starts() == 3  # the reconcile of the restarted container found nothing to push: no restart loop
