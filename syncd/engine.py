@@ -498,6 +498,7 @@ class Engine:
         detect = self._detect_start(batch, plan)
         trace = BatchTrace(batch.id, detect if detect is not None else batch.first_event, paths=len(batch.paths))
         trace.reconcile = batch.reconcile
+        trace.services = [*plan.services, *(fb.service for fb in plan.fallbacks)]
         if detect is not None:
             trace.add("detect", detect, batch.first_event)
         trace.add("coalesce", batch.first_event, batch.cut, detail={"events_until": batch.last_event})
@@ -742,6 +743,7 @@ class Engine:
     ) -> tuple[Delta, Manifest, list[tuple[str, str]], BatchTrace]:
         target = worker.target
         trace = BatchTrace(0, time.time(), reconcile=True)
+        trace.services = [s.cfg.name for s in target.services if services is None or s.cfg.name in services]
         t0 = time.time()
         errors: list[tuple[str, str]] = []
         desired = await anyio.to_thread.run_sync(self.desired_state, target, services, errors)

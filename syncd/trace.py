@@ -20,6 +20,7 @@ class BatchTrace:
     reconcile: bool = False
     errors: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    services: list[str] = field(default_factory=list)  # the services the batch touched
 
     def add(self, name: str, start: float, end: float, ok: bool = True, detail: dict | str | None = None) -> Span:
         span = Span(name, start, end, ok, detail)
@@ -35,6 +36,7 @@ class BatchTrace:
             "reconcile": self.reconcile,
             "ok": ok,
             "errors": self.errors,
+            "services": sorted(set(self.services)),
             "spans": [s.as_dict() for s in self.spans] + [total.as_dict()],
         }
 
