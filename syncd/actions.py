@@ -80,6 +80,7 @@ class ActionRunner:
         self.cfg = cfg
         self.transports = transports
         self.trace = trace or TraceWriter(None)
+        self.on_record: Callable[[dict], None] | None = None  # the control API's live feed
 
     def plan(self, name: str, confirmed: bool = False) -> list[str]:
         """The actions `name` runs, dependencies first. Raises UnknownAction / NeedsConfirmation."""
@@ -118,6 +119,8 @@ class ActionRunner:
         record["action"] = name
         report.record = record
         self.trace.write(record)
+        if self.on_record is not None:
+            self.on_record(record)
         return report
 
     async def _one(self, name: str, action: Action, on_line: Line | None) -> list[StepResult]:

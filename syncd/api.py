@@ -7,9 +7,12 @@ the same project find the daemon without being told the port.
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
 import os
 import socket
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from syncd.actions import ActionRunner, NeedsConfirmation, UnknownAction
+from syncd.config import is_loopback
 
 if TYPE_CHECKING:
     from syncd.engine import Engine
@@ -55,17 +59,83 @@ def bind(address: str, state_dir: Path) -> tuple[socket.socket, str]:
 
 
 class ControlAPI:
-    def __init__(self, engine: Engine, actions: ActionRunner):
+    """Routes: the status page (`/`), `/api/status`, `/api/events` (server-sent events, one per
+    finished batch), `/api/actions/NAME`, `/api/pause`, `/api/resume`, `/api/resync`, `/metrics`.
+
+    Access: with a token configured every request must carry it (`Authorization: Bearer T`,
+    or `?token=T` for a browser); without one, only loopback peers (and the 0600 unix socket)
+    are served."""
+
+    def __init__(self, engine: Engine, actions: ActionRunner, token: str | None = None):
+        from syncd.metrics import Metrics
+
         self.engine = engine
         self.actions = actions
-        self.app = web.Application()
+        self.token = token
+        self.metrics = Metrics()
+        self._subscribers: set[asyncio.Queue[dict]] = set()
+        self.listeners: list[Callable[[dict], None]] = []  # more consumers of every record (OpenTelemetry)
+        engine.on_record.append(self._on_record)
+        actions.on_record = self._on_record
+        self.app = web.Application(middlewares=[self._guard])
         self.app.add_routes([
+            web.get("/", self.page),
             web.get("/api/status", self.status),
+            web.get("/api/events", self.events),
             web.post("/api/actions/{name}", self.trigger),
+            web.post("/api/pause", self.pause),
+            web.post("/api/resume", self.resume),
+            web.post("/api/resync", self.resync),
+            web.get("/metrics", self.prometheus),
         ])
 
+    def _on_record(self, record: dict) -> None:
+        """Every finished batch, reconcile and action: metrics, live subscribers, listeners."""
+        self.metrics.observe(record)
+        for listener in self.listeners:
+            listener(record)
+        for queue in list(self._subscribers):
+            if queue.qsize() < 1000:  # a stalled reader loses events, not the daemon's memory
+                queue.put_nowait(record)
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler):  # noqa: ANN001, ANN202
+        if self.token is not None:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or request.query.get("token", "")
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return web.json_response({"error": "missing or wrong token (Authorization: Bearer …)"}, status=401)
+        elif not _local_peer(request):
+            return web.json_response({"error": "only loopback clients are served unless daemon.api_token is set"},
+                                     status=403)
+        return await handler(request)
+
+    async def page(self, request: web.Request) -> web.Response:
+        return web.Response(text=_page(), content_type="text/html")
+
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response(self.engine.status(), dumps=_dumps)
+        last = int(request.query.get("last", "20"))
+        return web.json_response(self.engine.status(last=max(0, min(last, 200))), dumps=_dumps)
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        queue: asyncio.Queue[dict] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            await resp.write(b": syncd events\n\n")
+            while True:
+                try:
+                    record = await asyncio.wait_for(queue.get(), timeout=15)
+                except asyncio.TimeoutError:
+                    await resp.write(b": keep-alive\n\n")
+                    continue
+                kind = "action" if record.get("action") else "batch"
+                await resp.write(f"event: {kind}\ndata: {_dumps(record)}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._subscribers.discard(queue)
+        return resp
 
     async def trigger(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -77,6 +147,25 @@ class ControlAPI:
         except NeedsConfirmation as e:
             return web.json_response({"error": str(e), "confirm": e.names}, status=409)
         return web.json_response(report.as_dict(), dumps=_dumps)
+
+    async def pause(self, request: web.Request) -> web.Response:
+        self.engine.pause()
+        return web.json_response({"paused": True, "queued_paths": self.engine.coalescer.pending})
+
+    async def resume(self, request: web.Request) -> web.Response:
+        self.engine.resume()
+        return web.json_response({"paused": False})
+
+    async def resync(self, request: web.Request) -> web.Response:
+        target = request.query.get("target")
+        if target is not None and target not in self.engine.targets:
+            return web.json_response({"error": f"no target named '{target}' (known: {', '.join(self.engine.targets)})"},
+                                     status=404)
+        return web.json_response({"containers": self.engine.resync(target)})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def serve(self, address: str, state_dir: Path, stop: anyio.Event) -> None:
         """Serve until `stop`. A bind failure is logged (the daemon keeps syncing)."""
@@ -93,7 +182,8 @@ class ControlAPI:
         state = state_dir / STATE_FILE
         state_dir.mkdir(parents=True, exist_ok=True)
         state.write_text(json.dumps({"address": advertised, "pid": os.getpid()}))
-        log.info("control API listening", address=advertised)
+        log.info("control API listening", address=advertised,
+                 page=f"http://{advertised}/" if not advertised.startswith("unix:") else None)
         try:
             await stop.wait()
         finally:
@@ -101,6 +191,20 @@ class ControlAPI:
                 with suppress(FileNotFoundError):
                     state.unlink()
                 await runner.cleanup()
+
+
+def _local_peer(request: web.Request) -> bool:
+    peer = request.remote
+    return not peer or is_loopback(peer)  # no peer address: the unix socket
+
+
+def _page() -> str:
+    from importlib.resources import files
+
+    try:
+        return files("syncd").joinpath("web/status.html").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return "<!doctype html><title>syncd</title><p>status page not installed; see /api/status</p>"
 
 
 def _dumps(obj: object) -> str:
@@ -117,9 +221,11 @@ def find_daemon(state_dir: Path) -> str | None:
     return str(info["address"])
 
 
-async def call(address: str, method: str, path: str, timeout: float = 3600) -> tuple[int, dict]:
+async def call(address: str, method: str, path: str, timeout: float = 3600, token: str | None = None) -> tuple[int, dict]:
     """One request to a daemon's API (TCP or unix socket) -> (HTTP status, JSON body)."""
     import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     if address.startswith("unix:"):
         connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=address[5:])
@@ -127,6 +233,7 @@ async def call(address: str, method: str, path: str, timeout: float = 3600) -> t
     else:
         connector = aiohttp.TCPConnector()
         base = f"http://{address}"
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
+                                     headers=headers) as session:
         async with session.request(method, base + path) as resp:
             return resp.status, await resp.json(content_type=None)

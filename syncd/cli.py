@@ -16,6 +16,7 @@ from syncd.config import Config, ConfigError, find_config, load_config
 from syncd.logs import configure
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+_log_format = "console"  # set from --log-format: progress shows as a bar or as log events
 
 console = Console(stderr=False, highlight=False, soft_wrap=True)
 errconsole = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -49,6 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="confirm a destructive action (confirm = true)")
     p.add_argument("--standalone", action="store_true", help="run here even when a daemon is running")
 
+    p = sub.add_parser("status", help="what the running daemon is doing: targets, containers, builds, last batches")
+    _config_arg(p)
+    p.add_argument("--json", action="store_true", help="the raw status as JSON (for scripts)")
+    p.add_argument("--watch", action="store_true", help="follow live (refreshes on every batch, Ctrl-C ends)")
+    p.add_argument("--last", type=int, default=10, help="how many recent batches (default 10)")
+
+    for name, text in (("pause", "stop sending (changes queue up, nothing is lost)"), ("resume", "send what queued up and go on"),
+                       ("resync", "compare every container's tree again and send the difference")):
+        p = sub.add_parser(name, help=f"running daemon: {text}")
+        _config_arg(p)
+        if name == "resync":
+            p.add_argument("--target", help="only this target's containers")
+
+    p = sub.add_parser("doctor", help="check the world: config, engines, clusters, RBAC, tools in containers, inotify")
+    _config_arg(p)
+
     p = sub.add_parser("validate", help="check the config only; exit 2 listing every problem")
     _config_arg(p)
 
@@ -56,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("file", nargs="?", help="trace file (default: the config's daemon.trace)")
     p.add_argument("--top", type=int, default=5, help="how many slowest batches to show")
+    p.add_argument("--since", help="only records since: a duration (90s, 10m, 2h, 1d) or an ISO time")
+    p.add_argument("--service", help="only records touching this service")
+    p.add_argument("--chrome", metavar="OUT", help="also write Chrome trace-event JSON (Perfetto, chrome://tracing)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = sub.add_parser("demo", help="the embedded default: an example app synced into local targets, live timings")
     _config_arg(p)
@@ -70,11 +91,17 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _log_format
     args = build_parser().parse_args(argv)
-    configure(getattr(args, "log_format", "console"), getattr(args, "log_level", "info"))
+    _log_format = getattr(args, "log_format", "console")
+    configure(_log_format, getattr(args, "log_level", "info"))
     try:
         if args.command == "validate":
             return cmd_validate(args)
+        if args.command == "doctor":
+            from syncd.doctor import run_doctor
+
+            return run_doctor(args.config, console)
         if args.command == "trace":
             return cmd_trace(args)
         if args.command == "demo":
@@ -86,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             return anyio.run(_run, cfg, not args.no_build)
         if args.command == "sync":
             return anyio.run(_sync, cfg, args.service, args.dry_run, not args.no_build)
+        if args.command == "status":
+            return anyio.run(_status, cfg, args.json, args.watch, args.last)
+        if args.command in ("pause", "resume", "resync"):
+            return anyio.run(_control, cfg, args.command, getattr(args, "target", None))
         if args.command == "trigger":
             return anyio.run(_trigger, cfg, args.name, args.yes, args.standalone)
     except ConfigError as e:
@@ -110,11 +141,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _engine(cfg: Config, build: bool = True):  # noqa: ANN202
     from syncd.engine import Engine
+    from syncd.progress import Reporter
     from syncd.trace import TraceWriter
     from syncd.transports import make_transports
 
     engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
     engine.build_first = build
+    engine.progress = Reporter(_log_format)
     return engine
 
 
@@ -122,9 +155,14 @@ async def _run(cfg: Config, build: bool = True) -> int:
     from syncd.actions import ActionRunner
     from syncd.api import ControlAPI
 
+    from syncd.otel import otel_exporter
+
     engine = _engine(cfg, build)
     stop = anyio.Event()
-    api = ControlAPI(engine, ActionRunner(cfg, engine.transports, engine.trace))
+    api = ControlAPI(engine, ActionRunner(cfg, engine.transports, engine.trace), token=cfg.daemon.token)
+    export = otel_exporter()  # OpenTelemetry, when OTEL_* variables ask for it (syncd[otel])
+    if export is not None:
+        api.listeners.append(export)
 
     async def on_signal() -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -200,7 +238,8 @@ async def _trigger(cfg: Config, name: str, yes: bool, standalone: bool) -> int:
     address = None if standalone else find_daemon(cfg.state_dir)
     if address is not None:
         try:
-            status, body = await call(address, "POST", f"/api/actions/{name}" + ("?yes=1" if yes else ""))
+            status, body = await call(address, "POST", f"/api/actions/{name}" + ("?yes=1" if yes else ""),
+                                      token=cfg.daemon.token)
         except OSError as e:
             errconsole.print(f"daemon at {address} did not answer ({e}); running here instead", markup=False)
         else:
@@ -222,6 +261,80 @@ async def _trigger(cfg: Config, name: str, yes: bool, standalone: bool) -> int:
     return _print_action(report.as_dict(), show_output=False)
 
 
+def _daemon(cfg: Config) -> str | None:
+    from syncd.api import find_daemon
+
+    address = find_daemon(cfg.state_dir)
+    if address is None:
+        errconsole.print(f"no syncd daemon is running for {cfg.file} (start one: syncd run -c {cfg.file})", markup=False)
+    return address
+
+
+async def _status(cfg: Config, as_json: bool, watch: bool, last: int) -> int:
+    import json
+
+    from rich.live import Live
+
+    from syncd.api import call
+    from syncd.status_view import render
+
+    address = _daemon(cfg)
+    if address is None:
+        return EXIT_FAIL
+
+    async def fetch() -> dict | None:
+        try:
+            code, body = await call(address, "GET", f"/api/status?last={last}", timeout=10, token=cfg.daemon.token)
+        except OSError as e:
+            errconsole.print(f"daemon at {address} did not answer: {e}", markup=False)
+            return None
+        if code != 200:
+            errconsole.print(f"daemon at {address}: HTTP {code}: {body.get('error', '')}", markup=False)
+            return None
+        return body
+
+    body = await fetch()
+    if body is None:
+        return EXIT_FAIL
+    if as_json:
+        console.print_json(json.dumps(body, default=str))
+        return EXIT_OK
+    if not watch:
+        console.print(render(body, address))
+        return EXIT_OK
+    with Live(render(body, address), console=console, refresh_per_second=4) as live:
+        try:
+            while body is not None:
+                await anyio.sleep(1.0)
+                body = await fetch()
+                if body is not None:
+                    live.update(render(body, address))
+        except KeyboardInterrupt:
+            return EXIT_OK
+    return EXIT_FAIL
+
+
+async def _control(cfg: Config, what: str, target: str | None) -> int:
+    from syncd.api import call
+
+    address = _daemon(cfg)
+    if address is None:
+        return EXIT_FAIL
+    path = f"/api/{what}" + (f"?target={target}" if target else "")
+    try:
+        code, body = await call(address, "POST", path, timeout=10, token=cfg.daemon.token)
+    except OSError as e:
+        errconsole.print(f"daemon at {address} did not answer: {e}", markup=False)
+        return EXIT_FAIL
+    if code != 200:
+        errconsole.print(body.get("error", f"HTTP {code}"), markup=False)
+        return EXIT_USAGE if code == 404 else EXIT_FAIL
+    said = {"pause": f"paused ({body.get('queued_paths', 0)} path(s) queued)", "resume": "resumed",
+            "resync": f"resync requested for {body.get('containers', 0)} container(s)"}[what]
+    console.print(said, markup=False)
+    return EXIT_OK
+
+
 def _print_action(body: dict, show_output: bool) -> int:
     for r in body["results"]:
         mark = "[green]✓[/]" if r["ok"] else "[red]✗[/]"
@@ -238,32 +351,15 @@ def _print_action(body: dict, show_output: bool) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from syncd.trace import read_trace, summarize
+    from syncd.report import cmd_trace as report
 
     if args.file:
         path = Path(args.file)
     else:
         cfg = _load(args)
         path = cfg.resolve(cfg.daemon.trace)
-    try:
-        records = read_trace(path)
-    except FileNotFoundError:
-        errconsole.print(f"{path}: no trace file yet; run `syncd run` or `syncd demo` first", markup=False)
-        return EXIT_FAIL
-    except ValueError as e:
-        errconsole.print(str(e), markup=False)
-        return EXIT_FAIL
-    table = Table(title=f"{path}: {len(records)} batch(es)", title_justify="left")
-    for col in ("step", "count", "p50 ms", "p95 ms", "max ms"):
-        table.add_column(col, justify="right" if col != "step" else "left")
-    for name, row in sorted(summarize(records).items(), key=lambda kv: kv[0] == "total"):
-        table.add_row(name, str(row["count"]), f"{row['p50']:.1f}", f"{row['p95']:.1f}", f"{row['max']:.1f}")
-    console.print(table)
-    slow = sorted(records, key=lambda r: r["spans"][-1]["ms"] if r.get("spans") else 0, reverse=True)[: args.top]
-    for rec in slow:
-        spans = ", ".join(f"{s['name']} {s['ms']:.1f}" for s in rec["spans"])
-        console.print(f"batch {rec['batch']}{' (reconcile)' if rec.get('reconcile') else ''}: {spans}", markup=False)
-    return EXIT_OK
+    return report(path, console, args.since, args.service, args.top, Path(args.chrome) if args.chrome else None,
+                  args.json, errconsole=errconsole)
 
 
 if __name__ == "__main__":

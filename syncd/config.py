@@ -7,6 +7,7 @@ so a user fixes a config in one round trip. Unknown keys are errors: a typo must
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import posixpath
@@ -72,10 +73,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class DaemonConfig(_Strict):
     debounce_ms: int = Field(20, ge=0, le=60_000)
     max_batch_wait_ms: int = Field(2000, ge=1, le=600_000)
     api: str = "127.0.0.1:10351"
+    # Bearer token the control API asks for (env SYNCD_API_TOKEN wins). Required to listen
+    # beyond loopback. Never logged, never written to .syncd/.
+    api_token: str | None = Field(None, repr=False)
     trace: str = ".syncd/trace.jsonl"
 
     @field_validator("api")
@@ -91,6 +105,18 @@ class DaemonConfig(_Strict):
         raise _invalid(
             f"must be 'HOST:PORT' or 'unix:PATH' (got {v!r}; e.g. '127.0.0.1:10351', port 0 picks a free one)"
         )
+
+    @model_validator(mode="after")
+    def _remote_api_needs_token(self) -> DaemonConfig:
+        if not self.api.startswith("unix:") and not is_loopback(self.api.rpartition(":")[0]) and not self.token:
+            raise _invalid(
+                f"{self.api!r} listens beyond this machine: set daemon.api_token (or SYNCD_API_TOKEN), "
+                "or use 127.0.0.1 / a unix: socket", key="api")
+        return self
+
+    @property
+    def token(self) -> str | None:
+        return os.environ.get("SYNCD_API_TOKEN") or self.api_token
 
     @model_validator(mode="after")
     def _wait_covers_debounce(self) -> DaemonConfig:

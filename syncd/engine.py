@@ -32,7 +32,8 @@ from syncd.core.steps import step_name, triggered
 from syncd.ignore import IgnoreRules
 from syncd.known import KnownStore, record_of, resolve
 from syncd.model import Batch, Delta, DestPath, Entry, Fallback, Kind, LocalFile, Plan
-from syncd.pack import PackReport, pack
+from syncd.pack import PackReport, pack, stream_size
+from syncd.progress import Reporter, tracked
 from syncd.scan import HashCache, read_entry, scan_source, walk
 from syncd.steps import argv_of
 from syncd.trace import BatchTrace, TraceWriter
@@ -387,6 +388,10 @@ class Engine:
         self._tg: TaskGroup | None = None
         self.on_record: list[Callable[[dict], None]] = []
         self.build_first = True  # run every build once before the first sync (`--no-build`: off)
+        self.progress = Reporter("json")  # the CLI swaps in its own (a bar on a terminal)
+        self.paused = anyio.Event()  # set: running; cleared: paused (see pause())
+        self.paused.set()
+        self.started_at = time.time()
 
     # --- watching ------------------------------------------------------------------------
 
@@ -428,8 +433,29 @@ class Engine:
         async for paths in changes(roots, self.accept, stop, self.cfg.daemon.max_batch_wait_ms):
             self.note_changes(paths)
 
+    def pause(self) -> None:
+        """Stop cutting batches: changes keep accumulating (nothing is lost) until resume."""
+        if not self.paused.is_set():
+            return
+        self.paused = anyio.Event()  # cleared: the batch loop waits on it
+        log.info("paused", hint="`syncd resume` (or POST /api/resume) sends what changed meanwhile")
+
+    def resume(self) -> None:
+        if not self.paused.is_set():
+            self.paused.set()
+            log.info("resumed", queued=self.coalescer.pending)
+
+    def resync(self, target: str | None = None) -> int:
+        """Compare trees again (every container, or a target's): returns how many."""
+        workers = [w for name, t in self.targets.items() if target in (None, name) for w in t.workers.values()]
+        for worker in workers:
+            worker.request_reconcile()
+        log.info("resync requested", target=target or "all", containers=len(workers))
+        return len(workers)
+
     async def _batch_loop(self) -> None:
         while True:
+            await self.paused.wait()
             deadline = self.coalescer.deadline()
             if deadline is None:
                 await self._events.wait()
@@ -637,8 +663,13 @@ class Engine:
             raise TransportError(f"refused delete: {e}") from None
         report = PackReport()
         t0 = time.time()
+        stream = pack(delta.puts, root, report)
+        sink = self.progress.sink(worker.ref.label, sum(p.source.entry.kind is Kind.FILE for p in delta.puts),
+                                  stream_size(delta.puts))
+        if sink is not None:
+            stream = tracked(stream, report, sink)
         start = getattr(target.transport, "apply_start", None) if pipelined else None
-        answer = await start(worker.ref, root, deletes, pack(delta.puts, root, report)) if start else None
+        answer = await start(worker.ref, root, deletes, stream) if start else None
         if answer is not None:
             apply_delta(worker.manifest, delta.deletes, report.sent)  # optimistic: see above
             worker.unconfirmed.update(report.sent.keys())
@@ -651,7 +682,7 @@ class Engine:
                 await self.after_push(worker, delta, traces)
 
             return landed
-        result = await target.transport.apply(worker.ref, root, deletes, pack(delta.puts, root, report))
+        result = await target.transport.apply(worker.ref, root, deletes, stream)
         t1 = time.time()
         apply_delta(worker.manifest, delta.deletes, report.sent)
         self._record_push(worker, delta, traces, report, result.bytes_sent, t0, t1)
@@ -865,19 +896,29 @@ class Engine:
             w.state == "idle" and not w.pending for t in self.targets.values() for w in t.workers.values()
         )
 
-    def status(self) -> dict:
+    def status(self, last: int = 20) -> dict:
+        """What the daemon is doing, as plain data (the control API serves it as JSON)."""
+        records = self.trace.records
         return {
+            "config": str(self.cfg.file),
+            "started": self.started_at,
+            "paused": not self.paused.is_set(),
+            "idle": self.idle(),
             "targets": {
                 name: {
+                    "kind": self.cfg.targets[name].kind,
+                    "services": [s.cfg.name for s in t.services],
                     "error": t.error,
                     "containers": {
                         w.ref.name: {
+                            "id": w.ref.id,
                             "state": w.state,
                             "channel": _channel_mode(t.transport, w.ref),
                             "error": w.last_error,
                             "files_sent": w.files_sent,
                             "bytes_sent": w.bytes_sent,
                             "tracked_paths": len(w.manifest or {}),
+                            "queued_paths": len(w.pending),
                         }
                         for w in t.workers.values()
                     },
@@ -887,6 +928,8 @@ class Engine:
             "builds": {name: g.state for name, g in self.gates.items()},
             "pending_paths": self.coalescer.pending,
             "batches": self.batches_done,
+            "recent": records[-last:],
+            "errors": [e for r in records[-last:] for e in r["errors"]][-last:],
         }
 
 

@@ -12,7 +12,7 @@ import os
 import stat
 import tarfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from syncd.core.mapping import relative_name
@@ -185,3 +185,14 @@ def _pack_large(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
         report.sent[put.dest] = Entry(Kind.FILE, digest=h.hexdigest(), exec=bool(mode & stat.S_IXUSR),
                                       size=size, mtime=int(st.st_mtime))
     report.files += 1
+
+
+def stream_size(puts: Iterable[Put]) -> int:
+    """About how many bytes `pack` will produce (headers, padded data, trailer): the total a
+    progress bar counts towards. Long names add a header each, so treat it as an estimate."""
+    total = 1024
+    for put in puts:
+        total += 512
+        if put.source.entry.kind is Kind.FILE:
+            total += -(-put.source.size // 512) * 512
+    return total

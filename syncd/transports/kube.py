@@ -399,7 +399,10 @@ def _handshake_status(e: ApiException) -> tuple[int, str]:
     text = f"{e.reason or ''} {e.body or ''}"
     m = _HANDSHAKE.search(text)
     status = int(m.group(1)) if m else (e.status or 0)
-    body = text[text.find("{"):text.rfind("}") + 1] if "{" in text else ""
+    # websocket-client's text is "Handshake status 403 Forbidden -+-+- {headers} -+-+- b'{body}'":
+    # the Status JSON is in the last part, not the first brace (that is the headers dict).
+    last = text.rsplit("-+-+-", 1)[-1]
+    body = last[last.find("{"):last.rfind("}") + 1] if "{" in last else ""
     message = _status_message(body.encode().decode("unicode_escape") if "\\" in body else body) or _status_message(body)
     return status, message or text.strip()[:300]
 
