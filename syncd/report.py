@@ -24,11 +24,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from syncd.trace import percentile, read_trace
+from syncd.trace import percentile, read_trace, step_kind, step_order
 
-# The order steps happen in a batch: the step table lists kinds in this order.
-STEP_ORDER = ("detect", "coalesce", "plan", "build", "scan", "manifest", "pack", "push", "run", "restart",
-              "fallback", "ready", "action")
 SERVICE_STEPS = ("build", "run", "restart", "fallback")  # span names `<step>:<service>`
 PLAIN: dict[str, Any] = {"markup": False, "highlight": False, "soft_wrap": True}  # console.print: text as is
 
@@ -127,20 +124,6 @@ def select(records: list[dict], since: float | None = None, service: str | None 
 # --- the step table ---------------------------------------------------------------------
 
 
-def step_kind(span_name: str) -> str:
-    """`push:backend/app-1` -> `push:backend`; `build:api` -> `build:api`; `plan` -> `plan`."""
-    return span_name.split("/", 1)[0]
-
-
-def _kind_order(kind: str) -> tuple:
-    if kind == "total":
-        return (2, 0, kind)
-    step = kind.split(":", 1)[0]
-    if step in STEP_ORDER:
-        return (0, STEP_ORDER.index(step), kind)
-    return (1, 0, kind)  # unknown steps after the known ones, before total
-
-
 @dataclass(frozen=True)
 class StepRow:
     step: str
@@ -162,7 +145,7 @@ def step_table(records: list[dict]) -> list[StepRow]:
             by_kind.setdefault(step_kind(span["name"]), []).append(float(span["ms"]))
     return [
         StepRow(kind, len(v), percentile(v, 50), percentile(v, 95), max(v))
-        for kind, v in sorted(by_kind.items(), key=lambda kv: _kind_order(kv[0]))
+        for kind, v in sorted(by_kind.items(), key=lambda kv: step_order(kv[0]))
     ]
 
 

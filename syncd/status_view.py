@@ -8,14 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-# Steps in the order a batch goes through them; the rest follow alphabetically.
-STEP_ORDER = ["detect", "coalesce", "plan", "build", "scan", "manifest", "pack", "push", "run", "restart", "ready",
-              "fallback", "action"]
-
-
-def _kind(span: str) -> str:
-    return span.split(":", 1)[0]
-
+from syncd.trace import step_order
 
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -76,8 +69,4 @@ def render(status: dict, address: str, now: float | None = None) -> RenderableTy
 
 
 def _ordered(spans: list[dict]) -> list[dict]:
-    def key(s: dict) -> tuple[int, float]:
-        kind = _kind(s["name"])
-        return (STEP_ORDER.index(kind) if kind in STEP_ORDER else len(STEP_ORDER), s["start"])
-
-    return sorted(spans, key=key)
+    return sorted(spans, key=lambda s: (step_order(s["name"])[:2], s["start"]))

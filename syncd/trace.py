@@ -10,6 +10,26 @@ from pathlib import Path
 
 from syncd.model import Span
 
+# The order steps happen in a batch (span names are `<step>` or `<step>:<what>`): tables
+# and the status list steps in this order.
+STEP_ORDER = ("detect", "coalesce", "plan", "build", "scan", "manifest", "pack", "push", "run", "restart",
+              "fallback", "ready", "action")
+
+
+def step_kind(span_name: str) -> str:
+    """`push:backend/app-1` -> `push:backend` (one per target); `build:api`, `plan` as they are."""
+    return span_name.split("/", 1)[0]
+
+
+def step_order(kind: str) -> tuple:
+    """Sort key: known steps in batch order, unknown ones after them, `total` last."""
+    if kind == "total":
+        return (2, 0, kind)
+    step = kind.split(":", 1)[0]
+    if step in STEP_ORDER:
+        return (0, STEP_ORDER.index(step), kind)
+    return (1, 0, kind)
+
 
 @dataclass
 class BatchTrace:
