@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "resync":
             p.add_argument("--target", help="only this target's containers")
 
+    p = sub.add_parser("smoke", help="headless CI loop: reversible edits, wait until live, latency report; exit 3 over budget")
+    _config_arg(p)
+    p.add_argument("--service", action="append", help="only this service (repeatable)")
+    p.add_argument("--iterations", type=int, default=3, help="edit+restore rounds per service (default 3)")
+    p.add_argument("--budget", help="latency budget for edit-to-live, e.g. p95=2s or p50=500ms,max=5s")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one edit to be live (default 120)")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML (a testcase per service, iteration and phase)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+
     p = sub.add_parser("doctor", help="check the world: config, engines, clusters, RBAC, tools in containers, inotify")
     _config_arg(p)
 
@@ -113,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             return anyio.run(_run, cfg, not args.no_build)
         if args.command == "sync":
             return anyio.run(_sync, cfg, args.service, args.dry_run, not args.no_build)
+        if args.command == "smoke":
+            return cmd_smoke(cfg, args)
         if args.command == "status":
             return anyio.run(_status, cfg, args.json, args.watch, args.last)
         if args.command in ("pause", "resume", "resync"):
@@ -259,6 +270,49 @@ async def _trigger(cfg: Config, name: str, yes: bool, standalone: bool) -> int:
         for t in transports.values():
             await t.close()
     return _print_action(report.as_dict(), show_output=False)
+
+
+def cmd_smoke(cfg: Config, args: argparse.Namespace) -> int:
+    from syncd.smoke import EXIT_BUDGET, EXIT_INTERRUPTED, Smoke, parse_budget, summarize, write_reports
+
+    try:
+        budget = parse_budget(args.budget)
+    except ValueError as e:
+        errconsole.print(str(e), markup=False)
+        return EXIT_USAGE
+    unknown = set(args.service or []) - {s.name for s in cfg.services}
+    if unknown or args.iterations < 1:
+        errconsole.print(f"unknown service(s): {', '.join(sorted(unknown))}" if unknown else "--iterations must be >= 1",
+                         markup=False)
+        return EXIT_USAGE
+    smoke = Smoke(cfg, args.service, args.iterations, args.timeout, progress=lambda m: console.print(m, markup=False))
+    try:
+        samples = anyio.run(smoke.run)
+    except ValueError as e:  # a service with nothing to edit
+        errconsole.print(str(e), markup=False)
+        return EXIT_USAGE
+    summary = summarize(samples, budget)
+    write_reports(summary, Path(args.junit) if args.junit else None, Path(args.json) if args.json else None)
+    table = Table(title="syncd smoke: edit-to-live latency (ms)", title_justify="left")
+    for col in ("service", "step", "count", "p50", "p95", "max"):
+        table.add_column(col, justify="left" if col in ("service", "step") else "right")
+    for name, svc in summary["services"].items():
+        rows = [("live", svc["live"])] + list(svc["spans"].items())
+        for step, st in rows:
+            if st:
+                table.add_row(name if step == "live" else "", step, str(st["count"]), f"{st['p50']:.0f}",
+                              f"{st['p95']:.0f}", f"{st['max']:.0f}")
+    console.print(table)
+    for name, svc in summary["services"].items():
+        for failure in svc["failures"]:
+            console.print(f"[red]✗[/] {name}: {failure}")
+        for breach in svc["over_budget"]:
+            console.print(f"[yellow]over budget[/] {name}: {breach}")
+    if smoke.interrupted:
+        return EXIT_INTERRUPTED
+    if not summary["passed"]:
+        return EXIT_FAIL
+    return EXIT_OK if summary["within_budget"] else EXIT_BUDGET
 
 
 def _daemon(cfg: Config) -> str | None:

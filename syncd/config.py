@@ -201,6 +201,30 @@ class RunStep(_Strict):
     name: str | None = None
 
 
+class SmokeEdit(_Strict):
+    """What `syncd smoke` edits for a service: a marker comment appended to a file, or a
+    marker file written into a directory. Always reverted."""
+
+    path: str  # relative to the config file
+    comment: str = "#"  # line-comment prefix for the appended marker (e.g. "//" for Rust/JS)
+
+
+class ReadyProbe(_Strict):
+    """When is a change live beyond the files? An HTTP GET from here, or a command in every
+    container of the service's target; `expect` must appear in the answer."""
+
+    url: str | None = None
+    cmd: Command | None = None
+    expect: str = ""
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ReadyProbe:
+        if (self.url is None) == (self.cmd is None):
+            raise _invalid("give exactly one of url (HTTP GET from this machine) or cmd (run in each container)")
+        return self
+
+
 class Service(_Strict):
     name: str
     target: str
@@ -211,6 +235,8 @@ class Service(_Strict):
     build: list[BuildStep] = []
     run: list[RunStep] = []
     restart: Literal["none", "container", "process"] = "none"
+    smoke: SmokeEdit | None = None  # default: a marker file in the first directory mapping
+    ready: ReadyProbe | None = None
 
 
 class Action(_Strict):
@@ -594,6 +620,9 @@ def _cross_check(raw: dict, root: Path) -> list[str]:
             cwd = b.get("cwd")
             if isinstance(cwd, str) and not _resolve(root, cwd).is_dir():
                 problems.append(f"{where}.build[{j}].cwd: directory '{cwd}' does not exist (relative to {root})")
+        smoke = svc.get("smoke")
+        if isinstance(smoke, dict) and isinstance(smoke.get("path"), str) and not _resolve(root, smoke["path"]).exists():
+            problems.append(f"{where}.smoke.path: path '{smoke['path']}' does not exist (relative to {root})")
         kind = kind_of(target)
         if svc.get("restart") == "container" and kind in ("kubernetes", "local"):
             problems.append(f"{where}.restart: 'container' only works for docker targets, not {kind}; use 'process'")
