@@ -11,6 +11,7 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   echo "installing Debian's postgresql ..." >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
+command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)  # tests/test_status_page.py
 for tool in cargo npm psql; do
   command -v "$tool" >/dev/null 2>&1 || echo "warning: no $tool on PATH: the example-app tests need it and fail under CI" >&2
 done

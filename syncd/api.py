@@ -181,7 +181,9 @@ class ControlAPI:
         await site.start()
         state = state_dir / STATE_FILE
         state_dir.mkdir(parents=True, exist_ok=True)
-        state.write_text(json.dumps({"address": advertised, "pid": os.getpid()}))
+        tmp = state.with_suffix(".tmp")  # written whole, then renamed: readers never see half
+        tmp.write_text(json.dumps({"address": advertised, "pid": os.getpid()}))
+        os.replace(tmp, state)
         log.info("control API listening", address=advertised,
                  page=f"http://{advertised}/" if not advertised.startswith("unix:") else None)
         try:
