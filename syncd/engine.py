@@ -37,6 +37,7 @@ from syncd.progress import Reporter, tracked
 from syncd.scan import HashCache, read_entry, scan_source, walk
 from syncd.steps import argv_of
 from syncd.trace import BatchTrace, TraceWriter
+from syncd.transports.shell import SYMLINK_REMOVED, guard_dirs
 from syncd.transports.base import ContainerRef, Transport, TransportError
 from syncd.watch import changes, watch_roots
 
@@ -111,6 +112,7 @@ class ContainerWorker:
     inflight: list[BatchJob] = field(default_factory=list)
     failures: int = 0
     answers_pending: int = 0  # pipelined batches written, answer not yet in
+    stale: bool = False  # the container changed under syncd: reconcile at the next round
     state: str = "starting"
     last_error: str = ""
     bytes_sent: int = 0
@@ -159,6 +161,9 @@ class ContainerWorker:
     async def run(self) -> None:
         with self.scope:
             while True:
+                if self.stale and not self.answers_pending:
+                    self.stale = False
+                    self.forget_manifest()  # reconcile in this round
                 if self.manifest is not None and not self.pending and not self.jobs:
                     self.state = "idle" if not self.answers_pending else "waiting for answers"
                     await self._wake.wait()
@@ -659,8 +664,9 @@ class Engine:
         root = target.root
         try:
             deletes = [relative_name(d, root) for d in delta.deletes]
+            guard = guard_dirs(deletes, (relative_name(p.dest, root) for p in delta.puts))
         except UnsafePath as e:
-            raise TransportError(f"refused delete: {e}") from None
+            raise TransportError(f"refused: {e}") from None
         report = PackReport()
         t0 = time.time()
         stream = pack(delta.puts, root, report)
@@ -669,7 +675,7 @@ class Engine:
         if sink is not None:
             stream = tracked(stream, report, sink)
         start = getattr(target.transport, "apply_start", None) if pipelined else None
-        answer = await start(worker.ref, root, deletes, stream) if start else None
+        answer = await start(worker.ref, root, deletes, stream, guard) if start else None
         if answer is not None:
             apply_delta(worker.manifest, delta.deletes, report.sent)  # optimistic: see above
             worker.unconfirmed.update(report.sent.keys())
@@ -679,15 +685,28 @@ class Engine:
                 worker.unconfirmed.subtract(report.sent.keys())
                 worker.unconfirmed += Counter()  # drop zero counts
                 self._record_push(worker, delta, traces, report, result.bytes_sent, t0, time.time())
+                self._check_guard(worker, result.output)
                 await self.after_push(worker, delta, traces)
 
             return landed
-        result = await target.transport.apply(worker.ref, root, deletes, stream)
+        result = await target.transport.apply(worker.ref, root, deletes, stream, guard)
         t1 = time.time()
         apply_delta(worker.manifest, delta.deletes, report.sent)
         self._record_push(worker, delta, traces, report, result.bytes_sent, t0, t1)
+        self._check_guard(worker, result.output)
         await self.after_push(worker, delta, traces)
         return None
+
+    def _check_guard(self, worker: ContainerWorker, output: str) -> None:
+        """The container removed a symlink that was in the way (planted after syncd's last
+        listing): what syncd believed was behind it is gone, so compare the trees again."""
+        if SYMLINK_REMOVED in output:
+            removed = [line for line in output.splitlines() if SYMLINK_REMOVED in line]
+            log.warning("symlink in the way removed in the container", container=worker.ref.label, lines=removed[:5],
+                        hint="something in the container replaced a synced directory with a symlink; syncd never "
+                             "writes through one and reconciles now")
+            worker.stale = True
+            worker._wake.set()  # noqa: SLF001
 
     async def after_push(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> None:
         """Run steps and restarts the push sets off, in order, timed on every batch it carried.

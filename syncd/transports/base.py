@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,8 +69,11 @@ class Transport(Protocol):
         """What the container holds below each destination (files hashed in the container)."""
         ...
 
-    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
-        """Delete `deletes` (names relative to `root`), then extract `tar` at `root`."""
+    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes],
+                    guard: Sequence[str] = ()) -> ApplyResult:
+        """Delete `deletes` (names relative to `root`), then extract `tar` at `root`. Symlinks
+        on the way to the `guard` directories are removed first: nothing is written or
+        deleted through a symlink planted in the container."""
         ...
 
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import anyio
 import docker
@@ -22,7 +22,7 @@ from syncd.core.manifest import Manifest
 from syncd.model import DestPath
 from syncd.transports.base import ApplyResult, CommandResult, ContainerRef, TransportError
 from syncd.transports.session import SESSION_SCRIPT, SessionCalls, SessionPool, say_fallback
-from syncd.transports.shell import APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, parse_manifest, rechunk
+from syncd.transports.shell import APPLY_SCRIPT, MANIFEST_SCRIPT, encode_head, parse_manifest, rechunk
 
 ENGINE_HINT = "start the Docker engine (dockerd / Docker Desktop) or set DOCKER_HOST"
 
@@ -190,13 +190,14 @@ class DockerTransport(SessionCalls):
         self._check(ref, "reading the container tree", code, out, err)
         return parse_manifest(out)
 
-    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
-        done = await self._session_apply(ref, root, deletes, tar)
+    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes],
+                    guard: Sequence[str] = ()) -> ApplyResult:
+        done = await self._session_apply(ref, root, deletes, tar, guard)
         if done is not None:
             return done
 
         def stream() -> Iterator[bytes]:
-            yield encode_deletes(deletes)
+            yield encode_head(list(guard), deletes)
             yield from rechunk(tar)  # many small files: a few large writes
 
         argv = ["sh", "-c", APPLY_SCRIPT, "syncd-apply", root]

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import anyio
 import anyio.from_thread
@@ -32,7 +32,7 @@ from syncd.core.manifest import Manifest
 from syncd.model import DestPath
 from syncd.transports.base import ApplyResult, CommandResult, ContainerRef, TransportError
 from syncd.transports.session import SESSION_SCRIPT, SessionCalls, SessionPool, say_fallback
-from syncd.transports.shell import APPLY_SCRIPT, FRAMED_APPLY_SCRIPT, MANIFEST_SCRIPT, encode_deletes, frame_chunks
+from syncd.transports.shell import APPLY_SCRIPT, FRAMED_APPLY_SCRIPT, MANIFEST_SCRIPT, encode_head, frame_chunks
 
 log = structlog.get_logger("syncd.kube")
 
@@ -347,15 +347,16 @@ class KubeTransport(SessionCalls):
         self._check(ref, "reading the container tree", code, out, err, detail)
         return parse_manifest(out)
 
-    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
-        done = await self._session_apply(ref, root, deletes, tar)
+    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes],
+                    guard: Sequence[str] = ()) -> ApplyResult:
+        done = await self._session_apply(ref, root, deletes, tar, guard)
         if done is not None:
             return done
         # Per-exec: v5 can close stdin (plain tar, no dd needed); v4 needs byte-counted framing.
         framed = self.protocols.get(ref.name) != V5
 
         def stream() -> Iterator[bytes]:
-            yield encode_deletes(deletes)
+            yield encode_head(list(guard), deletes)
             yield from (frame_chunks(tar) if framed else tar)
 
         argv = ["sh", "-c", FRAMED_APPLY_SCRIPT if framed else APPLY_SCRIPT, "syncd-apply", root]

@@ -12,7 +12,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -100,7 +100,9 @@ class LocalTransport:
                         out[f"{prefix}/{name}"] = entry.entry
         return out
 
-    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
+    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes],
+                    guard: Sequence[str] = ()) -> ApplyResult:
+        # `guard` is not needed here: host_path() refuses any symlinked component.
         return await anyio.to_thread.run_sync(self._apply, root, deletes, tar)
 
     def _apply(self, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,7 +32,7 @@ import anyio
 import structlog
 
 from syncd.transports.base import TransportError
-from syncd.transports.shell import MANIFEST_ONE, encode_deletes, escape_name, frame_chunks
+from syncd.transports.shell import GUARD, MANIFEST_ONE, encode_head, escape_name, frame_chunks
 
 log = structlog.get_logger("syncd.session")
 
@@ -41,9 +41,11 @@ LC_ALL=C; export LC_ALL
 # What the session needs beyond sh builtins; without it, syncd uses one exec per batch.
 [ "$(printf ab | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || { echo "@@X dd with iflag=fullblock is missing"; exit 0; }
 command -v tar >/dev/null 2>&1 || { echo "@@X tar is missing"; exit 0; }
+@GUARD@
 apply_req() {
   if mkdir -p -- "$1" 2>&1 && cd -- "$1"; then ok=1; else ok=0; fi
-  while IFS= read -r l && [ -n "$l" ]; do printf '%b\0' "$l"; done |
+  if [ $ok = 1 ]; then guard_dirs; else while IFS= read -r l && [ -n "$l" ]; do :; done; fi
+  while IFS= read -r l && [ -n "$l" ]; do case /$l/ in */../*) ;; *) printf '%b\0' "$l" ;; esac; done |
     { if [ $ok = 1 ]; then xargs -0 -r rm -rf --; else cat >/dev/null; fi; }
   while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
     { if [ $ok = 1 ]; then tar -xof -; else cat >/dev/null; false; fi; }
@@ -78,7 +80,7 @@ while IFS= read -r req; do
   esac
 done
 """
-SESSION_SCRIPT = SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE)
+SESSION_SCRIPT = SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE).replace("@GUARD@", GUARD.strip())
 
 READY_TIMEOUT = 10.0
 ANSWER_TIMEOUT = 600.0
@@ -194,12 +196,13 @@ class Session:
             self.last_activity = time.monotonic()
         return fut
 
-    def apply(self, root: str, deletes: list[str], tar: Iterator[bytes]) -> tuple[Future[Answer], Callable[[], int]]:
+    def apply(self, root: str, deletes: list[str], tar: Iterator[bytes],
+              guard: Sequence[str] = ()) -> tuple[Future[Answer], Callable[[], int]]:
         sent = 0
 
         def payload() -> Iterator[bytes]:
             nonlocal sent
-            head = encode_deletes(deletes)
+            head = encode_head(list(guard), deletes)
             sent += len(head)
             yield head
             for piece in _frames(tar):  # streamed: never the whole batch in memory
@@ -444,11 +447,11 @@ class SessionCalls:
         self._check(ref, "reading the container tree", answer.rc, b"", answer.output if answer.rc else b"")
         return parse_manifest(answer.output)
 
-    async def _session_apply(self, ref, root: str, deletes: list[str], tar: Iterator[bytes]):  # noqa: ANN001, ANN202
-        pending = await self.apply_start(ref, root, deletes, tar)
+    async def _session_apply(self, ref, root: str, deletes: list[str], tar: Iterator[bytes], guard: Sequence[str] = ()):  # noqa: ANN001, ANN202
+        pending = await self.apply_start(ref, root, deletes, tar, guard)
         return None if pending is None else await pending()
 
-    async def apply_start(self, ref, root: str, deletes: list[str], tar: Iterator[bytes]):  # noqa: ANN001, ANN202
+    async def apply_start(self, ref, root: str, deletes: list[str], tar: Iterator[bytes], guard: Sequence[str] = ()):  # noqa: ANN001, ANN202
         """Write the batch into the session and return at once with an awaitable for its
         answer, so the caller can pack the next batch while the container applies this one.
         None: no session (use `apply`)."""
@@ -458,7 +461,7 @@ class SessionCalls:
         if session is None:
             return None
         try:
-            fut, sent = await anyio.to_thread.run_sync(session.apply, root, deletes, tar, abandon_on_cancel=True)
+            fut, sent = await anyio.to_thread.run_sync(session.apply, root, deletes, tar, list(guard), abandon_on_cancel=True)
         except SessionError as e:
             self._pool.drop(ref, str(e))  # type: ignore[union-attr]
             raise TransportError(f"{ref.label}: session lost: {e}", "syncd reconciles on a new session") from None

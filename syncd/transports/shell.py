@@ -14,13 +14,36 @@ from collections.abc import Iterable, Iterator
 from syncd.core.manifest import Manifest
 from syncd.model import DestPath, Entry, Kind
 
-# Deletes arrive first on stdin, one octal-escaped name per line, ended by an empty line;
-# `read` consumes stdin byte by byte, so the tar stream that follows is left intact for tar.
-# `printf %b` turns each line back into the raw name, NUL-terminated, for `xargs -0 rm`.
-APPLY_SCRIPT = r"""
+# First on stdin: the directories the batch writes or deletes in (octal-escaped, one per line,
+# ended by an empty line). A symlink on the way to any of them is removed before anything
+# else happens — the local tree has a directory there — so neither tar nor rm ever follows a
+# symlink planted in the container out of the destination; the notice on stderr makes syncd
+# compare the trees again (what was behind the symlink is not what it thought). Shell
+# builtins only: no process per directory on the hot path.
+GUARD = r"""
+guard_dirs() {
+  while IFS= read -r l && [ -n "$l" ]; do
+    case /$l/ in */../*) continue ;; esac
+    case $l in *\\*) l=$(printf '%b' "$l") ;; esac
+    p=.; o=$IFS; IFS=/; set -f
+    for c in ${l#./}; do
+      p="$p/$c"
+      if [ -L "$p" ]; then rm -f -- "$p" && echo "syncd: removed symlink $p (in the way of synced files)" >&2; fi
+    done
+    set +f; IFS=$o
+  done
+}
+"""
+
+# Then the deletes, one octal-escaped name per line, ended by an empty line; `read` consumes
+# stdin byte by byte, so the tar stream that follows is left intact for tar. `printf %b`
+# turns each line back into the raw name, NUL-terminated, for `xargs -0 rm`.
+APPLY_SCRIPT = GUARD + r"""
 command -v tar >/dev/null 2>&1 || { echo "syncd: 'tar' not found in the container" >&2; exit 127; }
 mkdir -p -- "$1" && cd -- "$1" || exit 126
-while IFS= read -r l && [ -n "$l" ]; do printf '%b\0' "$l"; done | xargs -0 -r rm -rf -- || exit 125
+guard_dirs
+while IFS= read -r l && [ -n "$l" ]; do case /$l/ in */../*) ;; *) printf '%b\0' "$l" ;; esac; done |
+  xargs -0 -r rm -rf -- || exit 125
 tar -xof - || exit $?
 """
 
@@ -28,10 +51,12 @@ tar -xof - || exit $?
 # the tar stream arrives as byte-counted chunks ("<n>\n" + n bytes, ended by "0\n"), and
 # `dd bs=n count=1 iflag=fullblock` reads exactly n bytes, never past the chunk, so the
 # script ends when the stream ends whether or not stdin is ever closed.
-FRAMED_APPLY_SCRIPT = r"""
+FRAMED_APPLY_SCRIPT = GUARD + r"""
 command -v tar >/dev/null 2>&1 || { echo "syncd: 'tar' not found in the container" >&2; exit 127; }
 mkdir -p -- "$1" && cd -- "$1" || exit 126
-while IFS= read -r l && [ -n "$l" ]; do printf '%b\0' "$l"; done | xargs -0 -r rm -rf -- || exit 125
+guard_dirs
+while IFS= read -r l && [ -n "$l" ]; do case /$l/ in */../*) ;; *) printf '%b\0' "$l" ;; esac; done |
+  xargs -0 -r rm -rf -- || exit 125
 while IFS= read -r n && [ "$n" -gt 0 ]; do
   dd bs="$n" count=1 iflag=fullblock 2>/dev/null || { echo "syncd: dd failed" >&2; exit 124; }
 done | tar -xof - || exit $?
@@ -72,6 +97,18 @@ def escape_name(name: str) -> bytes:
 def encode_deletes(names: list[str]) -> bytes:
     """Names relative to the extraction root, each prefixed `./` so none starts with `-`."""
     return b"".join(escape_name("./" + n) + b"\n" for n in names) + b"\n"
+
+
+def guard_dirs(deletes: Iterable[str], puts: Iterable[str]) -> list[str]:
+    """The directories (relative to the extraction root) a batch deletes or writes in: the
+    container checks the way to each for symlinks (see GUARD)."""
+    dirs = {n.rsplit("/", 1)[0] for n in [*deletes, *puts] if "/" in n}
+    return sorted(dirs)
+
+
+def encode_head(guard: list[str], deletes: list[str]) -> bytes:
+    """What precedes the tar stream of an apply: the guard section, then the deletes."""
+    return encode_deletes(guard) + encode_deletes(deletes)
 
 
 # For each destination: the directory names are relative to, then its directories, symlinks
@@ -187,3 +224,6 @@ def parse_hash_list(out: bytes) -> dict[DestPath, str]:
     found: Manifest = {}
     _parse_hashes(out, found, "/", set())
     return {path: e.digest for path, e in found.items()}
+
+
+SYMLINK_REMOVED = "syncd: removed symlink"
