@@ -33,7 +33,8 @@ def parse(argv: list[str] | None) -> Options:
                    help="burst files timed for kubectl cp, extrapolated to --burst (default 200; 0 = all)")
     p.add_argument("--only", choices=SECTIONS, default=None,
                    help="run one section: docker (docker target), kube (kubernetes target, API-server fixture), "
-                        "reconcile (`syncd sync` of a large tree) or idle (the daemon watching a large tree)")
+                        "reconcile (`syncd sync` of a large tree), idle (the daemon watching a large tree) or "
+                        "fullstack (the example app: edit -> build -> push -> restart -> new response)")
     p.add_argument("--reconcile-files", type=int, default=None,
                    help="files in the reconcile tree, 2-18 KB of random bytes each (default 20000: ~200 MB)")
     p.add_argument("--reconcile-repeats", type=int, default=None,
@@ -44,16 +45,20 @@ def parse(argv: list[str] | None) -> Options:
                    help="wait after the start-up reconcile before sampling, s (default 5)")
     p.add_argument("--idle-targets", default="docker,kube",
                    help="the idle daemon's two (or more) containers: docker,kube (default) or docker,docker")
+    p.add_argument("--fullstack-edits", type=int, default=None,
+                   help="fullstack: counted edits per kind (Rust, frontend) and by-hand builds per kind (default 10)")
     p.add_argument("--keep", action="store_true", help="keep the workspace (syncd.log, trace) for inspection")
     a = p.parse_args(argv)
     quick = {"edits": 10, "burst": 100, "baseline_runs": 5, "cp_sample": 25, "put_sample": 0, "kubectl_sample": 25,
-             "reconcile_files": 1000, "reconcile_repeats": 1, "idle_files": 5000, "idle_seconds": 5.0, "idle_settle": 1.0}
+             "reconcile_files": 1000, "reconcile_repeats": 1, "idle_files": 5000, "idle_seconds": 5.0, "idle_settle": 1.0,
+             "fullstack_edits": 3}
     full = {"edits": 60, "burst": 1000, "baseline_runs": 20, "cp_sample": 200, "put_sample": 0, "kubectl_sample": 200,
-            "reconcile_files": 20_000, "reconcile_repeats": 3, "idle_files": 100_000, "idle_seconds": 30.0, "idle_settle": 5.0}
+            "reconcile_files": 20_000, "reconcile_repeats": 3, "idle_files": 100_000, "idle_seconds": 30.0, "idle_settle": 5.0,
+            "fullstack_edits": 10}
     defaults = quick if a.quick else full
     pick = {k: getattr(a, k) if getattr(a, k) is not None else v for k, v in defaults.items()}
-    if pick["edits"] < 1 or pick["burst"] < 1 or pick["baseline_runs"] < 1:
-        p.error("--edits, --burst and --baseline-runs must be >= 1")
+    if pick["edits"] < 1 or pick["burst"] < 1 or pick["baseline_runs"] < 1 or pick["fullstack_edits"] < 1:
+        p.error("--edits, --burst, --baseline-runs and --fullstack-edits must be >= 1")
     if pick["reconcile_files"] < 1 or pick["reconcile_repeats"] < 1 or pick["idle_files"] < 1 or pick["idle_seconds"] <= 0 or pick["idle_settle"] < 0:
         p.error("--reconcile-files, --reconcile-repeats and --idle-files must be >= 1, --idle-seconds > 0, --idle-settle >= 0")
     kinds = tuple(k.strip() for k in a.idle_targets.split(",") if k.strip())

@@ -38,6 +38,8 @@ def render(results: dict, console: Console) -> None:
         render_reconcile(results["reconcile"], console)
     if "idle" in sections:
         render_idle(results["idle"], console)
+    if "fullstack" in sections:
+        render_fullstack(results["fullstack"], console)
     console.print()
     lags = [s["single_file"]["syncd"]["observer_stream_lag_p50_ms"]
             for s in ([results] if "docker" in sections else []) + ([results["kube"]] if "kube" in sections else [])]
@@ -106,7 +108,8 @@ def render_goals(results: dict, console: Console) -> None:
     for name, t in results["targets"].items():
         verdict = "[bold green]PASS[/]" if t["pass"] else "[bold red]MISSED[/]"
         unit = "" if t["unit"] == "x" else f" {t['unit']}"
-        line = f"{verdict}  {name}: {t['value']:.2f}{unit} (goal {t['goal']}{unit})"
+        goal = f"{t['goal']}{unit}" + (f" = {t['goal_how']}" if t.get("goal_how") else "")
+        line = f"{verdict}  {name}: {t['value']:.2f}{unit} (goal {goal})"
         if not t["pass"]:
             if not t.get("valid", True):
                 line += " [red]— not all changes arrived / verified[/]"
@@ -185,6 +188,61 @@ def render_idle(i: dict, console: Console) -> None:
     conv = ", ".join(f"{k} {n:,}" for k, n in i["container_files"].items())
     table.add_row("containers hold", "yes" if i["converged"] else "[red]NO[/]", f"files: {conv}")
     console.print(table)
+
+
+FULLSTACK_ROWS = {"rust": "Rust", "frontend": "frontend"}
+PART_COLUMNS = ("detect", "build", "push", "run", "restart", "ready")
+
+
+def render_fullstack(f: dict, console: Console) -> None:
+    a = f["app"]
+    console.print()
+    table = Table(title="Full stack (examples/fullstack, Docker targets): edit → new answer, ms", title_justify="left")
+    for col in ("edit", "seen", "e2e p50", "p95", "max", "→ pushed p50", "by hand p50", "overhead", "limit"):
+        table.add_column(col, justify="left" if col == "edit" else "right", no_wrap=True)
+    for kind, label in FULLSTACK_ROWS.items():
+        e, h, o = f[kind]["edits"], f[kind]["by_hand"], f[kind]["overhead"]
+        seen = f"{e['observed']}/{e['attempted']}"
+        over = f"{o['overhead_ms']:.0f}"
+        table.add_row(label, seen if not e["missed"] else f"[red]{seen}[/]", f"{e['e2e_ms']['p50']:.0f}",
+                      f"{e['e2e_ms']['p95']:.0f}", f"{e['e2e_ms']['max']:.0f}", f"{o['to_container_p50_ms']:.0f}",
+                      f"{h['ms']['p50']:.0f}" + ("" if h["ok"] else " [red]FAILED[/]"),
+                      over if o["pass"] else f"[red]{over}[/]", f"{o['limit_ms']:.0f}")
+    console.print(table)
+    parts = Table(title="Full stack: where the time goes (p50 ms; consecutive parts on the host clock, "
+                        "each ending where the batch's span ends)", title_justify="left")
+    parts.add_column("edit")
+    for col in PART_COLUMNS:
+        parts.add_column(col, justify="right")
+    parts.add_column("syncd's spans (p50 ms)")
+    for kind, label in FULLSTACK_ROWS.items():
+        e = f[kind]["edits"]
+        spans = ", ".join(f"{k} {v:.0f}" for k, v in e["spans_p50_ms"].items())
+        parts.add_row(label, *(f"{e['parts_p50_ms'][c]:.0f}" if c in e["parts_p50_ms"] else "–"
+                                             for c in PART_COLUMNS), spans)
+    console.print(parts)
+    console.print(f"Rust: backend/src/version.rs → GET /version ({a['cargo'].split(' (')[0]}; static binary "
+                  f"{a['binary_bytes'] / 1e6:.1f} MB pushed, check-binary, SIGHUP restart); frontend: "
+                  f"frontend/src/version.js → GET /app.js (npm + esbuild, node {a['node']}; dist/ pushed)", markup=False)
+    for kind in FULLSTACK_ROWS:
+        e, o, h = f[kind]["edits"], f[kind]["overhead"], f[kind]["by_hand"]
+        x = e["extra"]
+        shapes = ", ".join(f"{sh['spans']} ×{sh['count']}" for sh in x.get("shapes", [])[:2])
+        console.print(f"{kind}: syncd's build span p50 {o['syncd_build_p50_ms']:.0f} ms, by hand {h['ms']['p50']:.0f} ms "
+                      f"(p95 {h['ms']['p95']:.0f}; paired, build span − the by-hand build after it: "
+                      f"{o.get('build_minus_by_hand_paired_p50_ms', 0):+.0f} ms p50); syncd around its build (write → pushed − build span) "
+                      f"{o['syncd_non_build_p50_ms']:.0f} ms p50; other batches during the edits: {x['records']}"
+                      + (f" ({x.get('shared', 0)} waited for the edit's build and share its spans, "
+                         f"{x.get('carried', 0)} pushed the edit's output before its own batch did; own work: "
+                         f"{x['builds']} builds, {x['pushes']} pushes, {x['restarts']} restarts; {shapes})"
+                         if x["records"] else ""), markup=False)
+    console.print(f"e2e: host write → first correct HTTP answer (polled every {f['poll_interval_ms']:.0f} ms); → pushed: "
+                  f"write → end of the push span; overhead = → pushed p50 − by-hand build p50 (by hand: "
+                  f"{f['baseline_where']}). Served v1 {f['startup_s']:.1f} s after spawn; "
+                  f"{f['trace_records']} trace records ({f['failed_records']} failed); stopped on SIGINT in "
+                  f"{f['syncd_stop_s']:.2f} s"
+                  + ("" if f["syncd_exit_code_on_sigint"] == 0 else f" with exit code {f['syncd_exit_code_on_sigint']}")
+                  + f"; section {f['section_s']:.0f} s", markup=False)
 
 
 def write_json(results: dict, path: Path) -> None:
