@@ -125,3 +125,50 @@ def postgres() -> Iterator[dict[str, str]]:
         yield server.env
     finally:
         server.stop()
+
+
+# --- docs/RELIABILITY.md: what each fault / bad-input / security test tried and lost ------------
+
+_RELIABILITY: list[dict] = []
+
+
+class Reliability:
+    """What one reliability case did: `tried(n)` times, the `outcome` in words, and what was
+    `lost` (paths or changes that did not arrive; must be empty for the test to pass)."""
+
+    def __init__(self, name: str, kind: str):
+        self.name, self.kind = name, kind
+        self.tries = 0
+        self.outcome = ""
+        self.lost: list[str] = []
+
+    def tried(self, n: int = 1) -> None:
+        self.tries += n
+
+
+@pytest.fixture
+def reliability(request) -> Iterator[Reliability]:  # noqa: ANN001
+    """For tests marked @pytest.mark.reliability("what was tried", kind="fault|bad input|security")."""
+    mark = request.node.get_closest_marker("reliability")
+    assert mark is not None, "use @pytest.mark.reliability(name, kind=...) with this fixture"
+    rec = Reliability(mark.args[0], mark.kwargs.get("kind", "fault"))
+    yield rec
+    rep = getattr(request.node, "rep_call", None)
+    _RELIABILITY.append({"name": rec.name, "kind": rec.kind, "tries": rec.tries, "outcome": rec.outcome,
+                         "lost": rec.lost, "passed": bool(rep and rep.passed), "test": request.node.nodeid})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # noqa: ANN001, ANN201
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item.rep_call = rep
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001
+    out = os.environ.get("SYNCD_RELIABILITY_OUT")
+    if out and _RELIABILITY:
+        import json
+
+        Path(out).write_text(json.dumps(_RELIABILITY, indent=2))
