@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
 
     p.add_argument("--no-build", action="store_true", help="skip the build steps normally run before the first sync")
+    p.add_argument("--api", metavar="ADDR", help="control API address, overriding daemon.api (e.g. 127.0.0.1:10351)")
 
     p = sub.add_parser("sync", help="one reconcile pass, then exit (0 = converged)")
     _config_arg(p)
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(Path(args.dir), args.edits, args.forever)
         cfg = _load(args)
         if args.command == "run":
+            if args.api:
+                cfg = _with_api(cfg, args.api)
             return anyio.run(_run, cfg, not args.no_build)
         if args.command == "sync":
             return anyio.run(_sync, cfg, args.service, args.dry_run, not args.no_build)
@@ -138,6 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_USAGE
+
+
+def _with_api(cfg: Config, address: str) -> Config:
+    """The config with another control API address, validated like the file's own."""
+    from syncd.config import DaemonConfig
+
+    try:
+        daemon = DaemonConfig.model_validate({**cfg.daemon.model_dump(), "api": address})
+    except ValueError as e:
+        raise ConfigError(cfg.file, [f"--api: {err['msg']}" for err in getattr(e, "errors", lambda: [])()] or [str(e)]) from None
+    return cfg.model_copy(update={"daemon": daemon})
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -286,3 +286,24 @@ def test_kubernetes_variant_on_fixture_pods(cluster, docker_client, postgres, tm
         assert record is not None and any(s["name"] == "push:backend/fullstack-backend-0" for s in record["spans"])
     finally:
         _stop(app)
+
+
+def test_smoke_loop_on_the_example_app(app: App) -> None:
+    """`syncd smoke` as CI runs it, on the real app: a Rust edit rebuilt, pushed, restarted and
+    answering /health; a frontend edit through esbuild. The module's daemon is paused meanwhile
+    (two syncers on one tree would race), and the tree is unchanged afterwards."""
+    before = {p: p.read_bytes() for p in [app.root / "backend/src/main.rs", app.root / "frontend/src/index.js"]}
+    assert app.syncd("pause").returncode == 0
+    try:
+        out = app.syncd("smoke", "--service", "backend", "--service", "frontend", "--iterations", "2",
+                        "--budget", "p95=60s", "--junit", str(app.root / "smoke.xml"), "--json", str(app.root / "smoke.json"))
+        assert out.returncode == 0, out.stdout + out.stderr
+        data = json.loads((app.root / "smoke.json").read_text())
+        backend = data["services"]["backend"]
+        # (a comment leaves the binary bit-identical: built, nothing to push, no restart needed)
+        assert backend["live"]["count"] == 4 and "build:cargo" in backend["spans"]
+        assert "build:esbuild" in data["services"]["frontend"]["spans"]
+        assert {p: p.read_bytes() for p in before} == before
+    finally:
+        assert app.syncd("resume").returncode == 0
+    app.wait(lambda: app.get("backend", "/health") == "ok\n", "the backend after the smoke run")
