@@ -58,6 +58,8 @@ class ServiceRuntime:
 
     def __post_init__(self) -> None:
         self.fallback_spec = GitIgnoreSpec.from_lines(self.cfg.fall_back_on)
+        self.triggers = [t for b in self.cfg.build for t in b.trigger]  # paths that set off a build
+        self.trigger_spec = GitIgnoreSpec.from_lines(self.triggers)
 
     @property
     def plan_input(self) -> ServicePlanInput:
@@ -348,16 +350,21 @@ class TargetRuntime:
             log.info("target available", target=self.name, containers=[r.name for r in refs])
         self.error = ""
         live = {r.id: r for r in refs}
+        carried: dict[str, Manifest] = {}
         for cid, worker in list(self.workers.items()):
             ref = live.get(cid)
             if ref is None or ref.generation != worker.ref.generation:
                 why = "container is gone" if ref is None else "container restarted"
                 log.info(why, target=self.name, container=worker.ref.name)
+                # A restarted container keeps its filesystem: what surely landed still vouches
+                # for the quick listing of its reconcile (two same-size versions written in the
+                # same second are only told apart by this record).
+                carried[cid] = worker.confirmed() if worker.manifest is not None else worker.last_manifest
                 worker.stop(why)
                 del self.workers[cid]
         for ref in refs:
             if ref.id not in self.workers:
-                worker = ContainerWorker(ref, self)
+                worker = ContainerWorker(ref, self, last_manifest=carried.get(ref.id, {}))
                 self.workers[ref.id] = worker
                 tg.start_soon(worker.run, name=f"worker {ref.label}")
         return list(self.workers.values())
@@ -381,6 +388,7 @@ class Engine:
             self.services.append(ServiceRuntime(svc, mappings, IgnoreRules(cfg.root, svc.ignore)))
         self.gates = {s.name: BuildGate(s, cfg.root, self.release) for s in cfg.services if s.build}
         self._rules = {s.cfg.name: s.rules for s in self.services}
+        self._root = str(cfg.root)
         self._rules_target = {s.cfg.name: s.cfg.target for s in self.services}
         self.targets: dict[str, TargetRuntime] = {}
         for name in sorted({s.cfg.target for s in self.services}):
@@ -408,16 +416,17 @@ class Engine:
             self.coalescer.request_reconcile(time.time())  # newly un-ignored files must arrive
         rel = None
         for svc in self.services:
-            if svc.cfg.fall_back_on or svc.cfg.build:
-                rel = rel or local_rel(Path(path), self.cfg.root)
-                if svc.cfg.fall_back_on and svc.fallback_spec.match_file(rel):
-                    return True
-                if any(triggered(b.trigger, [rel]) for b in svc.cfg.build if b.trigger) and \
-                        not svc.rules.ignored(path, is_dir, str(self.cfg.root)):
-                    return True
             m = most_specific(svc.mappings, path)
             if m is not None and not svc.rules.ignored(path, is_dir, m.src):
                 return True
+            if svc.cfg.fall_back_on or svc.triggers:
+                # Runs for every event under a watched build tree (cargo writes hundreds into
+                # target/ per build): string paths and one combined glob set keep it cheap.
+                rel = rel or local_rel(path, self.cfg.root)
+                if svc.cfg.fall_back_on and svc.fallback_spec.match_file(rel):
+                    return True
+                if svc.triggers and svc.trigger_spec.match_file(rel) and not svc.rules.ignored(path, is_dir, self._root):
+                    return True
         return False
 
     def watch_paths(self) -> list[Path]:
@@ -739,7 +748,8 @@ class Engine:
                     self._tg.start_soon(worker.target.discover, self._tg)
                 return True, {"restart": "container"}
             argv = ["kill", "-HUP", "1"] if step.restart == "process" else argv_of(step.cmd or "")
-            result = await transport.run(worker.ref, argv)
+            run = getattr(transport, "run_step", transport.run)  # the session when there is one
+            result = await run(worker.ref, argv)
         except TransportError as e:
             return False, {"error": str(e)}
         tail = "\n".join(result.output.strip().splitlines()[-10:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,10 +79,27 @@ def relative_name(dest: DestPath, root: DestPath) -> str:
     return rel
 
 
-def local_rel(path: Path, root: Path) -> str:
+def local_rel(path: Path | str, root: Path | str) -> str:
     """`path` relative to the config directory, for messages and glob matching. Paths
-    outside it keep their `../` (a config in `config/` names `../backend/src/**`)."""
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return os.path.relpath(path, root) if os.path.isabs(path) else os.fspath(path)
+    outside it keep their `../` (a config in `config/` names `../backend/src/**`). Plain
+    string work: it runs for every file event."""
+    p = os.fspath(path)
+    if not os.path.isabs(p):
+        return p
+    for prefix, up in _ancestors(os.fspath(root)):
+        if p == prefix:
+            return up.rstrip("/") or "."
+        if p.startswith(prefix + "/") or prefix == "":
+            return up + p[len(prefix) + 1:]
+    return os.path.relpath(p, root)
+
+
+@lru_cache(maxsize=64)
+def _ancestors(root: str) -> tuple[tuple[str, str], ...]:
+    """('/a/b', ''), ('/a', '../'), ('', '../../') for root '/a/b'."""
+    out, prefix, up = [], os.path.normpath(root).rstrip("/"), ""
+    while True:
+        out.append((prefix, up))
+        if not prefix:
+            return tuple(out)
+        prefix, up = os.path.dirname(prefix).rstrip("/"), up + "../"

@@ -21,6 +21,7 @@ Nothing is written in the container outside the requested destinations.
 from __future__ import annotations
 
 import re
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,7 +32,7 @@ from typing import Protocol
 import anyio
 import structlog
 
-from syncd.transports.base import TransportError
+from syncd.transports.base import CommandResult, TransportError
 from syncd.transports.shell import GUARD, MANIFEST_ONE, encode_head, escape_name, frame_chunks
 
 log = structlog.get_logger("syncd.session")
@@ -472,6 +473,16 @@ class SessionCalls:
             return ApplyResult(bytes_sent=sent(), output=got.output.decode("utf-8", "replace"))
 
         return answer
+
+    async def run_step(self, ref, argv: list[str]) -> CommandResult:  # noqa: ANN001
+        """A short command after a push (run steps, `kill -HUP 1`): through the session, in
+        order behind the batch it follows, without the tens of ms of a new exec. Slow
+        commands (actions) use `run`, their own exec, so they never hold up syncing."""
+        session = await self._session(ref)
+        if session is None:
+            return await self.run(ref, argv)  # type: ignore[attr-defined]
+        answer = await call(self._pool, ref, session.run, shlex.join(argv))
+        return CommandResult(answer.rc, answer.output.decode("utf-8", "replace"))
 
     async def hash(self, ref, paths: list[str]) -> dict[str, str]:  # noqa: ANN001
         """Content hashes of container paths (only asked after a quick listing)."""
