@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="what the running daemon is doing: targets, containers, builds, last batches")
     _config_arg(p)
     p.add_argument("--json", action="store_true", help="the raw status as JSON (for scripts)")
-    p.add_argument("--watch", action="store_true", help="follow live (refreshes on every batch, Ctrl-C ends)")
+    p.add_argument("--watch", action="store_true", help="follow live (refreshes every second, Ctrl-C ends)")
     p.add_argument("--last", type=int, default=10, help="how many recent batches (default 10)")
 
     for name, text in (("pause", "stop sending (changes queue up, nothing is lost)"), ("resume", "send what queued up and go on"),
