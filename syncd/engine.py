@@ -444,8 +444,14 @@ class Engine:
     async def _watch_loop(self, stop: anyio.Event) -> None:
         roots = self.watch_paths()
         log.info("watching", roots=[local_rel(r, self.cfg.root) for r in roots])
-        async for paths in changes(roots, self.accept, stop, self.cfg.daemon.max_batch_wait_ms):
+        async for paths in changes(roots, self.accept, stop, self.cfg.daemon.max_batch_wait_ms, on_lost=self.events_lost):
             self.note_changes(paths)
+
+    def events_lost(self, reason: str) -> None:
+        """The watcher may have missed events (queue overflow, watcher re-created): the next
+        batch compares whole trees."""
+        self.coalescer.request_reconcile(time.time())
+        self._events.set()
 
     def pause(self) -> None:
         """Stop cutting batches: changes keep accumulating (nothing is lost) until resume."""

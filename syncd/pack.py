@@ -11,6 +11,7 @@ import hashlib
 import os
 import stat
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,19 +56,26 @@ def _header(name: str, kind: Kind, mode: int, mtime: float, size: int = 0, link:
     return info.tobuf(format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape")
 
 
-def _read_stable(path: str) -> tuple[bytes, os.stat_result] | None:
-    """Read a small file whole; retry when it changed underneath us. None: vanished."""
+def _unchanged(before: os.stat_result, after: os.stat_result, size: int) -> bool:
+    """Nothing wrote to the file between two stats (ctime: any write or chmod sets it)."""
+    return (before.st_size == after.st_size == size and before.st_mtime_ns == after.st_mtime_ns
+            and before.st_ctime_ns == after.st_ctime_ns and before.st_ino == after.st_ino)
+
+
+def _read_stable(path: str) -> tuple[bytes, os.stat_result] | None | str:
+    """Read a small file whole; retry when it changed underneath us. None: vanished;
+    "torn": still changing after 3 reads (not sent; the watcher brings it again)."""
     for _ in range(3):
         try:
             with open(path, "rb") as f:
                 before = os.fstat(f.fileno())
                 data = f.read()
-            after = os.stat(path)
+                after = os.fstat(f.fileno())
         except (FileNotFoundError, NotADirectoryError):
             return None
-        if before.st_size == after.st_size == len(data) and before.st_mtime_ns == after.st_mtime_ns:
+        if _unchanged(before, after, len(data)):
             return data, after
-    return data, after  # still changing: send the latest read; the watcher brings the next one
+    return "torn"
 
 
 def pack(puts: Sequence[Put], root: DestPath, report: PackReport) -> Iterator[bytes]:
@@ -136,6 +144,9 @@ def _pack_small(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
     if got is None:
         report.vanished.append(put.dest)
         return
+    if got == "torn":
+        report.torn.append(put.dest)
+        return
     data, st = got
     if not stat.S_ISREG(st.st_mode):
         report.torn.append(put.dest)
@@ -149,41 +160,55 @@ def _pack_small(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
     yield block
 
 
+def _snapshot(path: str):  # noqa: ANN202
+    """Copy a large file to an unnamed temporary file (page cache, not memory), checking
+    that nothing wrote to it meanwhile: what is sent is one complete version, never a torn
+    one. Returns (spool at offset 0, stat, sha1), None when it vanished, "torn" when it kept
+    changing over 3 tries (not sent; the watcher brings it again)."""
+    for _ in range(3):
+        try:
+            f = open(path, "rb")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        with f:
+            before = os.fstat(f.fileno())
+            spool = tempfile.TemporaryFile()
+            h = hashlib.sha1()
+            n = 0
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                spool.write(chunk)
+                n += len(chunk)
+            after = os.fstat(f.fileno())
+        if _unchanged(before, after, n):
+            spool.seek(0)
+            return spool, after, h.hexdigest()
+        spool.close()
+    return "torn"
+
+
 def _pack_large(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
-    try:
-        f = open(put.source.path, "rb")
-    except (FileNotFoundError, NotADirectoryError):
+    got = _snapshot(put.source.path)
+    if got is None:
         report.vanished.append(put.dest)
         return
-    with f:
-        st = os.fstat(f.fileno())
+    if got == "torn":
+        report.torn.append(put.dest)
+        return
+    spool, st, digest = got
+    with spool:
         size, mode = st.st_size, stat.S_IMODE(st.st_mode)
         head = _header(name, Kind.FILE, mode, st.st_mtime, size=size)
         report.bytes += len(head)
         yield head
-        h = hashlib.sha1()
-        left = size
-        while left:
-            chunk = f.read(min(CHUNK, left))
-            if not chunk:
-                break
-            h.update(chunk)
-            left -= len(chunk)
+        while chunk := spool.read(CHUNK):
             report.bytes += len(chunk)
             yield chunk
-        if left:  # the file shrank while we read it: the header promised `size` bytes
-            yield b"\0" * left
-            report.bytes += left
         tail = _pad(size)
         report.bytes += len(tail)
         yield tail
-        after = os.stat(put.source.path)
-    if left or (after.st_size, after.st_mtime_ns) != (size, st.st_mtime_ns):
-        report.torn.append(put.dest)  # re-sent with the next batch (the watcher saw the write)
-        report.sent[put.dest] = Entry(Kind.FILE, digest="torn")
-    else:
-        report.sent[put.dest] = Entry(Kind.FILE, digest=h.hexdigest(), exec=bool(mode & stat.S_IXUSR),
-                                      size=size, mtime=int(st.st_mtime))
+    report.sent[put.dest] = Entry(Kind.FILE, digest=digest, exec=bool(mode & stat.S_IXUSR), size=size,
+                                  mtime=int(st.st_mtime))
     report.files += 1
 
 

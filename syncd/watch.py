@@ -2,21 +2,57 @@
 
 Ignored paths are filtered before they reach the coalescer, so they never wake the pipeline.
 watchfiles' own grouping is kept minimal (`step`); coalescing is done by `core.coalesce`.
+
+The watcher itself can fail in ways watchfiles does not report (watchfiles 1.3 / notify 8):
+- **inotify watch limit** (`fs.inotify.max_user_watches`): notify stops adding watches at the
+  first ENOSPC; watchfiles swallows the error when `ignore_permission_denied` is set, so part
+  of the tree is silently unwatched. The watcher is therefore created without that flag first
+  (the error surfaces), and on the limit syncd says so once and polls instead.
+- **inotify instance limit** (`fs.inotify.max_user_instances`): the same, polling.
+- **queue overflow** (`fs.inotify.max_queued_events`): notify reports it as a path-less
+  `Rescan` event, which watchfiles drops (samuelcolvin/watchfiles#348). Two things stand in
+  for it: a batch of raw events large enough to have filled the kernel queue, and new
+  directories that are not watched (their create event was lost, or the watch limit was hit
+  while running). Either way the events are reported lost (`on_lost`: the engine compares
+  whole trees) and the watcher is re-created (or replaced by polling on the watch limit).
+- Any other watcher error: re-created (with back-off), events reported lost. The daemon
+  never dies because its watcher did.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import stat
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
-import watchfiles
+import structlog
+from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
+
+log = structlog.get_logger("syncd")
 
 # accept(path, is_dir) -> bool
 Accept = Callable[[str, bool], bool]
+# on_lost(reason): events may have been lost, compare whole trees
+Lost = Callable[[str], None]
 
 STEP_MS = 5  # watchfiles' poll of its event queue; bounds added latency and idle wakeups
+POLL_MS = 300  # the polling fallback's interval
+RUST_TIMEOUT_MS = 5000  # how long one watch() call may block (stop is checked every step)
+ADDED = 1  # watchfiles.Change.added
+
+WATCHES_HINT = ("raise it: `sudo sysctl fs.inotify.max_user_watches=524288` (to persist: "
+                "`echo fs.inotify.max_user_watches=524288 | sudo tee /etc/sysctl.d/90-syncd-inotify.conf`), "
+                "or sync narrower sources (every directory below a mapping's src is watched, ignored ones too); "
+                "`syncd doctor` counts them. Polling meanwhile: changes take up to "
+                f"{POLL_MS} ms longer to be seen")
+INSTANCES_HINT = ("raise it: `sudo sysctl fs.inotify.max_user_instances=1024`; polling meanwhile "
+                  f"(changes take up to {POLL_MS} ms longer to be seen)")
+QUEUE_HINT = "raise `sudo sysctl fs.inotify.max_queued_events=65536` if this happens often"
 
 
 def watch_roots(paths: list[Path]) -> list[Path]:
@@ -35,18 +71,345 @@ def watch_roots(paths: list[Path]) -> list[Path]:
     return kept
 
 
-async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait_ms: int) -> AsyncIterator[set[str]]:
-    def flt(_change: watchfiles.Change, path: str) -> bool:
-        return accept(path, os.path.isdir(path))
+# --- inotify introspection (Linux; everything degrades to "unknown" elsewhere) ---------------
 
-    async for batch in watchfiles.awatch(
-        *roots,
-        watch_filter=flt,
-        step=STEP_MS,
-        debounce=max(max_wait_ms, STEP_MS),
-        stop_event=stop,
-        yield_on_timeout=False,
-        recursive=True,
-        ignore_permission_denied=True,
-    ):
-        yield {path for _change, path in batch}
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _limit(user_ns: str, init_ns: str) -> int | None:
+    """The limit that applies to this process: its user namespace's (/proc/sys/user/…, the
+    same value as fs.inotify.… in the initial namespace)."""
+    return _read_int(f"/proc/sys/user/{user_ns}") or _read_int(f"/proc/sys/fs/inotify/{init_ns}")
+
+
+def _inotify_fds() -> set[int]:
+    out: set[int] = set()
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return out
+    for name in names:
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:inotify":
+                out.add(int(name))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _kernel_key(st: os.stat_result) -> tuple[int, int]:
+    """(inode, device) as /proc/PID/fdinfo prints them: the kernel's dev_t is major<<20|minor."""
+    return st.st_ino, (os.major(st.st_dev) << 20) | os.minor(st.st_dev)
+
+
+def _watched(fd: int) -> set[tuple[int, int]] | None:
+    """The (inode, device) of every watch of inotify instance `fd` (its /proc fdinfo)."""
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            text = f.read()
+    except OSError:
+        return None
+    out: set[tuple[int, int]] = set()
+    for line in text.splitlines():
+        if not line.startswith("inotify wd:"):
+            continue
+        fields = dict(part.split(":", 1) for part in line.split()[1:] if ":" in part)
+        try:
+            out.add((int(fields["ino"], 16), int(fields["sdev"], 16)))
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+_libc = None
+
+
+def _probe_watch(path: str) -> int:
+    """Try to watch `path` from a fresh inotify instance: 0 when it can be watched, else the
+    errno (ENOSPC: the per-user watch limit is reached; EMFILE: the instance limit)."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        fd = _libc.inotify_init1(0o2000000)  # IN_CLOEXEC
+        if fd < 0:
+            return ctypes.get_errno()
+        try:
+            wd = _libc.inotify_add_watch(fd, os.fsencode(path), 0x100)  # IN_CREATE
+            return 0 if wd >= 0 else ctypes.get_errno()
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        return 0
+
+
+def _is_limit(e: BaseException) -> str | None:
+    text = str(e)
+    if "watch limit" in text or "MaxFilesWatch" in text or "No space left on device" in text:
+        return "watches"
+    if "Too many open files" in text:
+        return "instances"
+    return None
+
+
+def _force_polling() -> bool:
+    """watchfiles' own default: WATCHFILES_FORCE_POLLING, or WSL."""
+    env = os.environ.get("WATCHFILES_FORCE_POLLING")
+    if env:
+        return env.lower() not in {"false", "disable", "disabled"}
+    uname = os.uname()
+    return "microsoft-standard" in uname.release.lower()
+
+
+class _Stop:
+    """What RustNotify.watch() polls every step (from its worker thread)."""
+
+    def __init__(self, stop: anyio.Event):
+        self.stop = stop
+
+    def is_set(self) -> bool:
+        return self.stop.is_set()
+
+
+class Watcher:
+    """One RustNotify (inotify, or polling after a limit), plus what is needed to check it."""
+
+    def __init__(self, roots: list[Path]):
+        self.roots = [str(r) for r in roots]
+        self.polling = _force_polling()
+        self.notify: RustNotify | None = None
+        self.fd: int | None = None  # our inotify instance, for auditing its watches
+        self.overflow_at: int | None = None  # raw events per batch that suggest a queue overflow
+
+    # --- opening -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the watcher; on an inotify limit say so (error + remedy) and poll instead."""
+        if not self.polling:
+            try:
+                self._open_inotify()
+                return
+            except (OSError, WatchfilesRustInternalError) as e:
+                which = _is_limit(e)
+                if which is None:
+                    raise
+                self._say_limit(which, str(e))
+        self._open_polling()
+
+    def _open_inotify(self) -> None:
+        before = _inotify_fds()
+        partial = False
+        try:
+            # Without ignore_permission_denied, so that hitting the watch limit is an error
+            # here and not a silently partial watch.
+            notify = RustNotify(self.roots, False, False, POLL_MS, True, False)
+        except PermissionError as e:
+            # A directory that cannot be read cannot be watched, and notify stops walking the
+            # tree at the first one: what comes after it in the walk is not watched (polling
+            # fails on it at every poll, so that is no way out either). Say so.
+            log.warning("some directories cannot be watched", error=str(e), roots=self.roots,
+                        hint="make them readable by this user or move them out of the synced sources; "
+                             "until then changes below them and below directories walked after them "
+                             "are not seen (`syncd resync` compares whole trees)")
+            notify = RustNotify(self.roots, False, False, POLL_MS, True, True)
+            partial = True
+        new = _inotify_fds() - before
+        # No audit of a watch known to be partial, nor when another thread opened an inotify
+        # instance at the same time (which one is ours?).
+        self.fd = new.pop() if len(new) == 1 and not partial else None
+        if self.fd is not None:
+            watched = _watched(self.fd)
+            try:
+                keys = {_kernel_key(os.stat(r)) for r in self.roots}
+            except OSError:
+                keys = set()
+            if watched is None or not keys or not keys <= watched:
+                self.fd = None  # fdinfo does not name our roots as stat does: cannot audit
+        queued = _read_int("/proc/sys/fs/inotify/max_queued_events")
+        # A kernel queue that overflowed held `queued` events at once; a watchfiles batch that
+        # large (each change is one or more events) is the trace it leaves. Half of it, so that
+        # ordinary bursts (a 5,000-file checkout with the default 16384) are not mistaken for one.
+        self.overflow_at = max(16, queued // 2) if queued else None
+        self.notify = notify
+
+    def _open_polling(self) -> None:
+        self.polling = True
+        self.fd = None
+        self.overflow_at = None
+        self.notify = RustNotify(self.roots, False, True, POLL_MS, True, True)
+
+    def _say_limit(self, which: str, error: str) -> None:
+        if which == "watches":
+            log.error("inotify watch limit reached", error=error, roots=self.roots,
+                      limit=_limit("max_inotify_watches", "max_user_watches"),
+                      sysctl="fs.inotify.max_user_watches", hint=WATCHES_HINT)
+        else:
+            log.error("inotify instance limit reached", error=error,
+                      limit=_limit("max_inotify_instances", "max_user_instances"),
+                      sysctl="fs.inotify.max_user_instances", hint=INSTANCES_HINT)
+
+    def close(self) -> None:
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
+
+    def reopen(self, polling: bool = False) -> None:
+        self.close()
+        if polling:
+            self.polling = True
+        self.open()
+
+    # --- checking ----------------------------------------------------------------------
+
+    def unwatched(self, added: list[str]) -> list[str]:
+        """New directories (and directories below them) that our inotify instance does not
+        watch. Runs in a worker thread."""
+        if self.fd is None or not added:
+            return []
+        keys: dict[tuple[int, int], str] = {}
+        for top in sorted(added):
+            stack = [top]
+            while stack:
+                d = stack.pop()
+                try:
+                    st = os.lstat(d)
+                except OSError:
+                    continue
+                if not stat.S_ISDIR(st.st_mode) or _kernel_key(st) in keys:
+                    continue
+                keys[_kernel_key(st)] = d
+                try:
+                    with os.scandir(d) as entries:
+                        stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
+                except OSError:
+                    pass
+        if not keys:
+            return []
+        missing = dict(keys)
+        # notify adds the watches of new directories right after reading their events:
+        # give it a moment before calling one missing.
+        for delay in (0.0, 0.05, 0.1, 0.2, 0.4):
+            time.sleep(delay)
+            watched = _watched(self.fd)
+            if watched is None:
+                return []
+            # (An unreadable directory cannot be watched by anyone, nor synced: not a loss.)
+            missing = {k: d for k, d in missing.items()
+                       if k not in watched and os.path.isdir(d) and os.access(d, os.R_OK)}
+            if not missing:
+                return []
+        return sorted(missing.values())
+
+
+async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait_ms: int,
+                  on_lost: Lost | None = None) -> AsyncIterator[set[str]]:
+    """Changed paths that `accept` lets through, a set per watchfiles batch, until `stop`.
+
+    `on_lost(reason)` is called when events may have been lost (see the module docstring);
+    the caller should then compare whole trees (a reconcile)."""
+
+    def lost(reason: str, sure: bool = True, **detail: object) -> None:
+        say = log.warning if sure else log.info
+        say("file events may have been lost", reason=reason, **detail,
+            hint="comparing whole trees" if on_lost else "run `syncd resync` to compare whole trees")
+        if on_lost is not None:
+            on_lost(reason)
+
+    watcher = Watcher(roots)
+    failures = 0
+    while True:
+        try:
+            # In the event loop, as watchfiles' awatch does: the watch exists before the
+            # caller's next step (a change made once the daemon is up is never missed).
+            watcher.open()
+            break
+        except (OSError, WatchfilesRustInternalError) as e:
+            failures += 1
+            delay = min(30.0, 0.5 * 2 ** min(failures - 1, 6))
+            log.error("cannot start the file watcher", error=str(e), roots=watcher.roots,
+                      hint=f"retrying in {delay:.1f}s; check that the mapped sources exist")
+            with anyio.move_on_after(delay):
+                await stop.wait()
+            if stop.is_set():
+                return
+    if failures:
+        lost("the file watcher started late")
+    if watcher.polling:
+        log.info("watching by polling", every_ms=POLL_MS, roots=watcher.roots)
+    debounce = max(max_wait_ms, STEP_MS)
+    stopper = _Stop(stop)
+    try:
+        while not stop.is_set():
+            assert watcher.notify is not None
+            try:
+                raw = await anyio.to_thread.run_sync(watcher.notify.watch, debounce, STEP_MS, RUST_TIMEOUT_MS, stopper)
+            except WatchfilesRustInternalError as e:
+                which = _is_limit(e)
+                if which is not None and not watcher.polling:
+                    watcher._say_limit(which, str(e))
+                else:
+                    log.error("file watcher failed", error=str(e), hint="re-creating it")
+                await _reopen(watcher, stop, polling=which is not None)
+                lost("the file watcher failed", error=str(e))
+                continue
+            if raw == "stop" or stop.is_set():
+                return
+            if not isinstance(raw, set):  # "timeout" (or "signal": not delivered to threads)
+                continue
+            isdir: dict[str, bool] = {}
+            paths = set()
+            for change, path in raw:
+                if path not in isdir:
+                    isdir[path] = os.path.isdir(path)
+                if accept(path, isdir[path]):
+                    paths.add(path)
+            suspect = watcher.overflow_at is not None and len(raw) >= watcher.overflow_at
+            missing: list[str] = []
+            if watcher.fd is not None:
+                # After an overflow any directory may have been created unseen (so unwatched):
+                # check them all; else the new synced ones (the watch limit may be hit while
+                # running; once it is, every later directory is affected, synced ones too).
+                added = list(watcher.roots) if suspect else \
+                    [p for change, p in raw if change == ADDED and isdir.get(p) and p in paths]
+                if added:
+                    missing = await anyio.to_thread.run_sync(watcher.unwatched, added)
+            if missing:
+                err = await anyio.to_thread.run_sync(_probe_watch, missing[0])
+                if err == errno.ENOSPC:
+                    watcher._say_limit("watches", f"{missing[0]}: {os.strerror(err)}")
+                else:
+                    log.warning("directories are not watched; re-creating the watcher",
+                                directories=missing[:5], count=len(missing))
+                await _reopen(watcher, stop, polling=err == errno.ENOSPC)
+            # Reported once the watcher is whole again: the reconcile's scan comes after it.
+            if suspect:  # a burst this large may have overflowed the kernel queue: cannot tell
+                lost("possible inotify queue overflow", sure=bool(missing), events=len(raw), remedy=QUEUE_HINT)
+            elif missing:
+                lost("directories were not watched", directories=missing[:5], count=len(missing))
+            if paths:
+                yield paths
+    finally:
+        watcher.close()
+
+
+async def _reopen(watcher: Watcher, stop: anyio.Event, polling: bool = False) -> None:
+    """Re-create the watcher, retrying with back-off until it works or `stop`."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            await anyio.to_thread.run_sync(watcher.reopen, polling)
+            if watcher.polling:
+                log.info("watching by polling", every_ms=POLL_MS, roots=watcher.roots)
+            return
+        except (OSError, WatchfilesRustInternalError) as e:
+            failures += 1
+            delay = min(30.0, 0.5 * 2 ** min(failures - 1, 6))
+            log.error("cannot re-create the file watcher", error=str(e), hint=f"retrying in {delay:.1f}s")
+            with anyio.move_on_after(delay):
+                await stop.wait()

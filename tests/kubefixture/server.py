@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
+import contextlib
 import secrets
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ class KubeFixture:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._tls: ssl.SSLContext | None = None
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         self.url = ""  # plain HTTP: for raw clients and the python client
         self.port = 0
@@ -121,12 +123,49 @@ class KubeFixture:
     async def _serve(self, tls: ssl.SSLContext) -> None:
         self._runner = web.AppRunner(make_app(self._ctx), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        plain = web.TCPSite(self._runner, self._host, self._port)
-        secure = web.TCPSite(self._runner, self._host, self._tls_port, ssl_context=tls)
+        self._tls = tls
+        await self._listen(self._port, self._tls_port)
+
+    async def _listen(self, port: int, tls_port: int) -> None:
+        assert self._runner is not None
+        plain = web.TCPSite(self._runner, self._host, port)
+        secure = web.TCPSite(self._runner, self._host, tls_port, ssl_context=self._tls)
         await plain.start()
         await secure.start()
         self.port = plain._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.tls_port = secure._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    # ----- faults -------------------------------------------------------------------------------
+    def down(self) -> None:
+        """The API server goes away, as when kube-apiserver restarts or its host drops off the
+        network: both listeners close (new connections are refused) and every open connection
+        (watches, exec sessions, keep-alive) is cut. Pods keep running. `up()` ends it."""
+        self._call(self._down())
+
+    def up(self) -> None:
+        """Serve again, on the same ports (the kubeconfig stays valid)."""
+        self._call(self._listen(self.port, self.tls_port))
+
+    @contextlib.contextmanager
+    def unreachable(self) -> Iterator[None]:
+        """`with fx.unreachable(): ...` — down() for the block, up() after it."""
+        self.down()
+        try:
+            yield
+        finally:
+            self.up()
+
+    async def _down(self) -> None:
+        assert self._runner is not None and self._runner.server is not None
+        for site in list(self._runner.sites):
+            await site.stop()
+        for handler in self._runner.server.connections:
+            handler.force_close()  # closes the socket: the client sees the connection drop
+
+    def _call(self, coro) -> None:  # noqa: ANN001 - a coroutine for the server's loop
+        if self._loop is None or self._thread is None:
+            raise RuntimeError("the fixture is not running (start() it first)")
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
 
     def _write_kubeconfig(self) -> Path:
         assert self._tmpdir is not None
