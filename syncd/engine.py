@@ -29,6 +29,7 @@ from syncd.core.manifest import Manifest, apply_delta, diff
 from syncd.core.mapping import ResolvedMapping, UnsafePath, common_root, local_rel, most_specific, relative_name
 from syncd.core.plan import ServicePlanInput, plan_batch
 from syncd.core.steps import step_name, triggered
+from syncd.dirlinks import through_link
 from syncd.ignore import IgnoreRules
 from syncd.known import KnownStore, record_of, resolve
 from syncd.model import Batch, Delta, DestPath, Entry, Fallback, Kind, LocalFile, Plan
@@ -494,7 +495,8 @@ class Engine:
     def _expand(self, paths: frozenset[str], errors: list[tuple[str, str]]) -> dict[str, LocalFile | None]:
         """Each changed path as it is now; a directory brings everything below it."""
         local: dict[str, LocalFile | None] = {}
-        for raw in sorted(paths):
+        memo: dict[str, str | None] = {}
+        for raw in sorted(self._not_through_links(paths, memo)):
             try:
                 lf = read_entry(raw, self.hashes)
             except OSError as e:
@@ -509,6 +511,21 @@ class Engine:
                     for child in walk(raw, str(m.src), svc.rules.ignored, self.hashes, errors):
                         local[child.path] = child
         return local
+
+    def _not_through_links(self, paths: frozenset[str], memo: dict[str, str | None]) -> set[str]:
+        """The paths, each one reached through a symlinked directory below its mapping's src
+        replaced by that symlink: syncd syncs the link, never what it points to."""
+        out: set[str] = set()
+        for raw in paths:
+            link = None
+            for svc in self.services:
+                m = most_specific(svc.mappings, raw)
+                if m is not None:
+                    link = through_link(raw, str(m.src), memo)
+                    if link is not None:
+                        break
+            out.add(link or raw)
+        return out
 
     def plan(self, batch: Batch, errors: list[tuple[str, str]]) -> Plan:
         local = self._expand(batch.paths, errors)
@@ -692,8 +709,10 @@ class Engine:
         start = getattr(target.transport, "apply_start", None) if pipelined else None
         answer = await start(worker.ref, root, deletes, stream, guard) if start else None
         if answer is not None:
-            apply_delta(worker.manifest, delta.deletes, report.sent)  # optimistic: see above
-            worker.unconfirmed.update(report.sent.keys())
+            # (A reconcile requested while this was sent forgot the manifest: it lists anew.)
+            if worker.manifest is not None:
+                apply_delta(worker.manifest, delta.deletes, report.sent)  # optimistic: see above
+                worker.unconfirmed.update(report.sent.keys())
 
             async def landed() -> None:
                 result = await answer()
@@ -706,7 +725,8 @@ class Engine:
             return landed
         result = await target.transport.apply(worker.ref, root, deletes, stream, guard)
         t1 = time.time()
-        apply_delta(worker.manifest, delta.deletes, report.sent)
+        if worker.manifest is not None:  # (None: a reconcile was requested meanwhile)
+            apply_delta(worker.manifest, delta.deletes, report.sent)
         self._record_push(worker, delta, traces, report, result.bytes_sent, t0, t1)
         self._check_guard(worker, result.output)
         await self.after_push(worker, delta, traces)

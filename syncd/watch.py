@@ -33,6 +33,8 @@ import anyio
 import structlog
 from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
 
+from syncd.dirlinks import LinkMap
+
 log = structlog.get_logger("syncd")
 
 # accept(path, is_dir) -> bool
@@ -186,6 +188,7 @@ class Watcher:
         self.notify: RustNotify | None = None
         self.fd: int | None = None  # our inotify instance, for auditing its watches
         self.overflow_at: int | None = None  # raw events per batch that suggest a queue overflow
+        self.links = LinkMap(self.roots)  # filled by links.scan() once the watch exists
 
     # --- opening -----------------------------------------------------------------------
 
@@ -260,10 +263,12 @@ class Watcher:
             self.notify = None
 
     def reopen(self, polling: bool = False) -> None:
+        """Re-create the watcher (and re-read the links below the roots). Blocking."""
         self.close()
         if polling:
             self.polling = True
         self.open()
+        self.links.scan()
 
     # --- checking ----------------------------------------------------------------------
 
@@ -338,6 +343,7 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
                 await stop.wait()
             if stop.is_set():
                 return
+    await anyio.to_thread.run_sync(watcher.links.scan)
     if failures:
         lost("the file watcher started late")
     if watcher.polling:
@@ -362,6 +368,11 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
                 return
             if not isinstance(raw, set):  # "timeout" (or "signal": not delivered to threads)
                 continue
+            links = watcher.links
+            raw, unplaced = await anyio.to_thread.run_sync(links.place, raw)
+            if watcher.polling:  # polling names what it walked just now: never a stale name
+                raw |= set(unplaced)
+                unplaced = []
             isdir: dict[str, bool] = {}
             paths = set()
             for change, path in raw:
@@ -387,6 +398,12 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
                     log.warning("directories are not watched; re-creating the watcher",
                                 directories=missing[:5], count=len(missing))
                 await _reopen(watcher, stop, polling=err == errno.ENOSPC)
+            if (links.stale or unplaced) and not missing:
+                # notify follows symlinked directories (see syncd.dirlinks): watches named by a
+                # link that is gone or re-pointed report real changes under wrong paths.
+                why = dict(links=sorted(links.stale)[:5], paths=[p for _, p in unplaced[:5]])
+                await _reopen(watcher, stop)
+                lost("a symlinked directory was removed or re-pointed", sure=False, **why)
             # Reported once the watcher is whole again: the reconcile's scan comes after it.
             if suspect:  # a burst this large may have overflowed the kernel queue: cannot tell
                 lost("possible inotify queue overflow", sure=bool(missing), events=len(raw), remedy=QUEUE_HINT)
