@@ -151,7 +151,8 @@ def reliability(request) -> Iterator[Reliability]:  # noqa: ANN001
     """For tests marked @pytest.mark.reliability("what was tried", kind="fault|bad input|security")."""
     mark = request.node.get_closest_marker("reliability")
     assert mark is not None, "use @pytest.mark.reliability(name, kind=...) with this fixture"
-    rec = Reliability(mark.args[0], mark.kwargs.get("kind", "fault"))
+    variant = getattr(getattr(request.node, "callspec", None), "id", None)  # a parametrized case
+    rec = Reliability(mark.args[0] + (f" ({variant})" if variant else ""), mark.kwargs.get("kind", "fault"))
     yield rec
     rep = getattr(request.node, "rep_call", None)
     _RELIABILITY.append({"name": rec.name, "kind": rec.kind, "tries": rec.tries, "outcome": rec.outcome,
