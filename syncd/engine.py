@@ -46,6 +46,9 @@ log = structlog.get_logger("syncd")
 
 DISCOVERY_INTERVAL = 2.0
 WATCHED_DISCOVERY_INTERVAL = 30.0
+# While a target is unavailable (engine or API server away) discovery retries back off only to
+# this: one cheap call every few seconds, so a target that returns is used again within it.
+UNAVAILABLE_RETRY_MAX = 4.0
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 
 Desired = dict[DestPath, LocalFile | None]
@@ -329,7 +332,7 @@ class TargetRuntime:
         while True:
             await self.discover(tg)
             failures = failures + 1 if self.error else 0
-            interval = every if not failures else min(BACKOFF_MAX, DISCOVERY_INTERVAL * 2 ** (failures - 1))
+            interval = every if not failures else min(UNAVAILABLE_RETRY_MAX, DISCOVERY_INTERVAL * 2 ** (failures - 1))
             with anyio.move_on_after(interval):
                 if wait_changed is not None:
                     await wait_changed()

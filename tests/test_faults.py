@@ -1,7 +1,7 @@
 """Faults injected through real mechanisms, each one a row of docs/RELIABILITY.md: the watcher's
 kernel queue overflowing, the inotify watch limit (at start and while running), a full disk in
 the container, the Kubernetes API server going away, a file rewritten while it is read, a
-1 GiB file, and a 10,000-file `git checkout` under a running daemon.
+1 GiB file, a 10,000-file `git checkout` under a running daemon, and the Docker engine restarting.
 
 Every case compares whole trees (tests/trees.py) and lists what did not arrive in
 `reliability.lost`; it passes only when that is empty.
@@ -24,6 +24,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from dockerd import local_dockerd, start_dockerd, stop_dockerd
 from engine_harness import running, settle, wait_until, write_config
 from trees import container_tree, diff_trees, local_tree, tar_tree
 
@@ -644,3 +645,62 @@ async def test_git_checkout_of_10000_files_converges(tmp_path: Path, make_contai
                            "(the 20,000-file reconcile goal)")
     assert not reliability.lost, reliability.lost[:10]
     assert seconds <= 60, f"{seconds:.1f} s"  # a hang, not the budget: that is reported
+
+
+# --- 8. the Docker engine restarts -----------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.reliability("Docker engine restarted (dockerd stopped ~5 s, containers stopped and restarted by their "
+                         "restart policy) while files change", kind="fault")
+async def test_docker_engine_restart_converges(tmp_path: Path, make_container, docker_client,  # noqa: ANN001
+                                               reliability) -> None:
+    found = local_dockerd()
+    if found is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("CI=true but the Docker engine is not a local dockerd this test can restart "
+                        "(scripts/ensure-docker.sh starts one)")
+        pytest.skip("the Docker engine is not a local dockerd this test may restart")
+    pid, exe, argv, env = found
+    from structlog.testing import capture_logs
+
+    # SIGKILL as stop signal: the engine stops it at once instead of waiting 10 s for busybox's
+    # PID 1 to ignore SIGTERM; `always` brings it back when the engine starts.
+    container = make_container(restart_policy={"Name": "always"}, stop_signal="SIGKILL")
+    started_before = container.attrs["State"]["StartedAt"]
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "main.js").write_text("console.log(0)\n")
+    (src / "gone.txt").write_text("deleted while the engine is down\n")
+    cfg = write_config(tmp_path, config_text(docker_target(container)))
+    with capture_logs() as logs:
+        async with running(cfg) as engine:
+            await settle(engine, src)
+            reliability.tried(1)
+            t_down = time.time()
+            await anyio.to_thread.run_sync(stop_dockerd, pid)
+            stopped_in = time.time() - t_down
+            try:
+                for step in range(10):  # edits spread over the outage
+                    (src / "pkg" / "main.js").write_text(f"console.log({step + 1})\n")
+                    (src / f"during-{step}.txt").write_text(f"written {step}\n")
+                    if step == 5:
+                        (src / "gone.txt").unlink()
+                    await anyio.sleep(0.5)
+            finally:
+                await anyio.to_thread.run_sync(start_dockerd, exe, argv, env, docker_client)
+            t_up = time.time()
+            down_for = t_up - t_down
+            (src / "after.txt").write_text("written once the engine is back\n")
+            await settle(engine, src, timeout=120)
+            t_converged = time.time()
+    container.reload()
+    failures = [e for e in logs if e.get("log_level") == "error"]
+    reliability.lost = lost(local_tree(src), container_tree(container, "/app/src"))
+    restarted = container.attrs["State"]["StartedAt"] != started_before
+    reliability.outcome = (f"engine down {down_for:.1f} s (stopping took {stopped_in:.1f} s); {len(failures)} errors "
+                           f"logged; container {'restarted by the engine' if restarted else 'NOT restarted'}; "
+                           f"converged {t_converged - t_up:.1f} s after the engine answered again")
+    assert restarted, "the engine did not restart the container: the fault did not happen as intended"
+    assert failures, "the engine's absence went unnoticed"
+    assert not reliability.lost, reliability.lost[:10]

@@ -1,8 +1,8 @@
 """Randomized *stateful* convergence: hypothesis interleaves file operations on the local tree
 (create, edit, same-bytes rewrite, delete, rename, mkdir, rm -r, chmod +x, symlinks incl.
 dangling ones, file <-> directory swaps; names with spaces, unicode, a leading dash, `$(x)`,
-a newline) with daemon events (batch cut, session drop, container restart, pod replacement,
-API-server outage, daemon stop/start) and, at every quiescence, compares the whole container
+a newline) with daemon events (batch cut, session drop, container restart, Docker engine
+restart, pod replacement, API-server outage, daemon stop/start) and, at every quiescence, compares the whole container
 tree with the local tree (tests/trees.py: content hash, exec bit, symlink target, directories).
 
 Each hypothesis example is one sequence: a fresh local tree and a fresh engine (running in a
@@ -15,6 +15,7 @@ Seeded and reproducible. Environment overrides:
     SYNCD_STATEFUL_STEPS     steps per sequence (default local 30, docker 25, fixture 20; soak 60)
     SYNCD_STATEFUL_SEED      the seed (default 20251126; soak: random, printed in the outcome)
     SYNCD_STATEFUL_SHRINK=0  report the first failing sequence without shrinking it
+    SYNCD_STATEFUL_ENGINE_RESTARTS  Docker engine restarts per docker test run (default 2)
 A failure prints hypothesis' minimal sequence (`state.create(...)` steps) and, in the
 assertion message, the operations it resolved to on disk and the tree differences.
 The soak variants (`pytest -m soak`, scripts/soak.sh) run the same machine longer.
@@ -40,6 +41,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
+from dockerd import local_dockerd, restart_dockerd
 from engine_harness import running, settle, wait_until, write_config
 from trees import Tree, container_tree, diff_trees, local_tree
 
@@ -74,6 +76,8 @@ def _int_env(name: str, default: int) -> int:
 # (sequences, steps) per target: about 15 s, 30 s and 60 s on a 2-core machine
 BUDGET = {"local": (25, 30), "docker": (15, 25), "fixture": (8, 20)}
 SOAK_BUDGET = (40, 60)
+# Docker engine restarts per test run (~6 s each: dockerd stops its containers, then starts)
+ENGINE_RESTARTS = _int_env("SYNCD_STATEFUL_ENGINE_RESTARTS", 2)
 
 
 def budget(kind: str, soak: bool = False) -> tuple[int, int]:
@@ -117,6 +121,8 @@ class Env:
     restart: Callable[[], None] | None = None  # the container restarts
     replace: Callable[[], None] | None = None  # the pod is deleted and created again
     outage: tuple[Callable[[], None], Callable[[], None]] | None = None  # API server down(), up()
+    engine_restart: Callable[[], None] | None = None  # the Docker engine stops and starts again
+    restarts_done: int = 0  # engine restarts so far in this test run
     wait_noticed: bool = False  # after restart/replace: wait until the daemon follows the new container
     settle_timeout: float = 30.0
 
@@ -433,6 +439,20 @@ class StatefulSync(RuleBasedStateMachine):
         self._disrupt(self.env.replace, "new pod")
         return "pod replaced" + ("" if self._running() else " (daemon stopped)")
 
+    @precondition(lambda self: self.env.engine_restart is not None)
+    @rule()
+    @_event
+    def engine_restart(self) -> str | None:
+        """dockerd stopped and started again: the container is stopped with it and brought back
+        by its restart policy. A few seconds each, so at most ENGINE_RESTARTS per test run; past
+        that the step is a no-op (not a precondition: hypothesis needs the same rules on replay)."""
+        assert self.env.engine_restart is not None
+        if self.env.restarts_done >= ENGINE_RESTARTS:
+            return None
+        self.env.restarts_done += 1
+        self.env.engine_restart()
+        return "Docker engine restarted" + ("" if self._running() else " (daemon stopped)")
+
     @precondition(lambda self: self.env.outage is not None and self._api_up())
     @rule()
     @_event
@@ -577,12 +597,14 @@ def _local_env(tmp_path: Path) -> Env:
     return Env("local", tmp_path / "src", cfg, lambda: local_tree(sandbox), Stats(), settle_timeout=5)
 
 
-def _docker_env(tmp_path: Path, make_container) -> Env:  # noqa: ANN001
-    container = make_container()
+def _docker_env(tmp_path: Path, make_container, docker_client) -> Env:  # noqa: ANN001
+    # `always`: the engine brings it back after its own restart; SIGKILL: stopped at once
+    container = make_container(restart_policy={"Name": "always"}, stop_signal="SIGKILL")
     (tmp_path / "src").mkdir()
     cfg = write_config(tmp_path, CONFIG.format(target=f'kind = "docker"\ncontainer = "{container.name}"'))
+    engine = (lambda: restart_dockerd(docker_client)) if local_dockerd() is not None else None
     return Env("docker", tmp_path / "src", cfg, lambda: container_tree(container, "/app/src"), Stats(),
-               sessions=True, restart=lambda: container.restart(timeout=1), settle_timeout=30)
+               sessions=True, restart=lambda: container.restart(timeout=1), engine_restart=engine, settle_timeout=30)
 
 
 def _fixture_env(tmp_path: Path, cluster) -> Env:  # noqa: ANN001
@@ -614,8 +636,8 @@ def test_stateful_local(tmp_path: Path, reliability) -> None:  # noqa: ANN001
 @FAIL_BUDGET
 @pytest.mark.docker
 @pytest.mark.reliability("randomized file operations + daemon events (docker)", kind="fault")
-def test_stateful_docker(tmp_path: Path, make_container, reliability) -> None:  # noqa: ANN001
-    _run(_docker_env(tmp_path, make_container), reliability)
+def test_stateful_docker(tmp_path: Path, make_container, docker_client, reliability) -> None:  # noqa: ANN001
+    _run(_docker_env(tmp_path, make_container, docker_client), reliability)
 
 
 @FAIL_BUDGET
@@ -638,7 +660,7 @@ def test_stateful_soak(kind: str, tmp_path: Path, request) -> None:  # noqa: ANN
     if kind == "local":
         env = _local_env(tmp_path)
     elif kind == "docker":
-        env = _docker_env(tmp_path, request.getfixturevalue("make_container"))
+        env = _docker_env(tmp_path, request.getfixturevalue("make_container"), request.getfixturevalue("docker_client"))
     else:
         env = _fixture_env(tmp_path, request.getfixturevalue("cluster"))
     _run(env, None, soak=True)
