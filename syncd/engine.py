@@ -126,6 +126,7 @@ class ContainerWorker:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     steps_lock: anyio.Lock = field(default_factory=anyio.Lock)  # run steps of one batch at a time
     _wake: anyio.Event = field(default_factory=anyio.Event)
+    _retry: anyio.Event = field(default_factory=anyio.Event)  # set: end the back-off now
 
     def submit(self, desired: Desired, job: BatchJob | None) -> None:
         self.pending.update(desired)
@@ -178,8 +179,13 @@ class ContainerWorker:
                 if not ok:
                     delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** min(self.failures - 1, 10))
                     self.state = f"retrying in {delay:.1f}s"
+                    self._retry = anyio.Event()
                     with anyio.move_on_after(delay):
-                        await anyio.sleep(math.inf)
+                        await self._retry.wait()  # or sooner: retry_now()
+
+    def retry_now(self) -> None:
+        """Cut a back-off short: what it waited for (the API server, the engine) is back."""
+        self._retry.set()
 
     async def _round(self) -> bool:
         desired, self.pending = self.pending, {}
@@ -329,13 +335,22 @@ class TargetRuntime:
         # With a change feed (a pod watch) the poll is only a safety net: keep it rare, it
         # costs the API server a LIST each time.
         every = WATCHED_DISCOVERY_INTERVAL if wait_changed is not None else DISCOVERY_INTERVAL
+        fed = False
         while True:
-            await self.discover(tg)
+            workers = await self.discover(tg)
+            if fed:
+                # The change feed answered (e.g. the pod watch reconnected after an API-server
+                # outage): containers backing off from that outage may retry now.
+                for worker in workers:
+                    if worker.state.startswith("retrying"):
+                        worker.retry_now()
             failures = failures + 1 if self.error else 0
             interval = every if not failures else min(UNAVAILABLE_RETRY_MAX, DISCOVERY_INTERVAL * 2 ** (failures - 1))
+            fed = False
             with anyio.move_on_after(interval):
                 if wait_changed is not None:
                     await wait_changed()
+                    fed = True
                 else:
                     await anyio.sleep(math.inf)
 

@@ -73,6 +73,8 @@ def restart_dockerd(docker_client, down_for: float = 1.0) -> None:  # noqa: ANN0
     found = local_dockerd()
     assert found is not None, "no local dockerd to restart"
     pid, exe, argv, env = found
-    stop_dockerd(pid)
-    time.sleep(down_for)
-    start_dockerd(exe, argv, env, docker_client)
+    try:
+        stop_dockerd(pid)
+        time.sleep(down_for)
+    finally:
+        start_dockerd(exe, argv, env, docker_client)

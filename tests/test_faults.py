@@ -688,7 +688,8 @@ async def test_docker_engine_restart_converges(tmp_path: Path, make_container, d
                         (src / "gone.txt").unlink()
                     await anyio.sleep(0.5)
             finally:
-                await anyio.to_thread.run_sync(start_dockerd, exe, argv, env, docker_client)
+                with anyio.CancelScope(shield=True):  # whatever happened, the engine comes back
+                    await anyio.to_thread.run_sync(start_dockerd, exe, argv, env, docker_client)
             t_up = time.time()
             down_for = t_up - t_down
             (src / "after.txt").write_text("written once the engine is back\n")

@@ -11,10 +11,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import anyio
 import docker
 import docker.errors
+import requests
 from docker.utils.socket import frames_iter
 
 from syncd.config import DockerTarget
@@ -25,6 +27,19 @@ from syncd.transports.session import SESSION_SCRIPT, SessionCalls, SessionPool, 
 from syncd.transports.shell import APPLY_SCRIPT, MANIFEST_SCRIPT, encode_head, parse_manifest, rechunk
 
 ENGINE_HINT = "start the Docker engine (dockerd / Docker Desktop) or set DOCKER_HOST"
+# What talking to an engine that is gone raises: docker-py's own errors do not cover requests'.
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
+
+
+@contextmanager
+def engine_errors(label: str, doing: str) -> Iterator[None]:
+    """Any failure to reach the engine, as a TransportError (the worker backs off and retries)."""
+    try:
+        yield
+    except TransportError:
+        raise
+    except ENGINE_ERRORS as e:
+        raise TransportError(f"{label}: {doing}: {e}", ENGINE_HINT) from None
 
 
 class DockerChannel:
@@ -66,8 +81,8 @@ class DockerTransport(SessionCalls):
     def _open_channel(self, ref: ContainerRef) -> DockerChannel:
         try:
             return DockerChannel(self._engine().api, ref.id, ["sh", "-c", SESSION_SCRIPT, "syncd-session"])
-        except docker.errors.DockerException as e:
-            raise TransportError(f"{ref.label}: cannot start the session: {e}") from None
+        except ENGINE_ERRORS as e:
+            raise TransportError(f"{ref.label}: cannot start the session: {e}", ENGINE_HINT) from None
 
 
     # --- engine access -------------------------------------------------------------------
@@ -141,6 +156,9 @@ class DockerTransport(SessionCalls):
             if "is not running" in str(msg) or "is paused" in str(msg):
                 raise TransportError(f"{ref.label}: {msg}", f"start it: docker start {ref.name}") from None
             raise TransportError(f"{ref.label}: exec failed: {msg}") from None
+        except ENGINE_ERRORS as e:
+            self._client = None
+            raise TransportError(f"{ref.label}: the Docker engine does not answer: {e}", ENGINE_HINT) from None
         raw: socket.socket = getattr(sock, "_sock", sock)
         out, err = bytearray(), bytearray()
 
@@ -170,7 +188,8 @@ class DockerTransport(SessionCalls):
             sock.close()
         except OSError:
             pass
-        return self._exit_code(api, ex["Id"]), bytes(out), bytes(err), sent
+        with engine_errors(ref.label, "reading the exit code"):
+            return self._exit_code(api, ex["Id"]), bytes(out), bytes(err), sent
 
     @staticmethod
     def _exit_code(api: docker.APIClient, exec_id: str) -> int:
@@ -220,6 +239,8 @@ class DockerTransport(SessionCalls):
                 raise TransportError(f"{ref.label}: container is gone", "it will be picked up again when it runs") from None
             except docker.errors.APIError as e:
                 raise TransportError(f"{ref.label}: restart failed: {e.explanation or e}") from None
+            except ENGINE_ERRORS as e:
+                raise TransportError(f"{ref.label}: restart failed: {e}", ENGINE_HINT) from None
 
         await anyio.to_thread.run_sync(restart, abandon_on_cancel=True)
 

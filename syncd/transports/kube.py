@@ -252,7 +252,7 @@ class KubeTransport(SessionCalls):
             except Exception:  # noqa: BLE001 - any failure: discovery reports it; retry the watch
                 if self._stopping.wait(delay):
                     return
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, 4.0)  # a returning API server is noticed within seconds
 
     async def wait_changed(self) -> None:
         """Returns when the pod watch saw a change (the caller bounds the wait)."""
