@@ -3,8 +3,10 @@
 While a build runs (or after one failed) the service's changes are *held* here, not sent:
 the container keeps the last good state until a build succeeds, and then receives
 everything held plus whatever the build wrote (outputs listed in `sync`). Changes that
-arrive during a build ask for one follow-up build, however many there are. Each service has
-its own gate, so builds of different services run in parallel.
+arrive during a build ask for one follow-up build, however many there are; a build that fails
+while its sources change again is not reported (the follow-up decides). Each service has
+its own gate, so builds of different services run in parallel. (A change that sets off an
+idle gate's build is cut from the coalescer at once: Engine._sets_off_a_build.)
 """
 
 from __future__ import annotations
@@ -123,6 +125,13 @@ class BuildGate:
             for job in jobs:
                 job.trace.add(f"build:{r.name}", r.start, r.end, ok=r.ok, detail=r.detail())
         bad = next((r for r in results if not r.ok), None)
+        if bad is not None and self.wanted:
+            # Its sources changed while it ran (e.g. the rest of a multi-file save): not worth
+            # reporting, the follow-up build decides and carries these batches.
+            log.info("build failed, but its sources changed meanwhile: building again",
+                     service=self.svc.name, step=bad.name)
+            self.jobs = jobs
+            return
         if bad is not None:
             self.failed = bad
             for job in jobs:

@@ -49,6 +49,7 @@ WATCHED_DISCOVERY_INTERVAL = 30.0
 # While a target is unavailable (engine or API server away) discovery retries back off only to
 # this: one cheap call every few seconds, so a target that returns is used again within it.
 UNAVAILABLE_RETRY_MAX = 4.0
+EARLY_CUT_MAX = 100  # a watcher batch larger than this is a burst: coalesce it even if it builds
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 
 Desired = dict[DestPath, LocalFile | None]
@@ -458,7 +459,28 @@ class Engine:
 
     def note_changes(self, paths: set[str], now: float | None = None) -> None:
         self.coalescer.add(paths, time.time() if now is None else now)
+        if self._sets_off_a_build(paths):
+            self.coalescer.hurry()
         self._events.set()
+
+    def _sets_off_a_build(self, paths: set[str]) -> bool:
+        """Does a change set off the build of a service whose builds are idle? Then its batch
+        is cut at once: the watcher already waited for its own quiet step (5 ms), and the
+        debounce would only delay the build. A change that arrives a moment later simply asks
+        for one follow-up build. (Bursts of more than EARLY_CUT_MAX paths coalesce as usual.)"""
+        if not self.gates or len(paths) > EARLY_CUT_MAX:
+            return False
+        for svc in self.services:
+            gate = self.gates.get(svc.cfg.name)
+            if gate is None or gate.busy or not svc.triggers:
+                continue
+            for path in paths:
+                rel = local_rel(path, self.cfg.root)
+                if (svc.trigger_spec.match_file(rel)
+                        and not (svc.cfg.fall_back_on and svc.fallback_spec.match_file(rel))
+                        and not svc.rules.ignored(path, os.path.isdir(path), self._root)):
+                    return True
+        return False
 
     async def _watch_loop(self, stop: anyio.Event) -> None:
         roots = self.watch_paths()
@@ -502,7 +524,10 @@ class Engine:
                 continue
             delay = deadline - time.time()
             if delay > 0:
-                await anyio.sleep(delay)
+                with anyio.move_on_after(delay):  # new changes may move the deadline (hurry)
+                    await self._events.wait()
+                if self._events.is_set():
+                    self._events = anyio.Event()
                 continue
             batch = self.coalescer.cut(time.time())
             if batch is not None:
@@ -582,7 +607,8 @@ class Engine:
         trace.services = [*plan.services, *(fb.service for fb in plan.fallbacks)]
         if detect is not None:
             trace.add("detect", detect, batch.first_event)
-        trace.add("coalesce", batch.first_event, batch.cut, detail={"events_until": batch.last_event})
+        trace.add("coalesce", batch.first_event, batch.cut,
+                  detail={"events_until": batch.last_event, **({"early": True} if batch.early else {})})
         trace.add("plan", t_plan, t_planned, detail={"targets": sorted(plan.targets), "skipped": len(plan.skipped)})
         for path, message in errors:
             trace.errors.append(f"{path}: {message}")

@@ -71,6 +71,7 @@ class Batch:
     last_event: float
     cut: float  # when the batch was closed
     reconcile: bool = False  # the watcher lost events: compare whole trees instead
+    early: bool = False  # cut without its quiet period: it sets off a build (Coalescer.hurry)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,20 @@ def test_reconcile_request_is_carried_by_the_next_batch() -> None:
     assert not c.cut(1.1).reconcile  # type: ignore[union-attr]
 
 
+def test_hurry_cuts_at_once_and_only_the_open_batch() -> None:
+    c = Coalescer(0.020, 2.0)
+    c.hurry()  # nothing pending: no effect on what comes next
+    c.add({"a"}, 1.0)
+    assert c.cut(1.001) is None
+    c.add({"src/main.rs"}, 1.002)
+    c.hurry()  # it sets off a build: no quiet period
+    batch = c.cut(1.002)
+    assert batch is not None and batch.paths == {"a", "src/main.rs"}
+    c.add({"b"}, 1.003)
+    assert c.cut(1.004) is None  # the next batch waits for its quiet period again
+    assert c.cut(1.023) is not None
+
+
 # --- mapping ----------------------------------------------------------------------------------
 
 M_SRC = ResolvedMapping(Path("/w/backend/src"), "/app/src", "svc", "t")

@@ -15,21 +15,23 @@ from tests.engine_harness import running, wait_until, write_config
 pytestmark = pytest.mark.anyio
 
 # A stand-in compiler: "compiles" src/*.txt into out/app.bin, fails like rustc on a bad line.
+# Like a real one it reads its sources when it starts (a snapshot), then takes BUILD_SECONDS.
 COMPILER = r"""#!/bin/sh
 set -e
 echo "   Compiling app (build $(cat count 2>/dev/null || echo 0))"
 echo $(( $(cat count 2>/dev/null || echo 0) + 1 )) > count
+rm -rf .snap && cp -r src .snap
 sleep "${BUILD_SECONDS:-0}"
-if grep -Hn 'SYNTAX ERROR' src/*.txt >/tmp/syncd-test-grep.$$ 2>&1; then
+if grep -Hn 'SYNTAX ERROR' .snap/*.txt >/tmp/syncd-test-grep.$$ 2>&1; then
   echo "error[E0001]: syntax error"
-  echo "  --> $(cut -d: -f1,2 /tmp/syncd-test-grep.$$ | head -1)"
+  echo "  --> $(cut -d: -f1,2 /tmp/syncd-test-grep.$$ | sed 's#^[.]snap/#src/#' | head -1)"
   echo "error: could not compile app"
   rm -f /tmp/syncd-test-grep.$$
   exit 101
 fi
 rm -f /tmp/syncd-test-grep.$$
 mkdir -p out
-cat src/*.txt > out/app.bin.tmp && mv out/app.bin.tmp out/app.bin
+cat .snap/*.txt > out/app.bin.tmp && mv out/app.bin.tmp out/app.bin
 """
 
 
@@ -185,6 +187,48 @@ async def test_changes_during_a_build_queue_one_follow_up(tmp_path: Path) -> Non
         await wait_until(lambda: box(tmp_path, "app/bin/app.bin") == "edit 5\n", timeout=30, what="the last edit live")
         await wait_until(engine.idle, what="idle")
         assert engine.gates["app"].builds_run - before == 2
+
+
+async def test_a_change_that_builds_is_cut_at_once_others_wait_for_quiet(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    config(tmp_path, service("app"))
+    from syncd.config import load_config
+
+    async with running(load_config(tmp_path / "syncd.toml")) as engine:
+        (app / "src" / "main.txt").write_text("v2\n")  # a build trigger, the build idle
+        await wait_until(lambda: box(tmp_path, "app/bin/app.bin") == "v2\n", what="the build live")
+        await wait_until(engine.idle, what="idle")
+        (app / "out" / "extra.bin").write_text("no build\n")  # synced, sets off no build
+        await wait_until(lambda: box(tmp_path, "app/bin/extra.bin") == "no build\n", what="the plain sync")
+        await wait_until(engine.idle, what="idle")
+    coalesce = {r["batch"]: next(s for s in r["spans"] if s["name"] == "coalesce") for r in engine.trace.records
+                if any(s["name"] == "coalesce" for s in r["spans"])}
+    built = [r["batch"] for r in engine.trace.records if any(s["name"].startswith("build:") for s in r["spans"])]
+    assert built, engine.trace.records
+    assert coalesce[built[0]]["detail"].get("early") is True
+    plain = [i for i in coalesce if i not in built]
+    assert plain and all(not coalesce[i]["detail"].get("early") for i in plain)
+
+
+async def test_a_build_failing_while_its_sources_change_again_is_not_reported(tmp_path: Path) -> None:
+    app = make_app(tmp_path, seconds=1.0)
+    config(tmp_path, service("app", seconds=1.0))
+    from syncd.config import load_config
+
+    async with running(load_config(tmp_path / "syncd.toml")) as engine:
+        gate = engine.gates["app"]
+        before = gate.builds_run
+        # The first half of a save breaks the build it sets off; the second half fixes it.
+        (app / "src" / "main.txt").write_text("half-saved SYNTAX ERROR\n")
+        snap = app / ".snap" / "main.txt"  # what the compiler read when it started
+        await wait_until(lambda: snap.exists() and "SYNTAX ERROR" in snap.read_text(), what="the build to read it")
+        (app / "src" / "main.txt").write_text("v2\n")
+        await wait_until(lambda: box(tmp_path, "app/bin/app.bin") == "v2\n", timeout=30, what="the follow-up build live")
+        await wait_until(engine.idle, what="idle")
+        assert gate.builds_run - before == 2 and gate.failed is None
+        assert not [e for r in engine.trace.records for e in r["errors"]], engine.trace.records
+        results = [s["ok"] for s in spans(engine, "build:app")]
+        assert results[-2:] == [False, True]  # the failed build is still in the trace
 
 
 async def test_builds_of_different_services_run_in_parallel(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ class Coalescer:
     _first: float | None = None
     _last: float | None = None
     _reconcile: bool = False
+    _hurry: bool = False
     _next_id: int = 1
 
     def add(self, paths: set[str] | frozenset[str], now: float) -> None:
@@ -37,6 +38,12 @@ class Coalescer:
             self._first = now
         self._last = now
 
+    def hurry(self) -> None:
+        """Close the open batch now, without its quiet period (its changes start a build:
+        each millisecond waited is added to the build's)."""
+        if self._first is not None:
+            self._hurry = True
+
     @property
     def pending(self) -> int:
         return len(self._paths)
@@ -45,6 +52,8 @@ class Coalescer:
         """When the open batch must be cut, or None when nothing is pending."""
         if self._first is None or self._last is None:
             return None
+        if self._hurry:
+            return self._last
         return min(self._last + self.debounce, self._first + self.max_wait)
 
     def cut(self, now: float) -> Batch | None:
@@ -60,9 +69,10 @@ class Coalescer:
             last_event=self._last,
             cut=now,
             reconcile=self._reconcile,
+            early=self._hurry,
         )
         self._next_id += 1
         self._paths = set()
         self._first = self._last = None
-        self._reconcile = False
+        self._reconcile = self._hurry = False
         return batch
