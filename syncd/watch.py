@@ -369,7 +369,9 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
             if not isinstance(raw, set):  # "timeout" (or "signal": not delivered to threads)
                 continue
             links = watcher.links
-            raw, unplaced = await anyio.to_thread.run_sync(links.place, raw)
+            # A few stat calls per directory: inline for the usual handful of paths (a thread
+            # hop costs more than that), in a worker thread for a burst.
+            raw, unplaced = links.place(raw) if len(raw) <= 64 else await anyio.to_thread.run_sync(links.place, raw)
             if watcher.polling:  # polling names what it walked just now: never a stale name
                 raw |= set(unplaced)
                 unplaced = []
