@@ -19,6 +19,7 @@ import anyio
 import structlog
 
 from syncd.config import BuildStep, Service
+from syncd.core.manifest import merge_pending
 from syncd.core.steps import step_name
 from syncd.model import DestPath, LocalFile
 from syncd.steps import StepResult, run_local
@@ -70,7 +71,7 @@ class BuildGate:
 
     def offer(self, desired: Desired, steps: tuple[int, ...] | list[int], job: BatchJob | None) -> None:
         """Hold a batch's share for this service; `steps` are the builds it sets off."""
-        self.held.update(desired)
+        merge_pending(self.held, desired)
         self.wanted.update(steps)
         if job is not None:
             if self.wanted or self.running:

@@ -25,7 +25,7 @@ from pathspec import GitIgnoreSpec
 from syncd.builds import BuildGate
 from syncd.config import Config, Service
 from syncd.core.coalesce import Coalescer
-from syncd.core.manifest import Manifest, apply_delta, diff
+from syncd.core.manifest import Manifest, apply_delta, diff, merge_pending, rewritten_dirs, unlisted_below
 from syncd.core.mapping import ResolvedMapping, UnsafePath, common_root, local_rel, most_specific, relative_name
 from syncd.core.plan import ServicePlanInput, plan_batch
 from syncd.core.steps import step_name, triggered
@@ -130,7 +130,7 @@ class ContainerWorker:
     _retry: anyio.Event = field(default_factory=anyio.Event)  # set: end the back-off now
 
     def submit(self, desired: Desired, job: BatchJob | None) -> None:
-        self.pending.update(desired)
+        merge_pending(self.pending, desired)
         if job is not None:
             job.expect()
             self.jobs.append(job)
@@ -222,7 +222,7 @@ class ContainerWorker:
         """Send one round. Returns False when the jobs were handed to a pipelined answer
         task (which finishes them), True when they are done here."""
         assert self.manifest is not None
-        delta = diff(desired, self.manifest)
+        delta = diff(desired, self.manifest, gone=self.target.gone_below(desired, self.manifest))
         answer = await self.target.engine.send(self, delta, [j.trace for j in jobs], pipelined=True)
         if answer is None:
             return True
@@ -294,25 +294,49 @@ class TargetRuntime:
             return None
         return best
 
-    def owned(self, dest: DestPath, kind: Kind, services: set[str] | None = None) -> bool:
-        """Does syncd manage this container path? (Inside a destination, not ignored.)"""
+    def source_of(self, dest: DestPath, services: set[str] | None = None) -> tuple[ServiceRuntime, ResolvedMapping, Path] | None:
+        """The service and mapping that manage `dest`, and the local path it mirrors."""
         found = self.owner(dest, services)
         if found is None:
-            return False
+            return None
         svc, m = found
-        local = m.src / os.path.relpath(dest, m.dest) if dest != m.dest else m.src
+        return svc, m, (m.src / os.path.relpath(dest, m.dest) if dest != m.dest else m.src)
+
+    def owned(self, dest: DestPath, kind: Kind, services: set[str] | None = None) -> bool:
+        """Does syncd manage this container path? (Inside a destination, not ignored.)"""
+        found = self.source_of(dest, services)
+        if found is None:
+            return False
+        svc, m, local = found
         return not svc.rules.ignored(local, kind is Kind.DIR, m.src)
+
+    def gone_below(self, desired: Desired, remote: Manifest) -> list[DestPath]:
+        """Container paths below a directory `desired` describes whole whose local source no
+        longer exists (see core.manifest.rewritten_dirs). The local check keeps what another
+        mapping places inside that directory, and ignored paths are not syncd's to delete."""
+        gone: list[DestPath] = []
+        settled = ""  # a directory decided whole (not syncd's, or gone): what is below it is too
+        for dest in sorted(unlisted_below(rewritten_dirs(desired, remote), desired, remote)):
+            if settled and dest.startswith(settled):
+                continue  # (only a shortcut: a sibling sorting in between just costs a check)
+            kind = remote[dest].kind
+            found = self.source_of(dest)
+            if found is None or not self.owned(dest, kind):
+                settled = dest + "/" if kind is Kind.DIR else settled
+            elif not os.path.lexists(found[2]):
+                gone.append(dest)
+                settled = dest + "/"
+        return gone
 
     def steps_after(self, delta: Delta) -> list[ContainerStep]:
         """The run steps (and restarts) a push sets off: per service, in config order, those
         whose `trigger` matches a local path the push changed in the container."""
         touched: dict[str, list[str]] = {}
         for dest in [*delta.deletes, *(p.dest for p in delta.puts)]:
-            found = self.owner(dest)
+            found = self.source_of(dest)
             if found is None:
                 continue
-            svc, m = found
-            local = m.src / os.path.relpath(dest, m.dest) if dest != m.dest else m.src
+            svc, _, local = found
             touched.setdefault(svc.cfg.name, []).append(local_rel(local, self.engine.cfg.root))
         steps: list[ContainerStep] = []
         for svc in self.services:

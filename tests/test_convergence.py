@@ -87,3 +87,46 @@ async def test_a_5000_file_checkout_is_a_handful_of_batches(tmp_path) -> None:  
         assert len(batches) <= 8, [r["spans"][-1]["detail"] for r in batches]
         assert sum((r["spans"][-1]["detail"] or {}).get("files", 0) for r in batches) >= 5000
         assert not diff_trees(local_tree(src), local_tree(tmp_path / "sandbox/app/src"))
+
+
+@pytest.mark.parametrize("kind", ["local", "docker"])
+@pytest.mark.parametrize("how", ["moved away", "removed"])
+@pytest.mark.reliability("a directory replaced under its own name (moved away or removed, then made again) "
+                         "with a file the app writes (ignored) in it", kind="fault")
+async def test_a_directory_replaced_under_the_same_name_leaves_nothing_of_the_old_one(
+        request, tmp_path, kind: str, how: str, reliability) -> None:  # noqa: ANN001
+    """`mv d elsewhere; mkdir d` reports d alone, never what the old d held: the old content
+    must go from the container all the same — but not what syncd ignores there (a log the
+    app writes)."""
+    src = tmp_path / "src"
+    (src / "d" / "sub").mkdir(parents=True)
+    (src / "d" / "sub" / "old").write_text("old")
+    (src / "d" / "x").write_text("x")
+    config = CONFIG.replace('dest = "/app/src" }]', 'dest = "/app/src" }]\nignore = ["*.log"]')
+    if kind == "local":
+        cfg = write_config(tmp_path, config.format(target='kind = "local"\npath = "sandbox"'))
+        dest = tmp_path / "sandbox/app/src"
+        observe = lambda: local_tree(dest)  # noqa: E731
+        plant = lambda: (dest / "d/app.log").write_text("log")  # noqa: E731
+    else:
+        container = request.getfixturevalue("make_container")()
+        cfg = write_config(tmp_path, config.format(target=f'kind = "docker"\ncontainer = "{container.name}"'))
+        observe = lambda: container_tree(container, "/app/src")  # noqa: E731
+        plant = lambda: container.exec_run(["sh", "-c", "echo log > /app/src/d/app.log"])  # noqa: E731
+    async with running(cfg) as engine:
+        await settle(engine, src)
+        plant()
+        if how == "moved away":
+            (src / "d").rename(src / "e")
+        else:
+            shutil.rmtree(src / "d")
+        (src / "d").mkdir()
+        (src / "d" / "y").write_text("y")
+        await settle(engine, src)
+        tree = observe()
+        assert "d/app.log" in tree, "an ignored path in the container was deleted"
+        del tree["d/app.log"]
+        assert not diff_trees(local_tree(src), tree)
+    reliability.tried(1)
+    reliability.outcome = ("the old directory's 3 entries deleted in the container, the new one's sent, "
+                           "the app's ignored file kept; trees equal")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from syncd.core.coalesce import Coalescer
-from syncd.core.manifest import apply_delta, diff, prune_nested
+from syncd.core.manifest import apply_delta, diff, merge_pending, prune_nested, rewritten_dirs, unlisted_below
 from syncd.core.mapping import ResolvedMapping, UnsafePath, check_within, common_root, most_specific, relative_name
 from syncd.core.plan import ServicePlanInput, plan_batch
 from syncd.model import Entry, Kind, LocalFile
@@ -176,6 +176,28 @@ def test_apply_delta_tracks_the_container() -> None:
         "/app/n": Entry(Kind.DIR),
         "/app/n/new": Entry(Kind.FILE, "h2"),
     }
+
+
+
+def test_a_directory_described_whole_names_what_is_stale_below_it() -> None:
+    # `mv d elsewhere; mkdir d; echo > d/y`: the batch names d (now a new directory) and d/y,
+    # never the old d/x and d/sub/z that the container still has.
+    remote = {"/app/d": Entry(Kind.DIR), "/app/d/x": Entry(Kind.FILE, "h"), "/app/d/sub": Entry(Kind.DIR),
+              "/app/d/sub/z": Entry(Kind.FILE, "h"), "/app/dx": Entry(Kind.FILE, "h"), "/app/e": Entry(Kind.DIR)}
+    desired = {"/app/d": lf(Kind.DIR), "/app/d/y": lf(), "/app/new": lf(Kind.DIR), "/app/e/f": lf()}
+    dirs = rewritten_dirs(desired, remote)
+    assert dirs == ("/app/d",)  # a new directory has nothing below it; /app/e is not described
+    assert sorted(unlisted_below(dirs, desired, remote)) == ["/app/d/sub", "/app/d/sub/z", "/app/d/x"]
+    delta = diff(desired, remote, gone=["/app/d/x", "/app/d/sub", "/app/d/sub/z", "/app/never"])
+    assert delta.deletes == ("/app/d/sub", "/app/d/x")  # nested pruned, unknown paths dropped
+    assert [p.dest for p in delta.puts] == ["/app/d/y", "/app/e/f", "/app/new"]
+
+
+def test_a_newer_batch_supersedes_older_puts_below_what_it_describes() -> None:
+    pending = {"/app/d/x": lf(), "/app/d/gone": None, "/app/g/x": lf(), "/app/k": lf()}
+    merge_pending(pending, {"/app/d": lf(Kind.DIR), "/app/d/y": lf(), "/app/g": None})
+    # d/x was a file of the old d (moved away): dropped; the delete stays; g is gone whole
+    assert sorted(pending) == ["/app/d", "/app/d/gone", "/app/d/y", "/app/g", "/app/k"]
 
 
 # --- plan ---------------------------------------------------------------------------------------

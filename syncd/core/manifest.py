@@ -27,20 +27,53 @@ def prune_nested(deletes: Iterable[DestPath]) -> tuple[DestPath, ...]:
     return tuple(kept)
 
 
+def rewritten_dirs(desired: Mapping[DestPath, LocalFile | None], remote: Manifest) -> tuple[DestPath, ...]:
+    """Directories `desired` describes whole (a directory in a batch comes with everything
+    below it) that the container already has: what else it holds below them may be stale.
+    A directory moved away and another made under its name reports only the name; what the
+    old one held is never reported gone. New directories have nothing below them to check."""
+    dirs = [d for d, lf in desired.items()
+            if lf is not None and lf.entry.kind is Kind.DIR and (r := remote.get(d)) is not None and r.kind is Kind.DIR]
+    return prune_nested(dirs)
+
+
+def unlisted_below(dirs: Iterable[DestPath], desired: Mapping[DestPath, LocalFile | None],
+                   remote: Manifest) -> list[DestPath]:
+    """Container paths below `dirs` that `desired` does not mention (one pass over the manifest)."""
+    prefixes = tuple(d.rstrip("/") + "/" for d in dirs)
+    if not prefixes:
+        return []
+    return [r for r in remote if r.startswith(prefixes) and r not in desired]
+
+
+def merge_pending(pending: dict[DestPath, LocalFile | None], desired: Mapping[DestPath, LocalFile | None]) -> None:
+    """Add a newer batch's `desired` to a worker's not yet sent `pending`. A path the newer
+    batch describes as gone or as a whole directory supersedes what an older batch said about
+    paths below it: an older put there names a file that is no longer where it was."""
+    described = {d for d, lf in desired.items() if lf is None or lf.entry.kind is Kind.DIR}
+    if described and pending:
+        for key in [k for k, lf in pending.items() if lf is not None and k not in desired
+                    and any(a in described for a in parent_dirs(k))]:
+            del pending[key]
+    pending.update(desired)
+
+
 def diff(
     desired: Mapping[DestPath, LocalFile | None],
     remote: Manifest,
     *,
     full: bool = False,
     owned: Callable[[DestPath], bool] | None = None,
+    gone: Iterable[DestPath] = (),
 ) -> Delta:
     """Puts and deletes that make `remote` equal `desired` for the touched paths.
 
     `full`: `desired` lists every owned path (a reconcile), so owned remote paths missing
     from it are deleted too. `owned` says which remote paths syncd manages (inside a
-    mapping's destination and not ignored); others are never touched.
+    mapping's destination and not ignored); others are never touched. `gone`: container
+    paths known to be gone locally though `desired` does not name them (see rewritten_dirs).
     """
-    deletes: set[DestPath] = set()
+    deletes: set[DestPath] = {g for g in gone if g in remote}
     puts: list[Put] = []
     for dest, local in desired.items():
         current = remote.get(dest)
