@@ -936,7 +936,8 @@ class Engine:
         except TransportError:
             worker.forget_manifest()
             raise
-        self.known.save(worker.key, record_of(worker.manifest))
+        if worker.manifest is not None:  # (None: another reconcile was asked for meanwhile)
+            self.known.save(worker.key, record_of(worker.manifest))
         record = trace.finish(time.time())
         self.trace.write(record)
         for callback in self.on_record:

@@ -232,3 +232,38 @@ async def test_restarted_container_is_reconciled(tmp_path: Path, make_container)
         await wait_until(lambda: any(w is not old for w in engine.targets["web"].workers.values()), 30, "the restart to be seen")
         await settle(engine, src)
         assert not diff_trees(local_tree(src), container_tree(container, "/app/src"))
+
+
+async def test_a_reconcile_asked_for_while_one_is_sent_is_run_after_it(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """A resync (or a fallback, a restarted container) asked for while the start-up reconcile's
+    push is on its way forgets the worker's manifest mid-send: the daemon must not trip over
+    the missing manifest (it once exited with a NoneType error) and must compare again."""
+    from syncd.transports.local import LocalTransport
+
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(20):
+        (src / "d" / f"f{i}").write_text(str(i))
+    cfg = write_config(tmp_path, '[targets.t]\nkind = "local"\npath = "sandbox"\n'
+                                 '[[services]]\nname = "app"\ntarget = "t"\nsync = [{ src = "src", dest = "/app/src" }]\n')
+    seen: dict[str, object] = {}
+    apply = LocalTransport.apply
+
+    async def apply_and_ask_again(self, ref, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if "asked" not in seen:
+            await wait_until(lambda: "engine" in seen, 10, "the test to get the engine")
+            seen["asked"] = True
+            for target in seen["engine"].targets.values():  # type: ignore[attr-defined]
+                for worker in target.workers.values():
+                    worker.request_reconcile()
+        return await apply(self, ref, *args, **kwargs)
+
+    monkeypatch.setattr(LocalTransport, "apply", apply_and_ask_again)
+    async with running(cfg, wait_idle=False) as engine:
+        seen["engine"] = engine
+        await wait_until(engine.idle, 20, "the reconciles")
+        (src / "d" / "late").write_text("after")
+        await settle(engine, src)
+        assert seen.get("asked")
+        assert not diff_trees(local_tree(src), local_tree(tmp_path / "sandbox/app/src"))
+        assert sum(1 for r in engine.trace.records if r["reconcile"]) >= 2
