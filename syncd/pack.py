@@ -139,6 +139,12 @@ def _pad(size: int) -> bytes:
     return b"\0" * ((BLOCK - size % BLOCK) % BLOCK)
 
 
+def _shared(digest: str, put: Put) -> str:
+    """The digest of what was read, as the very string the hash cache gave the put when they
+    are equal: every container's manifest then holds one copy per file, not one each."""
+    return put.source.entry.digest if digest == put.source.entry.digest else digest
+
+
 def _pack_small(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
     got = _read_stable(put.source.path)
     if got is None:
@@ -153,8 +159,8 @@ def _pack_small(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
         return
     mode = stat.S_IMODE(st.st_mode)
     block = _header(name, Kind.FILE, mode, st.st_mtime, size=len(data)) + data + _pad(len(data))
-    report.sent[put.dest] = Entry(Kind.FILE, digest=hashlib.sha1(data).hexdigest(), exec=bool(mode & stat.S_IXUSR),
-                                  size=len(data), mtime=int(st.st_mtime))
+    report.sent[put.dest] = Entry(Kind.FILE, digest=_shared(hashlib.sha1(data).hexdigest(), put),
+                                  exec=bool(mode & stat.S_IXUSR), size=len(data), mtime=int(st.st_mtime))
     report.bytes += len(block)
     report.files += 1
     yield block
@@ -207,7 +213,7 @@ def _pack_large(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
         tail = _pad(size)
         report.bytes += len(tail)
         yield tail
-    report.sent[put.dest] = Entry(Kind.FILE, digest=digest, exec=bool(mode & stat.S_IXUSR), size=size,
+    report.sent[put.dest] = Entry(Kind.FILE, digest=_shared(digest, put), exec=bool(mode & stat.S_IXUSR), size=size,
                                   mtime=int(st.st_mtime))
     report.files += 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 import posixpath
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ class ResolvedMapping:
             raise UnsafePath(f"{p!r} is not below {s!r}")
         dest = self.dest if p == s else posixpath.join(self.dest, p[len(s) + 1 :])
         check_within(dest, self.dest)
-        return dest
+        return sys.intern(dest)  # one string per path however many containers' manifests hold it
 
 
 def most_specific(mappings: Sequence[ResolvedMapping], path: Path | str) -> ResolvedMapping | None:
