@@ -32,6 +32,7 @@ from syncd.core.steps import step_name, triggered
 from syncd.dirlinks import through_link
 from syncd.ignore import IgnoreRules
 from syncd.known import KnownStore, record_of, resolve
+from syncd.memory import give_back
 from syncd.model import Batch, Delta, DestPath, Entry, Fallback, Kind, LocalFile, Plan
 from syncd.pack import PackReport, pack, stream_size
 from syncd.progress import Reporter, tracked
@@ -50,6 +51,7 @@ WATCHED_DISCOVERY_INTERVAL = 30.0
 # this: one cheap call every few seconds, so a target that returns is used again within it.
 UNAVAILABLE_RETRY_MAX = 4.0
 EARLY_CUT_MAX = 100  # a watcher batch larger than this is a burst: coalesce it even if it builds
+TRIM_AFTER_PATHS = 10_000  # a reconcile this large hands its freed heap back (syncd/memory.py)
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
 
 Desired = dict[DestPath, LocalFile | None]
@@ -949,6 +951,8 @@ class Engine:
             deletes=len(delta.deletes),
             ms=record["spans"][-1]["ms"],
         )
+        if len(delta.puts) + len(remote) >= TRIM_AFTER_PATHS:
+            await give_back()
         return not errors
 
     # --- entry points ------------------------------------------------------------------------
