@@ -263,6 +263,12 @@ class ContainerWorker:
 # --- per target --------------------------------------------------------------------------
 
 
+def _ignored(found: tuple[ServiceRuntime, ResolvedMapping, Path], kind: Kind) -> bool:
+    """Is the local path behind a container path (TargetRuntime.source_of) ignored by its service?"""
+    svc, m, local = found
+    return svc.rules.ignored(local, kind is Kind.DIR, m.src)
+
+
 @dataclass
 class TargetRuntime:
     name: str
@@ -307,10 +313,7 @@ class TargetRuntime:
     def owned(self, dest: DestPath, kind: Kind, services: set[str] | None = None) -> bool:
         """Does syncd manage this container path? (Inside a destination, not ignored.)"""
         found = self.source_of(dest, services)
-        if found is None:
-            return False
-        svc, m, local = found
-        return not svc.rules.ignored(local, kind is Kind.DIR, m.src)
+        return found is not None and not _ignored(found, kind)
 
     def gone_below(self, desired: Desired, remote: Manifest) -> list[DestPath]:
         """Container paths below a directory `desired` describes whole whose local source no
@@ -323,7 +326,7 @@ class TargetRuntime:
                 continue  # (only a shortcut: a sibling sorting in between just costs a check)
             kind = remote[dest].kind
             found = self.source_of(dest)
-            if found is None or not self.owned(dest, kind):
+            if found is None or _ignored(found, kind):
                 settled = dest + "/" if kind is Kind.DIR else settled
             elif not os.path.lexists(found[2]):
                 gone.append(dest)
