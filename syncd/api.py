@@ -1,19 +1,22 @@
 """The daemon's local control API (aiohttp): what `syncd status` and `syncd trigger` talk to.
 
 Bound to loopback TCP (`daemon.api`, port 0 picks a free one) or a unix socket (0600). The
-address actually bound is written to `.syncd/api.json` beside the config, so commands run in
-the same project find the daemon without being told the port.
+address actually bound, the pid and the daemon's write secret are written (0600) to
+`.syncd/api.json` beside the config, so commands run in the same project find the daemon
+without being told the port. Who may call it is decided by `syncd.core.access`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import os
+import secrets
 import socket
+import time
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +26,7 @@ from aiohttp import web
 
 from syncd.actions import ActionRunner, NeedsConfirmation, UnknownAction
 from syncd.config import is_loopback
+from syncd.core.access import SECRET_HEADER, AccessPolicy
 
 if TYPE_CHECKING:
     from syncd.engine import Engine
@@ -63,15 +67,20 @@ class ControlAPI:
     finished batch), `/api/actions/NAME`, `/api/pause`, `/api/resume`, `/api/resync`, `/metrics`.
 
     Access: with a token configured every request must carry it (`Authorization: Bearer T`,
-    or `?token=T` for a browser); without one, only loopback peers (and the 0600 unix socket)
-    are served."""
+    or `?token=T` for a browser's reads); without one, only loopback peers (and the 0600 unix
+    socket) are served. On top of that, `AccessPolicy`: Host and Origin checks against pages
+    in the user's browser, and a secret (or the token) on every state-changing request."""
 
-    def __init__(self, engine: Engine, actions: ActionRunner, token: str | None = None):
+    def __init__(self, engine: Engine, actions: ActionRunner, token: str | None = None,
+                 hosts: list[str] | tuple[str, ...] = ()):
         from syncd.metrics import Metrics
 
         self.engine = engine
         self.actions = actions
         self.token = token
+        self.hosts = frozenset(hosts)
+        self.secret = secrets.token_urlsafe(32)  # per daemon run; proves a caller is not a foreign page
+        self.policy: AccessPolicy | None = None  # set once the socket is bound (the port is part of it)
         self.metrics = Metrics()
         self._subscribers: set[asyncio.Queue[dict]] = set()
         self.listeners: list[Callable[[dict], None]] = []  # more consumers of every record (OpenTelemetry)
@@ -100,17 +109,27 @@ class ControlAPI:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler):  # noqa: ANN001, ANN202
-        if self.token is not None:
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or request.query.get("token", "")
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                return web.json_response({"error": "missing or wrong token (Authorization: Bearer …)"}, status=401)
-        elif not _local_peer(request):
+        if self.token is None and not _local_peer(request):
             return web.json_response({"error": "only loopback clients are served unless daemon.api_token is set"},
                                      status=403)
-        return await handler(request)
+        policy = self.policy or AccessPolicy(port=None, loopback=True, secret=self.secret, token=self.token)
+        refusal = policy.check(request.method, request.headers, request.query.get("token"))
+        if refusal is not None:
+            log.warning("control API request refused", method=request.method, path=request.path,
+                        status=refusal.status, reason=refusal.error)
+            return web.json_response({"error": refusal.error}, status=refusal.status)
+        response = await handler(request)
+        # Never framed by another page (clickjacking of the buttons); no CORS headers, ever.
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        return response
 
     async def page(self, request: web.Request) -> web.Response:
-        return web.Response(text=_page(), content_type="text/html")
+        # The secret rides only in this same-origin answer: a foreign page can neither read
+        # it (no CORS) nor fetch it through a rebound name (Host check).
+        html = _page().replace('<meta name="syncd-secret" content="">',
+                               f'<meta name="syncd-secret" content="{self.secret}">', 1)
+        return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def status(self, request: web.Request) -> web.Response:
         last = int(request.query.get("last", "20"))
@@ -175,6 +194,12 @@ class ControlAPI:
             log.error("control API not started", address=address, error=e.strerror or str(e),
                       hint="another daemon may be running here; set daemon.api to a free port or '127.0.0.1:0'")
             return
+        if advertised.startswith("unix:"):
+            self.policy = AccessPolicy(port=None, loopback=True, secret=self.secret, token=self.token)
+        else:
+            host, _, port = advertised.rpartition(":")
+            self.policy = AccessPolicy(port=int(port), loopback=is_loopback(host.strip("[]")), secret=self.secret,
+                                       token=self.token, hosts=self.hosts)
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         site = web.SockSite(runner, sock, shutdown_timeout=1.0)
@@ -182,7 +207,12 @@ class ControlAPI:
         state = state_dir / STATE_FILE
         state_dir.mkdir(parents=True, exist_ok=True)
         tmp = state.with_suffix(".tmp")  # written whole, then renamed: readers never see half
-        tmp.write_text(json.dumps({"address": advertised, "pid": os.getpid()}))
+        with suppress(FileNotFoundError):
+            tmp.unlink()
+        # 0600 from the start: the secret in it lets its reader drive the daemon.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"address": advertised, "pid": os.getpid(), "started": time.time(), "secret": self.secret}, f)
         os.replace(tmp, state)
         log.info("control API listening", address=advertised,
                  page=f"http://{advertised}/" if not advertised.startswith("unix:") else None)
@@ -213,21 +243,41 @@ def _dumps(obj: object) -> str:
     return json.dumps(obj, default=str)
 
 
-def find_daemon(state_dir: Path) -> str | None:
-    """The address of the daemon running for this config, if one is (its pid is alive)."""
+@dataclass(frozen=True, slots=True)
+class RunningDaemon:
+    """What `.syncd/api.json` says of the daemon that wrote it."""
+
+    address: str
+    pid: int
+    started: float | None
+    secret: str | None
+
+    def __str__(self) -> str:
+        return self.address
+
+
+def find_daemon(state_dir: Path) -> RunningDaemon | None:
+    """The daemon running for this config, if one is (its pid is alive)."""
     try:
         info = json.loads((state_dir / STATE_FILE).read_text())
-        os.kill(int(info["pid"]), 0)
+        pid = int(info["pid"])
+        os.kill(pid, 0)
+        return RunningDaemon(str(info["address"]), pid, info.get("started"), info.get("secret"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return str(info["address"])
 
 
-async def call(address: str, method: str, path: str, timeout: float = 3600, token: str | None = None) -> tuple[int, dict]:
-    """One request to a daemon's API (TCP or unix socket) -> (HTTP status, JSON body)."""
+async def call(daemon: RunningDaemon | str, method: str, path: str, timeout: float = 3600,
+               token: str | None = None) -> tuple[int, dict]:
+    """One request to a daemon's API (TCP or unix socket) -> (HTTP status, JSON body).
+
+    Sends the daemon's secret (read from its api.json) so state-changing requests pass."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    address = daemon if isinstance(daemon, str) else daemon.address
+    if not isinstance(daemon, str) and daemon.secret:
+        headers[SECRET_HEADER] = daemon.secret
 
     if address.startswith("unix:"):
         connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=address[5:])

@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from rich.console import Console
@@ -14,6 +15,9 @@ from rich.table import Table
 from syncd import __version__
 from syncd.config import Config, ConfigError, find_config, load_config
 from syncd.logs import configure
+
+if TYPE_CHECKING:
+    from syncd.api import RunningDaemon
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _log_format = "console"  # set from --log-format: progress shows as a bar or as log events
@@ -184,7 +188,8 @@ async def _run(cfg: Config, build: bool = True) -> int:
 
     engine = _engine(cfg, build)
     stop = anyio.Event()
-    api = ControlAPI(engine, ActionRunner(cfg, engine.transports, engine.trace), token=cfg.daemon.token)
+    api = ControlAPI(engine, ActionRunner(cfg, engine.transports, engine.trace), token=cfg.daemon.token,
+                     hosts=cfg.daemon.api_hosts)
     export = otel_exporter()  # OpenTelemetry, when OTEL_* variables ask for it (syncd[otel])
     if export is not None:
         api.listeners.append(export)
@@ -329,7 +334,7 @@ def cmd_smoke(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if summary["within_budget"] else EXIT_BUDGET
 
 
-def _daemon(cfg: Config) -> str | None:
+def _daemon(cfg: Config) -> RunningDaemon | None:
     from syncd.api import find_daemon
 
     address = find_daemon(cfg.state_dir)
@@ -368,15 +373,15 @@ async def _status(cfg: Config, as_json: bool, watch: bool, last: int) -> int:
         console.print_json(json.dumps(body, default=str))
         return EXIT_OK
     if not watch:
-        console.print(render(body, address))
+        console.print(render(body, address.address))
         return EXIT_OK
-    with Live(render(body, address), console=console, refresh_per_second=4) as live:
+    with Live(render(body, address.address), console=console, refresh_per_second=4) as live:
         try:
             while body is not None:
                 await anyio.sleep(1.0)
                 body = await fetch()
                 if body is not None:
-                    live.update(render(body, address))
+                    live.update(render(body, address.address))
         except KeyboardInterrupt:
             return EXIT_OK
     return EXIT_FAIL

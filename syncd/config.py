@@ -90,7 +90,19 @@ class DaemonConfig(_Strict):
     # Bearer token the control API asks for (env SYNCD_API_TOKEN wins). Required to listen
     # beyond loopback. Never logged, never written to .syncd/.
     api_token: str | None = Field(None, repr=False)
+    # Host names (besides IP literals and localhost) the API answers to, e.g. a name in
+    # /etc/hosts that points here. Anything else is refused: DNS rebinding protection.
+    api_hosts: list[str] = Field(default_factory=list)
     trace: str = ".syncd/trace.jsonl"
+
+    @field_validator("api_hosts")
+    @classmethod
+    def _host_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", name):
+                raise _invalid(f"{name!r} is not a host name: give names only, without scheme or port "
+                               "(e.g. api_hosts = [\"devbox.local\"])")
+        return [name.lower() for name in v]
 
     @field_validator("api")
     @classmethod

@@ -36,6 +36,9 @@ sync = [{{ src = "src", dest = "/app" }}]
 
 [actions.hello]
 cmd = "echo hello from the action"
+
+[actions.pwn]
+cmd = "touch PWNED"
 """
 
 
@@ -54,15 +57,23 @@ class Daemon:
             assert self.proc.poll() is None, (root / "daemon.log").read_text()
             assert time.monotonic() < deadline, "the daemon did not publish its API address"
             time.sleep(0.05)
-        self.address = json.loads((root / ".syncd" / "api.json").read_text())["address"]
+        state = json.loads((root / ".syncd" / "api.json").read_text())
+        self.address, self.secret = state["address"], state["secret"]
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "syncd", *args, "-c", str(self.root / "syncd.toml")],
                               env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=60)
 
-    def http(self, method: str, path: str, token: str | None = None, host: str | None = None) -> tuple[int, str]:
+    def http(self, method: str, path: str, token: str | None = None, host: str | None = None,
+             headers: dict[str, str] | None = None, data: bytes | None = None,
+             secret: bool = True) -> tuple[int, str]:
+        """One request as a local client would send it: with the daemon's write secret on a
+        POST unless `secret=False` (what a foreign page cannot add)."""
         url = f"http://{host or self.address}{path}"
-        req = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {token}"} if token else {})
+        sent = {"Authorization": f"Bearer {token}"} if token else {}
+        if secret and method != "GET":
+            sent["X-Syncd-Secret"] = self.secret
+        req = urllib.request.Request(url, method=method, headers={**sent, **(headers or {})}, data=data)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, r.read().decode()

@@ -44,10 +44,10 @@ def chromium_path() -> str:
 class Browser:
     """A headless Chromium and its one tab, driven over the DevTools protocol."""
 
-    def __init__(self, exe: str, profile: Path):
+    def __init__(self, exe: str, profile: Path, flags: tuple[str, ...] = ()):
         profile.mkdir(parents=True, exist_ok=True)
         self.log = open(profile.parent / "chromium.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+        self.proc = subprocess.Popen([exe, *FLAGS, *flags, f"--user-data-dir={profile}", "--remote-debugging-port=0",
                                       f"--window-size={WIDTH},{HEIGHT}", "about:blank"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.loop = asyncio.new_event_loop()
@@ -254,10 +254,12 @@ def test_status_page_passes_its_token_on(tmp_path: Path, browser: Browser) -> No
         browser.open(f"http://{d.address}/?token=t0ken")
         browser.wait_for(f"!!document.querySelector('{batch_row(record['batch'])} .span[data-name=\"push:box/local\"]')")
         browser.wait_for("document.getElementById('conn').textContent.includes('live')")  # the event stream too
-        # and a POST: pause, then resume, through the page's button
+        # and a POST: pause, then resume, through the page's button (enabled once status is drawn)
+        browser.wait_for("!document.getElementById('pause').disabled")
         browser.eval("document.getElementById('pause').click()")
         browser.wait_for("document.getElementById('state').textContent === 'paused'")
         assert json.loads(d.http("GET", "/api/status", token="t0ken")[1])["paused"] is True
+        browser.wait_for("!document.getElementById('pause').disabled")
         browser.eval("document.getElementById('pause').click()")
         browser.wait_for("document.getElementById('state').textContent !== 'paused'")
         assert json.loads(d.http("GET", "/api/status", token="t0ken")[1])["paused"] is False
