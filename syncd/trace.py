@@ -49,6 +49,11 @@ class BatchTrace:
 
     def finish(self, end: float) -> dict:
         ok = not self.errors and all(s.ok for s in self.spans)
+        end = max([end, *(s.end for s in self.spans)])
+        # A step that began before this batch's change (a build already running when the
+        # edit was made, whose outcome the batch waited for) counts only from the change on:
+        # no span may claim more than the record's total. The part before is kept in detail.
+        self.spans = [_clipped(s, self.started) if s.start < self.started else s for s in self.spans]
         self.spans.sort(key=lambda s: (s.start, s.end))
         total = Span("total", self.started, end, ok, {"paths": self.paths, **self.stats})
         return {
@@ -59,6 +64,12 @@ class BatchTrace:
             "services": sorted(set(self.services)),
             "spans": [s.as_dict() for s in self.spans] + [total.as_dict()],
         }
+
+
+def _clipped(span: Span, start: float) -> Span:
+    before = round((min(span.end, start) - span.start) * 1000.0, 3)
+    detail = span.detail if isinstance(span.detail, dict) else ({"text": span.detail} if span.detail else {})
+    return Span(span.name, start, max(span.end, start), span.ok, {**detail, "began_before_batch_ms": before})
 
 
 class TraceWriter:

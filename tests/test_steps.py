@@ -189,6 +189,32 @@ async def test_changes_during_a_build_queue_one_follow_up(tmp_path: Path) -> Non
         assert engine.gates["app"].builds_run - before == 2
 
 
+async def test_no_span_exceeds_its_records_total_when_a_build_outlasts_a_batch(tmp_path: Path) -> None:
+    """A batch held while a build that began before it runs shares that build's span: the
+    record shows only the part after its change (the rest in detail), never more than its total."""
+    app = make_app(tmp_path, seconds=1.0)
+    config(tmp_path, service("app", seconds=1.0))
+    from syncd.config import load_config
+
+    async with running(load_config(tmp_path / "syncd.toml")) as engine:
+        (app / "src" / "main.txt").write_text("edit 0\n")
+        await wait_until(lambda: engine.gates["app"].running != "", what="the build to start")
+        await anyio.sleep(0.4)
+        (app / "src" / "notes.md").write_text("held while it builds\n")  # joins the running build
+        await wait_until(lambda: box(tmp_path, "app/src/notes.md") == "held while it builds\n", timeout=30,
+                         what="the held file")
+        await wait_until(engine.idle, what="idle")
+        records = [r for r in engine.trace.records if not r["reconcile"]]
+        for r in records:
+            total = r["spans"][-1]
+            for s in r["spans"][:-1]:
+                assert total["start"] <= s["start"] <= s["end"] <= total["end"], (s, total)
+                assert s["ms"] <= total["ms"] + 1e-6, (s["name"], s["ms"], total["ms"])
+        clipped = [s for r in records for s in r["spans"] if isinstance(s["detail"], dict)
+                   and s["detail"].get("began_before_batch_ms", 0) > 0]
+        assert clipped and all(s["name"] == "build:app" for s in clipped), clipped
+
+
 async def test_a_change_that_builds_is_cut_at_once_others_wait_for_quiet(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     config(tmp_path, service("app"))
