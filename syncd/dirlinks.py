@@ -124,6 +124,15 @@ class LinkMap:
         self._gone_before = gone
         return out, unplaced
 
+    def below_link(self, path: str) -> bool:
+        """Is `path` below a symlinked directory syncd knows of (now or before it went stale)?"""
+        d = os.path.dirname(path)
+        while d and d != os.path.dirname(d):
+            if d in self.links or d in self.stale:
+                return True
+            d = os.path.dirname(d)
+        return False
+
     def _canonical_dir(self, d: str) -> str | None:
         """Where directory `d` really is below a root: itself (the common case), its real
         place when the path goes through a link, _OUTSIDE, or _MISSING."""

@@ -375,6 +375,11 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
             if watcher.polling:  # polling names what it walked just now: never a stale name
                 raw |= set(unplaced)
                 unplaced = []
+            elif unplaced:
+                # A path in a directory that is already gone and that no link leads through is
+                # a short-lived temporary directory (cargo's deps/rmeta*): when syncd would
+                # ignore it anyway, nothing was lost and no comparison is needed.
+                unplaced = [(c, p) for c, p in unplaced if links.below_link(p) or accept(p, False)]
             isdir: dict[str, bool] = {}
             paths = set()
             for change, path in raw:
