@@ -120,6 +120,7 @@ class ContainerWorker:
     jobs: list[BatchJob] = field(default_factory=list)
     inflight: list[BatchJob] = field(default_factory=list)
     failures: int = 0
+    held_back: set[str] = field(default_factory=set)  # services a reconcile left out (build failed)
     answers_pending: int = 0  # pipelined batches written, answer not yet in
     stale: bool = False  # the container changed under syncd: reconcile at the next round
     state: str = "starting"
@@ -688,6 +689,10 @@ class Engine:
         for job in jobs:
             job.trace.add("scan", t0, time.time(), detail={"service": service, "paths": len(fresh), "after": "build"})
         self._submit(svc.target, {**held, **fresh}, jobs)
+        for worker in target.workers.values():
+            if service in worker.held_back:  # a reconcile left it out: compare it whole now (deletes too)
+                worker.held_back.discard(service)
+                worker.request_reconcile()
 
     async def build_all(self, services: set[str] | None = None) -> bool:
         """Every build step of every service (of `services`), services in parallel; before
@@ -929,9 +934,22 @@ class Engine:
                 remote[dest] = Entry(Kind.FILE, digests.get(dest, "?"), e.exec, size=e.size, mtime=e.mtime)
         return len(unsure)
 
+    def held_services(self) -> dict[str, str]:
+        """Services whose last build failed -> why: a reconcile leaves their container paths
+        as they are (nothing sent, nothing deleted) until a build succeeds."""
+        return {name: g.failed.summary() for name, g in self.gates.items() if g.failed is not None}
+
     async def reconcile_container(self, worker: ContainerWorker, jobs: list[BatchJob], services: set[str] | None = None) -> bool:
-        """Compare the whole local tree with the container and push the difference."""
+        """Compare the whole local tree with the container and push the difference. Services
+        whose build failed are held: left out, and reconciled once a build succeeds."""
+        held = {n: why for n, why in self.held_services().items() if n in {s.cfg.name for s in worker.target.services}}
+        if held:
+            services = (services if services is not None else {s.cfg.name for s in worker.target.services}) - set(held)
+            worker.held_back |= set(held)
         delta, remote, errors, trace = await self.compute_reconcile(worker, services)
+        for name, why in held.items():
+            trace.errors.append(f"service '{name}': build {why}; held: nothing of it sent to {worker.ref.label} "
+                                "until a build succeeds")
         for path, message in errors:
             trace.errors.append(f"{path}: {message}")
             log.error("cannot read", path=path, error=message, hint="check the file's permissions")

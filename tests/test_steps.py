@@ -172,6 +172,46 @@ async def test_failed_build_leaves_the_container_alone_until_fixed(tmp_path: Pat
         assert engine.gates["app"].failed is None
 
 
+async def test_a_build_failing_at_start_holds_its_service_in_the_first_reconcile(tmp_path: Path) -> None:
+    """At start a service whose build fails sends nothing and deletes nothing (sources included):
+    its container keeps the last good state; other services on the same container sync. Once a
+    build succeeds the service is compared whole, deletes included."""
+    app = make_app(tmp_path)
+    (app / "src" / "main.txt").write_text("v2 SYNTAX ERROR\n")
+    (app / "src" / "new.txt").write_text("new\n")
+    other = tmp_path / "docs"
+    other.mkdir()
+    (other / "guide.md").write_text("guide\n")
+    old = tmp_path / "box" / "app"  # what the container held from an earlier, good run
+    (old / "src").mkdir(parents=True)
+    (old / "bin").mkdir()
+    (old / "src" / "main.txt").write_text("v1\n")
+    (old / "src" / "removed-since.txt").write_text("stale\n")
+    (old / "bin" / "app.bin").write_text("v1\n")
+    config(tmp_path, service("app") + textwrap.dedent("""
+        [[services]]
+        name = "docs"
+        target = "box"
+        sync = [{ src = "docs", dest = "/docs" }]
+    """))
+    from syncd.config import load_config
+
+    async with running(load_config(tmp_path / "syncd.toml")) as engine:
+        assert box(tmp_path, "docs/guide.md") == "guide\n"  # the other service synced
+        assert box(tmp_path, "app/src/main.txt") == "v1\n" and box(tmp_path, "app/bin/app.bin") == "v1\n"
+        assert box(tmp_path, "app/src/new.txt") is None  # nothing of the held service sent
+        assert box(tmp_path, "app/src/removed-since.txt") == "stale\n"  # ... nor deleted
+        first = engine.trace.records[0]
+        assert first["reconcile"] and not first["ok"]
+        assert any("service 'app'" in e and "held" in e and "error[E0001]" in e for e in first["errors"]), first["errors"]
+        assert engine.status()["builds"]["app"].startswith("last build failed")
+        (app / "src" / "main.txt").write_text("v3\n")  # fixed
+        await wait_until(lambda: box(tmp_path, "app/bin/app.bin") == "v3\nnew\n", what="the fixed build")
+        await wait_until(lambda: box(tmp_path, "app/src/removed-since.txt") is None, what="the held service compared whole")
+        await wait_until(engine.idle, what="idle")
+        assert box(tmp_path, "app/src/new.txt") == "new\n" and box(tmp_path, "app/src/main.txt") == "v3\n"
+
+
 async def test_changes_during_a_build_queue_one_follow_up(tmp_path: Path) -> None:
     app = make_app(tmp_path, seconds=1.0)
     config(tmp_path, service("app", seconds=1.0))
