@@ -205,7 +205,10 @@ ATTACK_PAGE = """<!doctype html><title>cat pictures</title>
 </script>"""
 
 
-def test_in_chromium_a_foreign_page_and_a_rebound_name_cannot_run_actions(tmp_path: Path) -> None:
+@pytest.mark.reliability("in headless Chromium: a page from another local origin (no-cors fetch, CORS fetch, form "
+                         "POST) and a page under a rebound name (evil.example -> 127.0.0.1) try to run an action",
+                         kind="security")
+def test_in_chromium_a_foreign_page_and_a_rebound_name_cannot_run_actions(tmp_path: Path, reliability) -> None:  # noqa: ANN001
     exe = chromium_path()
     (tmp_path / "project").mkdir()
     d = Daemon(tmp_path / "project", "127.0.0.1:0")
@@ -234,6 +237,11 @@ def test_in_chromium_a_foreign_page_and_a_rebound_name_cannot_run_actions(tmp_pa
                          ".then(r => r.text()).then(t => window.__r = t), false)")
         assert "DNS rebinding" in str(got)
         assert not _pwned(d)
+        reliability.tried(5)
+        reliability.lost = ["the action ran"] if (d.root / "PWNED").exists() else []
+        reliability.outcome = (f"foreign page: fetch answers {title[5:]} (opaque/blocked), form POST refused; "
+                               "rebound page: 403 'DNS rebinding protection' for the page and its POST; "
+                               "PWNED not created; the daemon's own page still pauses it")
 
         # The daemon's own page still drives it (its buttons carry the secret).
         b.open(f"http://{d.address}/")
