@@ -356,11 +356,25 @@ _KINDS: dict[str, type[_Strict]] = {"kubernetes": KubernetesTarget, "docker": Do
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
-def _render(parts: list[str | int]) -> str:
-    """Key path as the user would write it: `services[1].sync[0].src`, `labels."a.b"`."""
+def _service_ref(raw: dict, i: int) -> str:
+    """`[backend]` for the service table at index i when it has a name unique in the file
+    (what the user looks for), else `[i]`."""
+    services = raw.get("services")
+    if isinstance(services, list) and i < len(services) and isinstance(services[i], dict):
+        name = services[i].get("name")
+        names = [s.get("name") for s in services if isinstance(s, dict)]
+        if isinstance(name, str) and name and names.count(name) == 1:
+            return f"[{name if _BARE_KEY.match(name) else json.dumps(name, ensure_ascii=False)}]"
+    return f"[{i}]"
+
+
+def _render(parts: list[str | int], raw: dict | None = None) -> str:
+    """Key path as the user would write it: `services[backend].sync[0].src`, `labels."a.b"`."""
     out = ""
-    for part in parts:
-        if isinstance(part, int):
+    for n, part in enumerate(parts):
+        if isinstance(part, int) and n == 1 and parts[0] == "services" and raw is not None:
+            out += _service_ref(raw, part)
+        elif isinstance(part, int):
             out += f"[{part}]"
         else:
             key = part if _BARE_KEY.match(part) else json.dumps(part, ensure_ascii=False)
@@ -368,7 +382,7 @@ def _render(parts: list[str | int]) -> str:
     return out or "(top level)"
 
 
-_LEAD = re.compile(r'([A-Za-z0-9_-]+)(?:\[(\d+)\]|\.([A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"))?')
+_LEAD = re.compile(r'([A-Za-z0-9_-]+)(?:\[(\d+|[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*")\]|\.([A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"))?')
 
 
 def _file_order(problem: str, raw: dict) -> tuple[int, int]:
@@ -379,7 +393,12 @@ def _file_order(problem: str, raw: dict) -> tuple[int, int]:
     top = list(raw)
     section = top.index(m[1]) if m[1] in top else -1
     if m[2] is not None:
-        return (section, int(m[2]))
+        if m[2].isdigit():
+            return (section, int(m[2]))
+        name = json.loads(m[2]) if m[2].startswith('"') else m[2]
+        tables = raw.get(m[1]) if isinstance(raw.get(m[1]), list) else []
+        names = [t.get("name") if isinstance(t, dict) else None for t in tables]
+        return (section, names.index(name) if name in names else -1)
     if m[3] is not None and isinstance(raw.get(m[1]), dict):
         name = json.loads(m[3]) if m[3].startswith('"') else m[3]
         inner = list(raw[m[1]])
@@ -544,17 +563,17 @@ def _format_pydantic(err: ValidationError, raw: dict) -> list[str]:
     meant = set()
     for e, parts, message in described:
         if e["type"] == "extra_forbidden" and "did you mean" in message:
-            meant.add(_render(parts[:-1] + [message.split("'")[1]]))
+            meant.add(_render(parts[:-1] + [message.split("'")[1]], raw))
     problems = []
     for e, parts, message in described:
-        if e["type"] in ("missing", "union_tag_not_found") and _render(parts) in meant:
+        if e["type"] in ("missing", "union_tag_not_found") and _render(parts, raw) in meant:
             continue
-        problems.append(f"{_render(parts)}: {message}")
+        problems.append(f"{_render(parts, raw)}: {message}")
         if e["type"] == "union_tag_not_found" and isinstance(e.get("input"), dict):
             # no kind, so pydantic cannot say which keys are unknown; catch a misspelt `kind`
             for key in e["input"]:
                 if key != "kind" and _close(str(key), ["kind"]):
-                    problems[-1] = f"{_render(parts[:-1] + [key])}: unknown key (did you mean 'kind'?)"
+                    problems[-1] = f"{_render(parts[:-1] + [key], raw)}: unknown key (did you mean 'kind'?)"
     return problems
 
 
@@ -597,7 +616,7 @@ def _cross_check(raw: dict, root: Path) -> list[str]:
 
     seen: dict[str, int] = {}
     for i, svc in _tables(raw.get("services")):
-        where = f"services[{i}]"
+        where = "services" + _service_ref(raw, i)
         name, target = svc.get("name"), svc.get("target")
         if isinstance(name, str):
             if name in seen:

@@ -267,11 +267,11 @@ def program_of(cmd: Command) -> str | None:
 def local_commands(cfg: Config) -> Iterator[tuple[str, Command, Path, dict[str, str]]]:
     """(who needs it, command, cwd, env) for the commands syncd runs on this machine by itself.
     Actions are left out: they run only when asked for."""
-    for i, svc in enumerate(cfg.services):
+    for svc in cfg.services:
         for j, b in enumerate(svc.build):
-            yield f"services[{i}].build[{j}] '{step_name(svc.name, b.name, j, len(svc.build))}'", b.cmd, cfg.resolve(b.cwd or "."), b.env
+            yield f"services[{svc.name}].build[{j}] '{step_name(svc.name, b.name, j, len(svc.build))}'", b.cmd, cfg.resolve(b.cwd or "."), b.env
         if svc.fallback is not None:
-            yield f"services[{i}].fallback", svc.fallback, cfg.root, {}
+            yield f"services[{svc.name}].fallback", svc.fallback, cfg.root, {}
 
 
 def _locate(prog: str, cwd: Path, env: dict[str, str]) -> str | None:

@@ -160,20 +160,20 @@ MISTAKES = [
     pytest.param(target("sandbox", 'kind = "local"\npath = "out"\npaht = "out"') + service(target="sandbox"),
                  "targets.sandbox.paht", ["unknown key", "did you mean 'path'?"], id="unknown-local-key"),
     pytest.param(TARGETS + service(target=None, extra='tagret = "backend"'),
-                 "services[0].tagret", ["unknown key", "did you mean 'target'?"], id="unknown-service-key"),
-    pytest.param(TARGETS + service(extra='restrat = "none"'), "services[0].restrat", ["did you mean 'restart'?"], id="unknown-service-key-optional"),
+                 "services[backend].tagret", ["unknown key", "did you mean 'target'?"], id="unknown-service-key"),
+    pytest.param(TARGETS + service(extra='restrat = "none"'), "services[backend].restrat", ["did you mean 'restart'?"], id="unknown-service-key-optional"),
     pytest.param(TARGETS + service(sync='[{ src = "backend/src", dset = "/app/src" }]'),
-                 "services[0].sync[0].dset", ["unknown key", "did you mean 'dest'?"], id="unknown-sync-key"),
+                 "services[backend].sync[0].dset", ["unknown key", "did you mean 'dest'?"], id="unknown-sync-key"),
     pytest.param(TARGETS + service(extra='build = [{ cmd = "make", trigers = ["backend/**"] }]'),
-                 "services[0].build[0].trigers", ["did you mean 'trigger'?"], id="unknown-build-key"),
+                 "services[backend].build[0].trigers", ["did you mean 'trigger'?"], id="unknown-build-key"),
     pytest.param(TARGETS + service(extra='run = [{ cmd = "kill -HUP 1", trigger = [], evn = {} }]'),
-                 "services[0].run[0].evn", ["unknown key", "valid keys", "cmd", "trigger"], id="unknown-run-key"),
+                 "services[backend].run[0].evn", ["unknown key", "valid keys", "cmd", "trigger"], id="unknown-run-key"),
     pytest.param(OK + '\n[actions.migrate]\ncmd = "x"\ndep = []\n', "actions.migrate.dep", ["did you mean 'deps'?"], id="unknown-action-key"),
     # missing required keys, each with what to write
-    pytest.param(TARGETS + service(sync=None), "services[0].sync", ["required key is missing", "src =", "dest ="], id="service-without-sync"),
+    pytest.param(TARGETS + service(sync=None), "services[backend].sync", ["required key is missing", "src =", "dest ="], id="service-without-sync"),
     pytest.param(TARGETS + service(name=None), "services[0].name", ["required key is missing"], id="service-without-name"),
-    pytest.param(TARGETS + service(target=None), "services[0].target", ["required key is missing", "backend"], id="service-without-target"),
-    pytest.param(TARGETS + service(sync='[{ src = "backend/src" }]'), "services[0].sync[0].dest", ["required key is missing", "absolute"], id="sync-without-dest"),
+    pytest.param(TARGETS + service(target=None), "services[backend].target", ["required key is missing", "backend"], id="service-without-target"),
+    pytest.param(TARGETS + service(sync='[{ src = "backend/src" }]'), "services[backend].sync[0].dest", ["required key is missing", "absolute"], id="sync-without-dest"),
     pytest.param(target("backend", 'selector = "app=backend"') + service(), "targets.backend.kind",
                  ["required key is missing", "kubernetes", "docker", "local"], id="target-without-kind"),
     pytest.param(target("backend", 'kind = "kubernetes"\nnamespace = "dev"') + service(), "targets.backend.selector",
@@ -187,11 +187,11 @@ MISTAKES = [
     pytest.param('[daemon]\ndebounce_ms = "20"\n' + OK, "daemon.debounce_ms", ["must be an integer", "got '20'"], id="debounce-quoted-number"),
     pytest.param("[daemon]\ndebounce_ms = true\n" + OK, "daemon.debounce_ms", ["must be an integer", "got true"], id="debounce-bool"),
     pytest.param("[daemon]\ndebounce_ms = 1.5\n" + OK, "daemon.debounce_ms", ["must be an integer", "got 1.5"], id="debounce-float"),
-    pytest.param(TARGETS + service(extra='ignore = "target/"'), "services[0].ignore", ["must be a list", '["target/"]'], id="ignore-not-a-list"),
-    pytest.param(TARGETS + service(sync='["backend/src"]'), "services[0].sync[0]", ["must be a table", "src =", "dest ="], id="sync-entry-not-a-table"),
-    pytest.param(TARGETS + service(sync='{ src = "backend/src", dest = "/app/src" }'), "services[0].sync", ["must be a list"], id="sync-not-a-list"),
+    pytest.param(TARGETS + service(extra='ignore = "target/"'), "services[backend].ignore", ["must be a list", '["target/"]'], id="ignore-not-a-list"),
+    pytest.param(TARGETS + service(sync='["backend/src"]'), "services[backend].sync[0]", ["must be a table", "src =", "dest ="], id="sync-entry-not-a-table"),
+    pytest.param(TARGETS + service(sync='{ src = "backend/src", dest = "/app/src" }'), "services[backend].sync", ["must be a list"], id="sync-not-a-list"),
     pytest.param(TARGETS + '[services]\nname = "backend"\n', "services", ["must be a list", "[[services]]"], id="services-single-brackets"),
-    pytest.param(TARGETS + service(sync="[]"), "services[0].sync", ["must not be empty"], id="sync-empty"),
+    pytest.param(TARGETS + service(sync="[]"), "services[backend].sync", ["must not be empty"], id="sync-empty"),
     pytest.param(OK + '\n[actions.migrate]\ncmd = 5\n', "actions.migrate.cmd", ["string", "list of strings", "got 5"], id="cmd-wrong-type"),
     pytest.param(OK + '\n[actions.migrate]\ncmd = ["psql", 5]\n', "actions.migrate.cmd", ["list of strings"], id="cmd-list-with-number"),
     pytest.param(OK + '\n[actions.migrate]\ncmd = ""\n', "actions.migrate.cmd", ["must not be empty"], id="cmd-empty"),
@@ -216,27 +216,27 @@ MISTAKES = [
                  ["empty", "every pod"], id="empty-selector"),
     pytest.param(target("sandbox", 'kind = "local"\npath = "."') + service(target="sandbox"), "targets.sandbox.path",
                  ["config directory"], id="local-target-is-config-dir"),
-    pytest.param(TARGETS + service(sync='[{ src = "backend/src", dest = "app/src" }]'), "services[0].sync[0].dest",
+    pytest.param(TARGETS + service(sync='[{ src = "backend/src", dest = "app/src" }]'), "services[backend].sync[0].dest",
                  ["'app/src'", "absolute", "'/app/src'"], id="dest-relative"),
-    pytest.param(TARGETS + service(sync='[{ src = "backend/src", dest = "/" }]'), "services[0].sync[0].dest",
+    pytest.param(TARGETS + service(sync='[{ src = "backend/src", dest = "/" }]'), "services[backend].sync[0].dest",
                  ["anywhere", "name a directory"], id="dest-root"),
-    pytest.param(TARGETS + service(sync='[{ src = "backend/src", dest = "/app/../etc" }]'), "services[0].sync[0].dest",
+    pytest.param(TARGETS + service(sync='[{ src = "backend/src", dest = "/app/../etc" }]'), "services[backend].sync[0].dest",
                  ["'..'"], id="dest-dotdot"),
-    pytest.param(TARGETS + service(extra='restart = "reboot"'), "services[0].restart",
+    pytest.param(TARGETS + service(extra='restart = "reboot"'), "services[backend].restart",
                  ["'none'", "'container'", "'process'", "got 'reboot'"], id="restart-unknown"),
-    pytest.param(TARGETS + service(extra='restart = "containr"'), "services[0].restart", ["did you mean 'container'?"], id="restart-misspelt"),
+    pytest.param(TARGETS + service(extra='restart = "containr"'), "services[backend].restart", ["did you mean 'container'?"], id="restart-misspelt"),
     # references between tables and into the file system
     pytest.param(TARGETS + service() + service(name="api", sync='[{ src = "backend/srcc", dest = "/app/src" }]'),
-                 "services[1].sync[0].src", ["path 'backend/srcc' does not exist (did you mean 'backend/src'?)"], id="src-missing-did-you-mean"),
-    pytest.param(TARGETS + service(sync='[{ src = "nothing/here", dest = "/app/src" }]'), "services[0].sync[0].src",
+                 "services[api].sync[0].src", ["path 'backend/srcc' does not exist (did you mean 'backend/src'?)"], id="src-missing-did-you-mean"),
+    pytest.param(TARGETS + service(sync='[{ src = "nothing/here", dest = "/app/src" }]'), "services[backend].sync[0].src",
                  ["path 'nothing/here' does not exist", "relative to"], id="src-missing-no-guess"),
-    pytest.param(TARGETS + service(target="bakend"), "services[0].target", ["no target named 'bakend'", "did you mean 'backend'?"], id="unknown-target"),
-    pytest.param(TARGETS + service(target="zzz"), "services[0].target", ["no target named 'zzz'", "backend", "web"], id="unknown-target-lists-known"),
+    pytest.param(TARGETS + service(target="bakend"), "services[backend].target", ["no target named 'bakend'", "did you mean 'backend'?"], id="unknown-target"),
+    pytest.param(TARGETS + service(target="zzz"), "services[backend].target", ["no target named 'zzz'", "backend", "web"], id="unknown-target-lists-known"),
     pytest.param(TARGETS + service() + service(target="web"), "services[1].name",
                  ["'backend'", "services[0]", "unique"], id="duplicate-service-name"),
-    pytest.param(TARGETS + service(extra='build = [{ cmd = "make", cwd = "backend/nope" }]'), "services[0].build[0].cwd",
+    pytest.param(TARGETS + service(extra='build = [{ cmd = "make", cwd = "backend/nope" }]'), "services[backend].build[0].cwd",
                  ["'backend/nope'", "does not exist"], id="build-cwd-missing"),
-    pytest.param(TARGETS + service(extra='restart = "container"'), "services[0].restart",
+    pytest.param(TARGETS + service(extra='restart = "container"'), "services[backend].restart",
                  ["docker", "'process'"], id="restart-container-on-kubernetes"),
     pytest.param(OK + '\n[actions.migrate]\ncmd = "x"\ndeps = ["setpu"]\n\n[actions.setup]\ncmd = "y"\n', "actions.migrate.deps[0]",
                  ["no action named 'setpu'", "did you mean 'setup'?"], id="action-unknown-dep"),
@@ -310,14 +310,21 @@ deps = ["setup"]
 
 def file_position(key: str) -> tuple[int, int]:
     section = re.match(r"[a-z_]+", key)
-    service_index = re.match(r"services\[(\d+)\]", key)
+    service_index = re.match(r"services\[(\d+)\]", key)  # (these services share a name: by index)
     assert section
     return ["daemon", "targets", "services", "actions"].index(section[0]), int(service_index[1]) if service_index else -1
 
 
+def test_problems_name_the_service_not_its_index(tmp_path: Path) -> None:
+    text = TARGETS + service(name="web", target="web") + service(extra='build = [{ cmd = "make", triger = ["x"] }]')
+    problems = problems_of(workspace(tmp_path, text))
+    assert [split(p)[0] for p in problems] == ["services[backend].build[0].triger"], problems
+    assert "did you mean 'trigger'?" in problems[0]
+
+
 def test_a_typo_does_not_also_report_the_key_it_was_meant_to_be(tmp_path: Path) -> None:
     problems = problems_of(workspace(tmp_path, TARGETS + service(sync=None, extra=f"snyc = {SYNC}")))
-    assert problems == ["services[0].snyc: unknown key (did you mean 'sync'?)"]
+    assert problems == ["services[backend].snyc: unknown key (did you mean 'sync'?)"]
 
 
 def test_unknown_key_in_a_target_of_unknown_kind_is_still_about_the_kind(tmp_path: Path) -> None:
@@ -407,7 +414,7 @@ def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert cfg.resolve("app") == (tmp_path / "config" / "app").resolve()
     # `backend/src` exists beside the workspace root, not beside the config file
     problems = problems_of(workspace(tmp_path, OK, name="config/syncd.toml"))
-    assert [split(p)[0] for p in problems] == ["services[0].sync[0].src"]
+    assert [split(p)[0] for p in problems] == ["services[backend].sync[0].src"]
 
 
 def test_find_config_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -441,7 +448,7 @@ def test_cli_validate_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
     assert code == 2, out
     assert "2 problem(s)" in out
     assert f"{path}: daemon.debounce_msec: unknown key (did you mean 'debounce_ms'?)" in out
-    assert f"{path}: services[0].sync[0].src: path 'backend/srcc' does not exist (did you mean 'backend/src'?)" in out
+    assert f"{path}: services[backend].sync[0].src: path 'backend/srcc' does not exist (did you mean 'backend/src'?)" in out
 
 
 def test_cli_validate_syntax_error_and_missing_file_exit_2(tmp_path: Path) -> None:

@@ -220,7 +220,7 @@ def test_build_tool_missing(tmp_path: Path) -> None:
     code, text, checks = doctor(config, limit(tmp_path))
     check = only(checks, "local tool definitely-not-a-tool-xyz")
     assert code == 1 and check.ok is False
-    assert check.detail == "definitely-not-a-tool-xyz not found (needed by services[0].build[0] 'sandbox-1')"
+    assert check.detail == "definitely-not-a-tool-xyz not found (needed by services[sandbox].build[0] 'sandbox-1')"
     assert check.remedy == "install definitely-not-a-tool-xyz (it is looked up on PATH), or fix the command"
     assert "✗ local tool definitely-not-a-tool-xyz: definitely-not-a-tool-xyz not found" in text
     assert not [c for c in checks if c.name == "local tool cd"]  # a shell builtin: the shell has it
@@ -250,9 +250,9 @@ def test_invalid_config(tmp_path: Path) -> None:
     code, text, checks = doctor(config, limit(tmp_path))
     assert code == 1
     assert [c.ok for c in checks] == [False, None]
-    assert "services[0].tagret: unknown key (did you mean 'target'?)" in checks[0].remedy
+    assert "services[sandbox].tagret: unknown key (did you mean 'target'?)" in checks[0].remedy
     assert f"✗ config: {config} is invalid (1 problem(s))" in text
-    assert f"fix: fix in {config}:" in text and "- services[0].tagret: unknown key (did you mean 'target'?)" in text
+    assert f"fix: fix in {config}:" in text and "- services[sandbox].tagret: unknown key (did you mean 'target'?)" in text
     assert "– targets, containers, local tools, inotify: skipped (they need a valid config)" in text
 
 
