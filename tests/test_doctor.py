@@ -103,6 +103,15 @@ def test_container_missing(docker_client, tmp_path: Path) -> None:  # noqa: ANN0
 
 
 @pytest.mark.docker
+def test_a_misspelt_container_name_gets_did_you_mean(make_container, tmp_path: Path) -> None:  # noqa: ANN001
+    c = make_container()
+    typo = c.name[:-2] + c.name[-1]  # one character dropped, as in fullstack-backnd
+    code, text, checks = doctor(write(tmp_path, docker_service(typo)), limit(tmp_path))
+    target = only(checks, "target web")
+    assert code == 1 and f"did you mean '{c.name}'?" in target.remedy, target
+
+
+@pytest.mark.docker
 @pytest.mark.parametrize("image, detail, fix", [
     ("notar", "missing in the container (image syncd-test/notar:latest): tar", "tar: nothing can be synced"),
     ("nodd", "missing in the container (image syncd-test/nodd:latest): dd", "dd: no session: one exec per batch"),

@@ -7,6 +7,7 @@ a worker thread; the event loop never blocks on the engine.
 
 from __future__ import annotations
 
+import difflib
 import socket
 import threading
 import time
@@ -102,6 +103,14 @@ class DockerTransport(SessionCalls):
             return f"container '{self.spec.container}'"
         return "containers labelled " + ", ".join(f"{k}={v}" for k, v in (self.spec.labels or {}).items())
 
+    def _close_names(self, client: docker.DockerClient) -> list[str]:
+        """Names of existing containers (`docker ps -a`) close to the configured one."""
+        try:
+            names = [n.lstrip("/") for c in client.api.containers(all=True) for n in c.get("Names") or []]
+        except (docker.errors.DockerException, OSError):
+            return []
+        return difflib.get_close_matches(self.spec.container or "", [n for n in names if n], n=2, cutoff=0.7)
+
     async def containers(self) -> list[ContainerRef]:
         return await anyio.to_thread.run_sync(self._containers, abandon_on_cancel=True)
 
@@ -114,9 +123,11 @@ class DockerTransport(SessionCalls):
                 labels = [f"{k}={v}" for k, v in (self.spec.labels or {}).items()]
                 found = client.containers.list(all=True, filters={"label": labels})
         except docker.errors.NotFound:
+            close = self._close_names(client)
+            guess = f"did you mean {' or '.join(repr(n) for n in close)}? " if close else ""
             raise TransportError(
                 f"docker target '{self.target}': {self._describe()} not found",
-                f"start it, or fix targets.{self.target}.container (see `docker ps -a`)",
+                f"{guess}start it, or fix targets.{self.target}.container (see `docker ps -a`)",
             ) from None
         except (docker.errors.DockerException, OSError) as e:
             self._client = None
