@@ -141,7 +141,8 @@ async def _demo(config: Path, edits: int, forever: bool) -> int:
     app = config.parent / "app"
     script = scripted_edits(app)[:edits]
     converged = False
-    with Live(_table(records, "syncd demo: starting"), console=console, refresh_per_second=8) as live:
+    first = _table(records, "syncd demo: starting")
+    with (Live(first, console=console, refresh_per_second=8) if console.is_terminal else _Final(first)) as live:
         async with anyio.create_task_group() as tg:
             tg.start_soon(engine.run, stop)
             await engine.started.wait()
@@ -170,6 +171,23 @@ async def _demo(config: Path, edits: int, forever: bool) -> int:
             tg.cancel_scope.cancel()
     _summary(records, cfg.resolve(cfg.daemon.trace), converged)
     return 0 if converged else 1
+
+
+class _Final:
+    """Live's stand-in when the output is not a terminal (a pipe, a CI log): redrawing makes no
+    sense there, so only the last table is printed, once, on its own lines."""
+
+    def __init__(self, table: Table):
+        self.table = table
+
+    def update(self, table: Table) -> None:
+        self.table = table
+
+    def __enter__(self) -> _Final:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        console.print(self.table)
 
 
 async def _until(cond: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -150,3 +150,16 @@ def test_validate_via_module_entry_point(tmp_path: Path) -> None:
     project(tmp_path)
     res = run(["validate"], tmp_path)
     assert res.returncode == 0 and "1 service(s)" in res.stdout
+
+
+def test_demo_runs_on_a_fresh_directory_and_reads_well_when_piped(tmp_path: Path) -> None:
+    """The README's first command: the embedded example, no Docker. Piped (as in CI logs) every
+    table title starts a line of its own."""
+    out = subprocess.run([*SYNCD, "demo", "--edits", "4"], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("✓ every target matches the local tree") for line in lines), out.stdout
+    for title in ("syncd demo: scripted edits done", "per step over the demo's batches (ms)"):
+        assert any(line.startswith(title) for line in lines), (title, out.stdout)
+    assert not any("┘" in line and not line.rstrip().endswith("┘") for line in lines), out.stdout
+    assert (tmp_path / "syncd-demo" / ".syncd" / "trace.jsonl").exists()
