@@ -129,6 +129,11 @@ class ControlAPI:
         # it (no CORS) nor fetch it through a rebound name (Host check).
         html = _page().replace('<meta name="syncd-secret" content="">',
                                f'<meta name="syncd-secret" content="{self.secret}">', 1)
+        # The current state rides in the page too (drawn at once, before the first poll);
+        # '<' escaped so no text in it can close the script element.
+        state = _dumps(self.engine.status(last=200)).replace("<", "\\u003c")
+        html = html.replace('<script id="initial-state" type="application/json"></script>',
+                            f'<script id="initial-state" type="application/json">{state}</script>', 1)
         return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def status(self, request: web.Request) -> web.Response:

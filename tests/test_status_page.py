@@ -268,6 +268,26 @@ def test_status_page_passes_its_token_on(tmp_path: Path, browser: Browser) -> No
 
 
 
+def test_the_first_response_alone_shows_targets_and_batches(tmp_path: Path, browser: Browser) -> None:
+    """With every later request blocked (/api/status, /api/events), what the page shows at load
+    comes from its first response only: targets, builds and the latest batches, no "connecting"."""
+    (tmp_path / "project").mkdir()
+    d = Daemon(tmp_path / "project", "127.0.0.1:0")
+    try:
+        d.wait_box("a.txt", "a\n")
+        record = sync_a_file(d, "distinctive-first-paint.txt")
+        browser.call("Network.enable")
+        browser.call("Network.setBlockedURLs", urls=["*/api/*"])
+        browser.open(f"http://{d.address}/")
+        assert browser.eval("document.querySelector('tr.container[data-container=\"box/local\"] .state').textContent") == "idle"
+        assert browser.eval(f"!!document.querySelector('{batch_row(record['batch'])} .span[data-name=\"push:box/local\"]')")
+        assert browser.eval("document.getElementById('config').textContent") == str(d.root / "syncd.toml")
+        png = browser.screenshot(ARTIFACTS / "status-page-first-paint.png", tmp_path / "first-paint.png")
+        assert len(png) > 10_000
+    finally:
+        assert d.stop() == 0
+
+
 def test_failed_batch_and_lost_daemon(tmp_path: Path, browser: Browser) -> None:
     """The page from a file (no daemon behind it): it says it is disconnected, and a failed
     record, handed to it as the event stream would, gets a red row with its first error."""
