@@ -16,7 +16,6 @@ import socket
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,13 +26,13 @@ from aiohttp import web
 from syncd.actions import ActionRunner, NeedsConfirmation, UnknownAction
 from syncd.config import is_loopback
 from syncd.core.access import SECRET_HEADER, AccessPolicy
+from syncd.daemons import STATE_FILE, RunningDaemon, register, unregister
 
 if TYPE_CHECKING:
     from syncd.engine import Engine
 
 log = structlog.get_logger("syncd.api")
 
-STATE_FILE = "api.json"
 
 
 def bind(address: str, state_dir: Path) -> tuple[socket.socket, str]:
@@ -219,12 +218,14 @@ class ControlAPI:
         with os.fdopen(fd, "w") as f:
             json.dump({"address": advertised, "pid": os.getpid(), "started": time.time(), "secret": self.secret}, f)
         os.replace(tmp, state)
+        entry = register(self.engine.cfg.file.resolve(), state_dir.resolve(), advertised)  # found without -c
         log.info("control API listening", address=advertised,
                  page=f"http://{advertised}/" if not advertised.startswith("unix:") else None)
         try:
             await stop.wait()
         finally:
             with anyio.CancelScope(shield=True):
+                unregister(entry)
                 with suppress(FileNotFoundError):
                     state.unlink()
                 await runner.cleanup()
@@ -246,30 +247,6 @@ def _page() -> str:
 
 def _dumps(obj: object) -> str:
     return json.dumps(obj, default=str)
-
-
-@dataclass(frozen=True, slots=True)
-class RunningDaemon:
-    """What `.syncd/api.json` says of the daemon that wrote it."""
-
-    address: str
-    pid: int
-    started: float | None
-    secret: str | None
-
-    def __str__(self) -> str:
-        return self.address
-
-
-def find_daemon(state_dir: Path) -> RunningDaemon | None:
-    """The daemon running for this config, if one is (its pid is alive)."""
-    try:
-        info = json.loads((state_dir / STATE_FILE).read_text())
-        pid = int(info["pid"])
-        os.kill(pid, 0)
-        return RunningDaemon(str(info["address"]), pid, info.get("started"), info.get("secret"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 async def call(daemon: RunningDaemon | str, method: str, path: str, timeout: float = 3600,

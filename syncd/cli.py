@@ -104,6 +104,16 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(find_config(args.config))
 
 
+def _chosen(args: argparse.Namespace) -> tuple[Config, RunningDaemon | None]:
+    """The config a command about the daemon means, and its daemon (see syncd/daemons.py)."""
+    from syncd.daemons import choose
+
+    choice = choose(args.config)
+    if choice.note:
+        errconsole.print(choice.note, markup=False)
+    return load_config(choice.config), choice.daemon
+
+
 def main(argv: list[str] | None = None) -> int:
     global _log_format
     args = build_parser().parse_args(argv)
@@ -118,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             return run_doctor(args.config, console)
         if args.command == "trace":
             return cmd_trace(args)
+        if args.command in ("status", "pause", "resume", "resync", "trigger", "smoke"):
+            cfg, daemon = _chosen(args)
+            if args.command == "smoke":
+                return cmd_smoke(cfg, daemon, args)
+            if args.command == "status":
+                return anyio.run(_status, cfg, daemon, args.json, args.watch, args.last)
+            if args.command in ("pause", "resume", "resync"):
+                return anyio.run(_control, cfg, daemon, args.command, getattr(args, "target", None))
+            return anyio.run(_trigger, cfg, daemon, args.name, args.yes, args.standalone)
         if args.command == "demo":
             from syncd.demo import run_demo
 
@@ -129,14 +148,6 @@ def main(argv: list[str] | None = None) -> int:
             return anyio.run(_run, cfg, not args.no_build)
         if args.command == "sync":
             return anyio.run(_sync, cfg, args.service, args.dry_run, not args.no_build)
-        if args.command == "smoke":
-            return cmd_smoke(cfg, args)
-        if args.command == "status":
-            return anyio.run(_status, cfg, args.json, args.watch, args.last)
-        if args.command in ("pause", "resume", "resync"):
-            return anyio.run(_control, cfg, args.command, getattr(args, "target", None))
-        if args.command == "trigger":
-            return anyio.run(_trigger, cfg, args.name, args.yes, args.standalone)
     except ConfigError as e:
         errconsole.print(f"[bold red]invalid config[/]: {len(e.problems)} problem(s)")
         for problem in e.problems:
@@ -257,15 +268,15 @@ async def _dry_run(engine, wanted: set[str] | None) -> int:  # noqa: ANN001
     return EXIT_OK if ok else EXIT_FAIL
 
 
-async def _trigger(cfg: Config, name: str, yes: bool, standalone: bool) -> int:
+async def _trigger(cfg: Config, daemon: RunningDaemon | None, name: str, yes: bool, standalone: bool) -> int:
     """Run an action: through the daemon when one runs for this config (it holds the
     sessions and records the trace), else here. Prints each action's status and output."""
     from syncd.actions import ActionRunner, NeedsConfirmation, UnknownAction
-    from syncd.api import call, find_daemon
+    from syncd.api import call
     from syncd.trace import TraceWriter
     from syncd.transports import make_transports
 
-    address = None if standalone else find_daemon(cfg.state_dir)
+    address = None if standalone else daemon
     if address is not None:
         try:
             status, body = await call(address, "POST", f"/api/actions/{name}" + ("?yes=1" if yes else ""),
@@ -291,7 +302,7 @@ async def _trigger(cfg: Config, name: str, yes: bool, standalone: bool) -> int:
     return _print_action(report.as_dict(), show_output=False)
 
 
-def cmd_smoke(cfg: Config, args: argparse.Namespace) -> int:
+def cmd_smoke(cfg: Config, daemon: RunningDaemon | None, args: argparse.Namespace) -> int:
     from syncd.smoke import EXIT_BUDGET, EXIT_INTERRUPTED, Smoke, parse_budget, summarize, write_reports
 
     try:
@@ -334,16 +345,12 @@ def cmd_smoke(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if summary["within_budget"] else EXIT_BUDGET
 
 
-def _daemon(cfg: Config) -> RunningDaemon | None:
-    from syncd.api import find_daemon
-
-    address = find_daemon(cfg.state_dir)
-    if address is None:
-        errconsole.print(f"no syncd daemon is running for {cfg.file} (start one: syncd run -c {cfg.file})", markup=False)
-    return address
+def _no_daemon(cfg: Config) -> int:
+    errconsole.print(f"no syncd daemon is running for {cfg.file} (start one: syncd run -c {cfg.file})", markup=False)
+    return EXIT_FAIL
 
 
-async def _status(cfg: Config, as_json: bool, watch: bool, last: int) -> int:
+async def _status(cfg: Config, address: RunningDaemon | None, as_json: bool, watch: bool, last: int) -> int:
     import json
 
     from rich.live import Live
@@ -351,9 +358,8 @@ async def _status(cfg: Config, as_json: bool, watch: bool, last: int) -> int:
     from syncd.api import call
     from syncd.status_view import render
 
-    address = _daemon(cfg)
     if address is None:
-        return EXIT_FAIL
+        return _no_daemon(cfg)
 
     async def fetch() -> dict | None:
         try:
@@ -387,12 +393,11 @@ async def _status(cfg: Config, as_json: bool, watch: bool, last: int) -> int:
     return EXIT_FAIL
 
 
-async def _control(cfg: Config, what: str, target: str | None) -> int:
+async def _control(cfg: Config, address: RunningDaemon | None, what: str, target: str | None) -> int:
     from syncd.api import call
 
-    address = _daemon(cfg)
     if address is None:
-        return EXIT_FAIL
+        return _no_daemon(cfg)
     path = f"/api/{what}" + (f"?target={target}" if target else "")
     try:
         code, body = await call(address, "POST", path, timeout=10, token=cfg.daemon.token)
@@ -429,7 +434,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.file:
         path = Path(args.file)
     else:
-        cfg = _load(args)
+        cfg, _ = _chosen(args)
         path = cfg.resolve(cfg.daemon.trace)
     return report(path, console, args.since, args.service, args.top, Path(args.chrome) if args.chrome else None,
                   args.json, errconsole=errconsole)

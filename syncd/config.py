@@ -301,15 +301,31 @@ class ConfigError(Exception):
         super().__init__("\n".join(f"{self.file}: {p}" for p in problems))
 
 
+def nearby_configs(start: Path) -> list[Path]:
+    """`syncd.toml` / `config/syncd.toml` in `start` and every directory above it, nearest first
+    (as git finds its repository: a command works from any subdirectory of the project)."""
+    found = []
+    for d in [start, *start.parents]:
+        for rel in DEFAULT_PATHS:
+            if (d / rel).is_file():
+                found.append(d / rel)
+    return found
+
+
+def searched(start: Path) -> str:
+    return f"{' and '.join(DEFAULT_PATHS)} in {start} and every directory above it"
+
+
 def find_config(explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
-    for candidate in DEFAULT_PATHS:
-        if Path(candidate).is_file():
-            return Path(candidate)
+    cwd = Path.cwd()
+    found = nearby_configs(cwd)
+    if found:
+        return found[0]
     raise ConfigError(
         DEFAULT_PATHS[0],
-        [f"no config found (looked for {' and '.join(DEFAULT_PATHS)}); pass -c FILE or run `syncd demo`"],
+        [f"no config found (looked for {searched(cwd)}); pass -c FILE or run `syncd demo`"],
     )
 
 
