@@ -10,7 +10,8 @@ stand-ins of tests/tilt_standins.py: written from Tilt's source at tag v0.37.6, 
 what Tilt returns (a Blob from read_file/kustomize/encode_yaml_stream, TRIGGER_MODE_* values that
 are not strings, Probe/link values), resolve paths and load() the way Tilt does (relative to the
 Tiltfile being executed; ext:// through v1alpha1.extension_repo/extension, file:// absolute and
-without ref) and check what Tilt checks after the main Tiltfile ran.
+without ref) and check what Tilt checks after the main Tiltfile ran. The self-test below feeds
+them calls Tilt rejects (or reads differently) and asserts they are rejected with Tilt's error.
 The last tests run the commands the extension registers: the daemon as Tilt would start it, its
 readiness probe, an action's button.
 """
@@ -39,7 +40,7 @@ import starlark  # starlark-pyo3 (the `test` extra): starlark-rust, a real Starl
 assert hasattr(starlark, "Globals"), "the `starlark` module here is not starlark-pyo3 (pip install -e '.[test]')"
 
 from tilt_standins import (  # noqa: E402 - after the check above
-    TRIGGER_MODE_MANUAL, Blob, Probe, Tilt, kustomize_build,
+    TILT_COMMIT, TILT_TAG, TRIGGER_MODE_MANUAL, Blob, Probe, Tilt, TiltError, kustomize_build,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,6 +210,177 @@ syncd(config='examples/fullstack/config/fullstack-kube.toml', actions=['health-c
     assert EXTENSION in tilt.read_files
     # the calls the extension's function makes belong to the Tiltfile that called it
     assert {c.file for c in tilt.called("local_resource")} == {main}
+
+
+# --- the stand-ins themselves: what Tilt rejects, they reject --------------------------------
+
+def _standin_project(tmp_path: Path) -> Path:
+    """Files the calls below refer to."""
+    (tmp_path / "f.txt").write_text("a\nb\n")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    app = ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  selector: {matchLabels: {app: app}}\n"
+           "  template:\n    metadata: {labels: {app: app}}\n    spec: {containers: [{name: app, image: app}]}\n")
+    (tmp_path / "app.yaml").write_text(app)
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "kustomization.yaml").write_text("resources: [app.yaml]\n")
+    (tmp_path / "k" / "app.yaml").write_text(app)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "helper.star").write_text("X = 1\n")
+    return tmp_path / "Tiltfile"
+
+
+# (the call Tilt rejects or reads differently, Tilt's error, the same call written right). Each
+# Tiltfile runs in _standin_project(); {repo} is this checkout. A call Tilt reads differently
+# from Python is written as the Tiltfile that relies on Python's reading, and fails.
+REJECTED = [
+    pytest.param("local_resource('x', cmd='true', bogus=1)",
+                 r"local_resource: unexpected keyword argument bogus$", "local_resource('x', cmd='true')",
+                 id="unknown-keyword"),
+    pytest.param("local_resource('x', cmd='true', resource_dep=['y'])",
+                 r"unexpected keyword argument resource_dep \(did you mean resource_deps\?\)",
+                 "local_resource('x', cmd='true', resource_deps=['y'])", id="misspelled-keyword-hint"),
+    pytest.param("local_resource('x')",
+                 r"local_resource must have a cmd and/or a serve_cmd, but both were empty",
+                 "local_resource('x', serve_cmd=['sleep', '1'])", id="local_resource-without-cmd"),
+    pytest.param("local_resource('x', cmd='true', labels=['my label'])",
+                 r"""local_resource: for parameter labels: Invalid label "my label": name part must consist of alphanumeric characters""",
+                 "local_resource('x', cmd='true', labels=['my-label'])", id="invalid-label"),
+    pytest.param("local_resource('x', cmd='true', resource_deps='y')",
+                 r"local_resource: for parameter resource_deps: got string, want starlark.Sequence",
+                 "local_resource('x', cmd='true', resource_deps=['y'])", id="resource_deps-string"),
+    pytest.param("local_resource('x', cmd='true', trigger_mode='TRIGGER_MODE_MANUAL')",
+                 r"local_resource: for parameter trigger_mode: got string, want TriggerMode",
+                 "local_resource('x', cmd='true', trigger_mode=TRIGGER_MODE_MANUAL)", id="trigger_mode-string"),
+    pytest.param("docker_build('app', '.', dockerfle='Dockerfile')",
+                 r"docker_build: unexpected keyword argument dockerfle \(did you mean dockerfile\?\)",
+                 "docker_build('app', '.', dockerfile='Dockerfile')", id="docker_build-misspelled-keyword"),
+    pytest.param("docker_build('app', 'sub')",
+                 r"error reading dockerfile: open .*/sub/Dockerfile: no such file or directory",
+                 "docker_build('app', 'sub', dockerfile='Dockerfile')", id="missing-Dockerfile"),
+    pytest.param("read_file('f.txt').splitlines()",
+                 r"has no attribute `splitlines`",  # Tilt: blob has no .splitlines field or method
+                 "str(read_file('f.txt')).splitlines()", id="string-method-on-a-Blob"),
+    pytest.param("k8s_yaml('apiVersion: v1\\nkind: Namespace\\nmetadata: {name: n}\\n')",
+                 r"error reading yaml file: open .*apiVersion: v1\nkind: Namespace.*: no such file or directory",
+                 "k8s_yaml(blob('apiVersion: v1\\nkind: Namespace\\nmetadata: {name: n}\\n'))", id="k8s_yaml-str-is-a-path"),
+    pytest.param("v1alpha1.extension_repo(name='syncd', url='file://{repo}', ref='main')\n"
+                 "v1alpha1.extension(name='syncd', repo_name='syncd', repo_path='deploy/tilt/syncd')\n"
+                 "load('ext://syncd', 'syncd')",
+                 r"cannot load ext://syncd: loading extension repo syncd: spec.ref not supported on file:// repos",
+                 "v1alpha1.extension_repo(name='syncd', url='file://{repo}')\n"
+                 "v1alpha1.extension(name='syncd', repo_name='syncd', repo_path='deploy/tilt/syncd')\n"
+                 "load('ext://syncd', 'syncd')", id="file-repo-with-ref"),
+    pytest.param("p = os.path.join('/a', '/b')\n_ = p == '/b' or fail('joined: ' + p)",
+                 r"joined: /a/b$",  # Go's filepath.Join; Python's os.path.join gives /b
+                 "p = os.path.join('/a', 'b')\n_ = p == '/a/b' or fail('joined: ' + p)", id="join-absolute-second-part"),
+    pytest.param("v1alpha1.extension_repo(name='syncd', url='file://deploy/tilt')",
+                 r'spec.url: Invalid value: "file://deploy/tilt": file:// URLs must be absolute',
+                 "v1alpha1.extension_repo(name='syncd', url='file://{repo}')", id="file-repo-relative"),
+    pytest.param("os.path.relpath('/a/b', start='/a')",
+                 r"os.path.relpath: unexpected keyword argument start$",
+                 "os.path.relpath('/a/b', basepath='/a')", id="relpath-start"),
+    pytest.param("_ = TRIGGER_MODE_MANUAL == 'TRIGGER_MODE_MANUAL' or fail('not a string: ' + type(TRIGGER_MODE_MANUAL))",
+                 r"not a string: TriggerMode$",
+                 "_ = str(TRIGGER_MODE_MANUAL) == 'TRIGGER_MODE_MANUAL' or fail('no')", id="trigger-mode-is-no-string"),
+    pytest.param("encode_yaml_stream([{'a': 1}]).startswith('a')", r"has no attribute `startswith`",
+                 "str(encode_yaml_stream([{'a': 1}])).startswith('a')", id="encode_yaml_stream-returns-a-Blob"),
+    pytest.param("kustomize('k').split('---')",
+                 r"has no attribute `split`", "decode_yaml_stream(kustomize('k'))", id="kustomize-returns-a-Blob"),
+    pytest.param("encode_yaml_stream(({'a': 1},))", r"encode_yaml_stream: for parameter objs: got tuple, want list",
+                 "encode_yaml_stream([{'a': 1}])", id="encode_yaml_stream-tuple"),
+    pytest.param("read_file('missing.txt', default=1)",
+                 r"read_file: for parameter default: expected starlark.String or None, got starlark.Int",
+                 "read_file('missing.txt', default='')", id="read_file-default-not-a-string"),
+    pytest.param("read_file('missing.txt')", r"open .*/missing.txt: no such file or directory",
+                 "read_file('f.txt')", id="read_file-missing"),
+    pytest.param("warn(read_file('f.txt'))", r"warn: for parameter msg: got blob, want string",
+                 "warn(str(read_file('f.txt')))", id="warn-a-Blob"),
+    pytest.param("local_resource('x', cmd='true', env={'N': 1})",
+                 r"local_resource: for parameter env: value is not a string: starlark.Int \(1\)",
+                 "local_resource('x', cmd='true', env={'N': '1'})", id="env-value-not-a-string"),
+    pytest.param("local_resource('x', cmd='true', env=struct(N='1'))",
+                 r"local_resource: for parameter env: expected dict, got \*starlarkstruct.Struct",
+                 "local_resource('x', cmd='true', env={'N': '1'})", id="env-a-struct"),
+    pytest.param("local_resource('a/b', cmd='true')", r"""local_resource: for parameter name: invalid value "a/b": may not contain '/'""",
+                 "local_resource('a-b', cmd='true')", id="resource-name-with-slash"),
+    pytest.param("local_resource('x', cmd='true')\nlocal_resource('x', cmd='false')",
+                 r'local_resource named "x" already exists', "local_resource('x', cmd='true')", id="duplicate-resource"),
+    pytest.param("local_resource('x', serve_cmd='sleep 9', dir='sub')",
+                 r"'dir' only affects 'cmd', not 'serve_cmd'. Did you mean to use 'serve_dir' instead\?",
+                 "local_resource('x', serve_cmd='sleep 9', serve_dir='sub')", id="dir-without-cmd"),
+    pytest.param("local_resource('x', serve_cmd='sleep 9', readiness_probe=probe(exec=exec_action(['true']), "
+                 "http_get=http_get_action(port=80)))",
+                 r"exactly one of exec, http_get, or tcp_socket must be specified",
+                 "local_resource('x', serve_cmd='sleep 9', readiness_probe=probe(http_get=http_get_action(port=80)))",
+                 id="probe-two-actions"),
+    pytest.param("http_get_action(port='80')", r"http_get_action: for parameter port: got string, want int",
+                 "http_get_action(port=80)", id="http_get_action-port-string"),
+    pytest.param("exec_action('true')", r"""exec_action: for parameter command: '"true"' is a starlark.String, not a sequence""",
+                 "exec_action(['true'])", id="exec_action-string"),
+    pytest.param("local_resource('x', cmd='true', links=[1])", r"Want a string, a link, or a sequence of these; found 1",
+                 "local_resource('x', cmd='true', links=[link('localhost:1', 'ui')])", id="link-not-a-link"),
+    pytest.param("docker_build('app')", r"docker_build: missing argument for context$",
+                 "docker_build('app', '.')", id="missing-argument"),
+    pytest.param("docker_build('App', '.')", r"can't parse \"App\": invalid reference format: repository name \(library/App\) must be lowercase",
+                 "docker_build('app', '.')", id="image-ref-uppercase"),
+    pytest.param("k8s_yaml('app.yaml')\nk8s_resource('ap', port_forwards='8080')",
+                 r'k8s_resource specified unknown resource "ap". known k8s resources: app',
+                 "k8s_yaml('app.yaml')\nk8s_resource('app', port_forwards='8080')", id="k8s_resource-unknown-workload"),
+    pytest.param("k8s_yaml('app.yaml')\nk8s_resource('app', port_forwards='80:8080:8080:1')",
+                 r'k8s_resource "app": portForward port value "8080:1" is not in the valid range',
+                 "k8s_yaml('app.yaml')\nk8s_resource('app', port_forwards='localhost:8080:80')", id="port-forward"),
+    pytest.param("load('./sub/lib.star', 'Y')",
+                 r"cannot load ./sub/helper.star: error reading file .*/sub/sub/helper.star",
+                 "load('./sub/good.star', 'Y')", id="load-is-relative-to-the-loading-file"),
+    pytest.param("d = os.path.dirname('f.txt')\n_ = d == '' or fail('dirname: ' + d)", r"dirname: \.$",  # Python: ''
+                 "d = os.path.dirname('a/f.txt')\n_ = d == 'a' or fail('dirname: ' + d)", id="dirname-of-a-bare-name"),
+]
+
+
+@pytest.mark.parametrize(("bad", "error", "good"), REJECTED)
+def test_standins_reject_what_tilt_rejects(tmp_path: Path, bad: str, error: str, good: str) -> None:
+    main = _standin_project(tmp_path)
+    (tmp_path / "sub" / "lib.star").write_text("load('./sub/helper.star', 'X')\nY = X\n")   # relative to the main Tiltfile: wrong
+    (tmp_path / "sub" / "good.star").write_text("load('./helper.star', 'X')\nY = X\n")     # relative to itself
+    Tilt(main).run(good.replace("{repo}", str(REPO)))  # the right call passes: the stand-in is not just strict
+    with pytest.raises((starlark.StarlarkError, TiltError)) as rejected:
+        Tilt(main).run(bad.replace("{repo}", str(REPO)))
+    message = str(rejected.value)
+    found = re.search(r"^error: (?:TiltError: )?(.*?)\n  *-->", message, re.S | re.M)
+    assert re.search(error, found.group(1) if found else message, re.M | re.S), message
+
+
+def test_standins_follow_one_tilt_commit() -> None:
+    import tilt_standins
+
+    assert re.fullmatch("[0-9a-f]{40}", TILT_COMMIT) and TILT_TAG == "v0.37.6"
+    for doc in (__doc__, tilt_standins.__doc__):
+        assert TILT_COMMIT in doc and TILT_TAG in doc
+
+
+def test_standins_values_as_tilt_gives_them(tmp_path: Path) -> None:
+    """What the stand-ins hand back, seen from Starlark and from the test."""
+    main = _standin_project(tmp_path)
+    tilt = Tilt(main).run("""
+print(type(read_file('f.txt')), type(kustomize('k')), type(encode_yaml_stream([])), type(blob('x')), type(encode_json({})))
+print(type(TRIGGER_MODE_AUTO), TRIGGER_MODE_AUTO == TRIGGER_MODE_AUTO, TRIGGER_MODE_AUTO == TRIGGER_MODE_MANUAL)
+print(os.path.join('/a', '/b'), os.path.join('a', '', 'b/'), os.path.join(), os.path.basename('a/b/'), os.path.dirname('/a'))
+print(os.path.relpath('/a/b/c', '/a'), os.path.relpath('/x', basepath='/a/b'), os.path.abspath('sub'), os.getcwd())
+print(str(read_file('missing', '')) == '', __file__ == config.main_path, config.main_dir == os.getcwd())
+local_resource('x', serve_cmd=['sleep', '9'], readiness_probe=probe(tcp_socket=tcp_socket_action(9)), links='localhost:9')
+""")
+    d = str(tmp_path)
+    assert tilt.printed == [
+        "blob blob blob blob string",
+        "TriggerMode True False",
+        "/a/b a/b  b /",
+        f"b/c ../../x {d}/sub {d}",
+        "True True True",
+    ]
+    (res,) = tilt.called("local_resource")
+    assert isinstance(res.params["readiness_probe"], Probe) and res.params["readiness_probe"].tcp_socket.port == 9
+    assert res.params["links"] == "localhost:9"  # as given; Tilt adds no scheme to "localhost:9" (url.Parse reads one)
+    assert res.file == main
 
 
 # --- the example's Tiltfile and the manifests ----------------------------------------------
