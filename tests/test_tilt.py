@@ -1,5 +1,5 @@
-"""The Tilt integration (deploy/tilt/syncd/Tiltfile, examples/fullstack/Tiltfile) and the
-deploy/ files around it.
+"""The Tilt integration (deploy/tilt/syncd/Tiltfile, examples/fullstack/Tiltfile), its load
+instructions (README.md, deploy/tilt/syncd/README.md) and the deploy/ files around it.
 
 The Tiltfiles are evaluated by a real Starlark interpreter (starlark-pyo3: starlark-rust, the
 Starlark implementation Buck2 uses) in its standard dialect, which is stricter than Tilt's (no
@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import textwrap
 import shutil
 import signal
 import socket
@@ -210,6 +211,47 @@ syncd(config='examples/fullstack/config/fullstack-kube.toml', actions=['health-c
     assert EXTENSION in tilt.read_files
     # the calls the extension's function makes belong to the Tiltfile that called it
     assert {c.file for c in tilt.called("local_resource")} == {main}
+
+
+def _doc_tiltfile_blocks(markdown: Path, section: str) -> list[str]:
+    """The ```python blocks of a section (## heading) that load() the extension."""
+    text = markdown.read_text()
+    start = text.index(section)
+    end = text.find("\n## ", start + len(section))
+    body = text[start:end if end >= 0 else None]
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", body, re.S)]
+    return [b for b in blocks if "load(" in b]
+
+
+@pytest.mark.parametrize(("markdown", "section"), [
+    pytest.param(REPO / "README.md", "## Tilt and CI", id="README"),
+    pytest.param(REPO / "deploy" / "tilt" / "syncd" / "README.md", "## Loading it", id="extension-README"),
+])
+def test_documented_load_instructions_work(markdown: Path, section: str) -> None:
+    """Each way to load the extension that the docs give, run as written (the local-path
+    placeholder made this checkout, the placeholder https repository standing for this checkout
+    as Tilt's download of it), then used."""
+    blocks = _doc_tiltfile_blocks(markdown, section)
+    forms = {"checkout": "./deploy/tilt/syncd/Tiltfile", "file": "file:///abs/path/to/syncd",
+             "https": "https://github.com/YOUR-ORG/syncd"}
+    assert [next(f for f, marker in forms.items() if marker in b) for b in blocks] == ["checkout", "file", "https"]
+    for block in blocks:
+        source = block.replace("/abs/path/to/syncd", str(REPO)) + (
+            "syncd(config='examples/fullstack/config/fullstack-kube.toml', actions=['health-check'])\n")
+        tilt = Tilt(REPO / "Tiltfile", downloads={forms["https"]: REPO}).run(source)
+        assert list(tilt.local_resources()) == ["syncd", "syncd:health-check"], block
+        assert EXTENSION in tilt.read_files
+    section_text = markdown.read_text().split(section, 1)[1]
+    assert "pip install /path/to/syncd" in section_text and "syncd_cmd=" in section_text  # installing it
+
+
+def test_extension_documents_no_stale_load_instructions() -> None:
+    """The extension's own header: no ref= on a file:// repository, no OWNER placeholder, no
+    claim that Tilt versions differ in what a relative path is relative to."""
+    header = EXTENSION.read_text().split("\n_MAIN_DIR", 1)[0]
+    assert "file:///abs/path/to/syncd')" in header and "OWNER" not in header
+    assert "Tilt versions differ" not in header
+    assert "syncd_cmd" in header and "pip install /path/to/syncd" in header
 
 
 # --- the stand-ins themselves: what Tilt rejects, they reject --------------------------------
