@@ -1,19 +1,27 @@
-"""The Tilt integration (deploy/tilt/syncd/Tiltfile, examples/fullstack/Tiltfile) and the
-deploy/ files around it.
+"""The Tilt integration (deploy/tilt/syncd/Tiltfile, examples/fullstack/Tiltfile), its load
+instructions (README.md, deploy/tilt/syncd/README.md) and the deploy/ files around it.
 
-The Tiltfiles are evaluated by a real Starlark interpreter (starlark-pyo3: starlark-rust,
-the Starlark implementation Buck2 uses) in its standard dialect, which is stricter than Tilt's
-(no top-level if/for, no f-strings), so what passes here also parses in Tilt. Tilt's builtins are
-stand-ins that record their calls (`Tilt` below); `load()` is resolved the way Tilt resolves
-it: a path relative to the loading file, or `ext://NAME` through v1alpha1.extension_repo /
-v1alpha1.extension. The last tests run the commands the extension registers: the daemon as
-Tilt would start it, its readiness probe, an action's button.
+The Tiltfiles are evaluated by a real Starlark interpreter (starlark-pyo3: starlark-rust, the
+Starlark implementation Buck2 uses) in its standard dialect, which is stricter than Tilt's (no
+top-level if/for, no f-strings), so what passes here also parses in Tilt. Tilt's builtins are the
+stand-ins of tests/tilt_standins.py: written from Tilt's source at tag v0.37.6, commit
+76a6dd7d311178fe864baa22ce63a2f053764efc (tilt-dev/tilt), they take exactly Tilt's arguments
+(go.starlark's UnpackArgs rules: required/optional, unknown keywords, the kinds of value), return
+what Tilt returns (a Blob from read_file/kustomize/encode_yaml_stream, TRIGGER_MODE_* values that
+are not strings, Probe/link values), resolve paths and load() the way Tilt does (relative to the
+Tiltfile being executed; ext:// through v1alpha1.extension_repo/extension, file:// absolute and
+without ref) and check what Tilt checks after the main Tiltfile ran. The self-test below feeds
+them calls Tilt rejects (or reads differently) and asserts they are rejected with Tilt's error.
+The last tests run the commands the extension registers: the daemon as Tilt would start it, its
+readiness probe, an action's button.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import textwrap
 import shutil
 import signal
 import socket
@@ -22,7 +30,6 @@ import sys
 import time
 import tomllib
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -33,184 +40,15 @@ import starlark  # starlark-pyo3 (the `test` extra): starlark-rust, a real Starl
 # The pure-Python `starlark` package has the same import name but cannot evaluate a Tiltfile.
 assert hasattr(starlark, "Globals"), "the `starlark` module here is not starlark-pyo3 (pip install -e '.[test]')"
 
+from tilt_standins import (  # noqa: E402 - after the check above
+    TILT_COMMIT, TILT_TAG, TRIGGER_MODE_MANUAL, Blob, Probe, Tilt, TiltError, kustomize_build,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 EXTENSION = REPO / "deploy" / "tilt" / "syncd" / "Tiltfile"
 EXAMPLE = REPO / "examples" / "fullstack"
 KUBE_CONFIG = EXAMPLE / "config" / "fullstack-kube.toml"
 SYNCD = [sys.executable, "-m", "syncd"]  # the checkout under test (PYTHONPATH set when run)
-
-
-# --- a recording stand-in for Tilt's Tiltfile API ----------------------------------------
-
-@dataclass
-class Call:
-    fn: str
-    args: tuple
-    kwargs: dict
-    file: Path  # the Tiltfile executing when the call was made
-
-
-@dataclass
-class Tilt:
-    """Evaluates a Tiltfile (and whatever it loads) and records every Tilt builtin call."""
-
-    main: Path
-    env: dict = field(default_factory=dict)
-    calls: list[Call] = field(default_factory=list)
-    read_files: list[Path] = field(default_factory=list)
-    _stack: list[Path] = field(default_factory=list)
-    _loaded: dict = field(default_factory=dict)
-    _repos: dict = field(default_factory=dict)
-    _exts: dict = field(default_factory=dict)
-
-    RECORDED = ("local_resource", "docker_build", "custom_build", "k8s_yaml", "k8s_resource",
-                "watch_settings", "watch_file", "warn", "allow_k8s_contexts", "update_settings")
-
-    def run(self, source: str | None = None) -> "Tilt":
-        self._exec(self.main, self.main.read_text() if source is None else source)
-        return self
-
-    # -- evaluation and load() --
-    def _exec(self, path: Path, source: str):
-        module = starlark.Module()
-        self._install(module)
-        self._stack.append(path)
-        try:
-            ast = starlark.parse(str(path), source, starlark.Dialect.standard())
-            globals_ = starlark.Globals.extended_by([starlark.LibraryExtension.StructType])
-            starlark.eval(module, ast, globals_, starlark.FileLoader(self._load))
-        finally:
-            self._stack.pop()
-        return module
-
-    def _load(self, module_id: str):
-        if module_id.startswith("ext://"):
-            name = module_id[len("ext://"):]
-            if name not in self._exts:
-                raise ValueError(f"{module_id}: no v1alpha1.extension(name={name!r}) (this stand-in has no default repo)")
-            repo_name, repo_path = self._exts[name]
-            url = self._repos[repo_name]
-            assert url.startswith("file://"), f"only file:// extension repos here: {url}"
-            path = Path(url[len("file://"):]) / repo_path / "Tiltfile"
-        else:  # relative to the directory of the file doing the load
-            path = self._path(module_id)
-        path = path.resolve()
-        if path not in self._loaded:
-            self.read_files.append(path)
-            self._loaded[path] = self._exec(path, path.read_text()).freeze()
-        return self._loaded[path]
-
-    def _cwd(self) -> Path:
-        return self._stack[-1].parent
-
-    def _path(self, p: str) -> Path:
-        return Path(os.path.normpath(os.path.join(self._cwd(), p)))
-
-    # -- the builtins --
-    def _install(self, m) -> None:
-        for name in self.RECORDED:
-            m.add_callable(name, self._recorder(name))
-
-        def link(url, name=""):
-            return {"_": "link", "url": url, "name": name}
-
-        def probe(initial_delay_secs=0, timeout_secs=1, period_secs=10, success_threshold=1,
-                  failure_threshold=3, exec=None, http_get=None, tcp_socket=None):
-            given = [a for a in (exec, http_get, tcp_socket) if a is not None]
-            if len(given) != 1:
-                raise ValueError("probe: exactly one of exec, http_get, tcp_socket")
-            return {"_": "probe", "timeout_secs": timeout_secs, "period_secs": period_secs,
-                    "exec": exec, "http_get": http_get, "tcp_socket": tcp_socket}
-
-        def http_get_action(port, host="localhost", scheme="http", path=""):
-            assert isinstance(port, int), f"http_get_action: port must be an int, not {port!r}"
-            return {"_": "http_get", "port": port, "host": host, "scheme": scheme, "path": path}
-
-        def exec_action(command):
-            assert isinstance(command, list) and all(isinstance(c, str) for c in command)
-            return {"_": "exec", "command": command}
-
-        def read_file(path, default=None):
-            p = self._path(path)
-            self.read_files.append(p)
-            if not p.exists():
-                if default is None:
-                    raise FileNotFoundError(f"read_file: {p}")
-                return default
-            return p.read_text()
-
-        def kustomize(path, kustomize_bin=None, flags=()):
-            return _kustomize(self._path(path))
-
-        def os_getenv(key, default=None):
-            return self.env.get(key, os.environ.get(key, default))
-
-        for name, fn in {
-            "link": link, "probe": probe, "http_get_action": http_get_action, "exec_action": exec_action,
-            "tcp_socket_action": lambda port, host="localhost": {"_": "tcp", "port": port, "host": host},
-            "read_file": read_file, "kustomize": kustomize, "blob": str,
-            "decode_yaml_stream": lambda s: [d for d in yaml.safe_load_all(s) if d is not None],
-            "encode_yaml_stream": lambda objs: yaml.safe_dump_all(objs, sort_keys=False),
-            "decode_yaml": yaml.safe_load, "encode_yaml": yaml.safe_dump,
-            "decode_json": json.loads, "encode_json": json.dumps,
-            "k8s_context": lambda: "kind-dev", "k8s_namespace": lambda: "default",
-            "_os_getcwd": lambda: str(self._cwd()),
-            "_os_getenv": os_getenv,
-            "_os_path_join": lambda *parts: os.path.normpath(os.path.join(*parts)),
-            "_os_path_abspath": lambda p: str(self._path(p)),
-            "_os_path_exists": lambda p: self._path(p).exists(),
-            "_os_path_dirname": os.path.dirname, "_os_path_basename": os.path.basename,
-            "_os_path_relpath": lambda p, start=None: os.path.relpath(p, start or self._cwd()),
-            "_extension_repo": self._extension_repo, "_extension": self._extension,
-        }.items():
-            m.add_callable(name, fn)
-        m["TRIGGER_MODE_AUTO"] = "TRIGGER_MODE_AUTO"
-        m["TRIGGER_MODE_MANUAL"] = "TRIGGER_MODE_MANUAL"
-        m["_MAIN_DIR_VALUE"] = str(self.main.parent)
-        m["_MAIN_PATH_VALUE"] = str(self.main)
-        # Tilt's modules: struct values (Tilt's are builtin modules; attribute access is the same).
-        starlark.eval(m, starlark.parse("<tilt-modules>", """
-os = struct(getcwd=_os_getcwd, getenv=_os_getenv, name='posix',
-            path=struct(join=_os_path_join, abspath=_os_path_abspath, exists=_os_path_exists,
-                        dirname=_os_path_dirname, basename=_os_path_basename, relpath=_os_path_relpath))
-config = struct(main_dir=_MAIN_DIR_VALUE, main_path=_MAIN_PATH_VALUE, tilt_subcommand='up')
-v1alpha1 = struct(extension_repo=_extension_repo, extension=_extension)
-"""), starlark.Globals.extended_by([starlark.LibraryExtension.StructType]))
-
-    def _recorder(self, name):
-        def record(*args, **kwargs):
-            self.calls.append(Call(name, args, kwargs, self._stack[-1]))
-        return record
-
-    def _extension_repo(self, name, url, ref=None, load_host=None):
-        self._repos[name] = url
-
-    def _extension(self, name, repo_name, repo_path="", args=None):
-        self._exts[name] = (repo_name, repo_path)
-
-    # -- queries --
-    def called(self, fn: str) -> list[Call]:
-        return [c for c in self.calls if c.fn == fn]
-
-    def local_resources(self) -> dict[str, dict]:
-        return {c.args[0] if c.args else c.kwargs["name"]: c.kwargs for c in self.called("local_resource")}
-
-
-def _kustomize(path: Path) -> str:
-    """`kubectl kustomize` when kubectl is here; else the subset deploy/k8s uses
-    (resources + namespace + labels without selectors)."""
-    if shutil.which("kubectl"):
-        return subprocess.run(["kubectl", "kustomize", str(path)], check=True, capture_output=True, text=True).stdout
-    k = yaml.safe_load((path / "kustomization.yaml").read_text())
-    docs = []
-    for res in k["resources"]:
-        for doc in yaml.safe_load_all((path / res).read_text()):
-            if doc["kind"] != "Namespace" and "namespace" in k:
-                doc["metadata"]["namespace"] = k["namespace"]
-            for group in k.get("labels", []):
-                doc["metadata"].setdefault("labels", {}).update(group["pairs"])
-            docs.append(doc)
-    return yaml.safe_dump_all(docs)
 
 
 def _project(tmp_path: Path, config_text: str | None, tiltfile: str) -> Path:
@@ -242,15 +80,17 @@ syncd(config='syncd.toml', resources=['backend', 'frontend'], actions=['db-migra
     assert daemon["resource_deps"] == ["backend", "frontend"]
     assert daemon["deps"] == [cfg]  # an edited config restarts the daemon
     assert daemon["labels"] == ["syncd"]
-    http = daemon["readiness_probe"]["http_get"]
-    assert (http["host"], http["port"], http["path"]) == ("127.0.0.1", 10351, "/api/status")
-    assert [(l["url"], l["name"]) for l in daemon["links"]] == [("http://127.0.0.1:10351/", "syncd status")]
+    probe = daemon["readiness_probe"]
+    assert isinstance(probe, Probe) and probe.exec is None
+    http = probe.http_get
+    assert (http.host, http.port, http.path) == ("127.0.0.1", 10351, "/api/status")
+    assert [(l.url, l.name) for l in daemon["links"]] == [("http://127.0.0.1:10351/", "syncd status")]
 
     for action in ("db-migrate", "all-tests"):
         button = res[f"syncd:{action}"]
         assert button["cmd"] == ["syncd", "trigger", action, "-c", cfg]
         assert button["auto_init"] is False
-        assert button["trigger_mode"] == "TRIGGER_MODE_MANUAL"
+        assert button["trigger_mode"] is TRIGGER_MODE_MANUAL  # Tilt's value, not the string
         assert button["resource_deps"] == ["syncd"]
         assert "serve_cmd" not in button
     # the config is read (so Tilt re-runs the Tiltfile when it changes)
@@ -287,9 +127,9 @@ def test_extension_reads_the_api_address_from_the_config(tmp_path: Path, daemon_
     config = f'[targets.x]\nkind = "local"\npath = "x"\n\n[daemon]\n{daemon_table}\n\n[[services]]\nname = "s"\n'
     main = _project(tmp_path, config, "load('./deploy/tilt/syncd/Tiltfile', 'syncd')\nsyncd(config='syncd.toml')\n")
     daemon = Tilt(main).run().local_resources()["syncd"]
-    http = daemon["readiness_probe"]["http_get"]
-    assert (http["host"], http["port"]) == (host, port)
-    assert daemon["links"][0]["url"] == url
+    http = daemon["readiness_probe"].http_get
+    assert (http.host, http.port) == (host, port)
+    assert daemon["links"][0].url == url
 
 
 @pytest.mark.parametrize("api", ["127.0.0.1:0", "unix:.syncd/api.sock"])
@@ -298,9 +138,9 @@ def test_extension_without_a_fixed_port_probes_with_syncd_status(tmp_path: Path,
                     "load('./deploy/tilt/syncd/Tiltfile', 'syncd')\nsyncd(config='syncd.toml')\n")
     daemon = Tilt(main).run().local_resources()["syncd"]
     probe = daemon["readiness_probe"]
-    assert probe["http_get"] is None
-    assert probe["exec"]["command"] == ["syncd", "status", "-c", str(tmp_path / "syncd.toml"), "--json", "--last", "0"]
-    assert probe["timeout_secs"] >= 5  # the CLI takes about a second to start
+    assert probe.http_get is None
+    assert probe.exec.command == ["syncd", "status", "-c", str(tmp_path / "syncd.toml"), "--json", "--last", "0"]
+    assert probe.timeout_secs >= 5  # the CLI takes about a second to start
     assert daemon["links"] == []
 
 
@@ -310,7 +150,7 @@ def test_extension_warns_when_api_disagrees_with_the_config(tmp_path: Path) -> N
     tilt = Tilt(main).run()
     (warning,) = tilt.called("warn")
     assert "127.0.0.1:0" in warning.args[0] and "10351" in warning.args[0]
-    assert tilt.local_resources()["syncd"]["readiness_probe"]["http_get"]["port"] == 10351  # as told
+    assert tilt.local_resources()["syncd"]["readiness_probe"].http_get.port == 10351  # as told
 
 
 def test_extension_rejects_a_malformed_api(tmp_path: Path) -> None:
@@ -324,6 +164,8 @@ def test_docker_build_helper_drops_tilt_rebuilds_of_synced_paths(tmp_path: Path)
 load('./deploy/tilt/syncd/Tiltfile', 'syncd_docker_build')
 syncd_docker_build('app/backend', 'backend', synced=['src', 'static'], ignore='*.md', target='dev')
 """)
+    (tmp_path / "backend").mkdir()
+    (tmp_path / "backend" / "Dockerfile").write_text("FROM scratch\n")  # Tilt reads it when docker_build() runs
     tilt = Tilt(main).run()
     (build,) = tilt.called("docker_build")
     assert build.args == ("app/backend", str(tmp_path / "backend"))
@@ -338,6 +180,7 @@ def test_docker_build_helper_in_image_keeps_the_context_and_stops_the_watch(tmp_
 load('./deploy/tilt/syncd/Tiltfile', 'syncd_docker_build')
 syncd_docker_build('app/backend', '.', dockerfile='deploy/backend.Dockerfile', synced=['backend/src'], in_image=True)
 """)
+    (tmp_path / "deploy" / "backend.Dockerfile").write_text("FROM scratch\n")
     tilt = Tilt(main).run()
     (build,) = tilt.called("docker_build")
     assert build.kwargs["ignore"] == []
@@ -366,6 +209,220 @@ syncd(config='examples/fullstack/config/fullstack-kube.toml', actions=['health-c
 """)
     assert list(tilt.local_resources()) == ["syncd", "syncd:health-check"]
     assert EXTENSION in tilt.read_files
+    # the calls the extension's function makes belong to the Tiltfile that called it
+    assert {c.file for c in tilt.called("local_resource")} == {main}
+
+
+def _doc_tiltfile_blocks(markdown: Path, section: str) -> list[str]:
+    """The ```python blocks of a section (## heading) that load() the extension."""
+    text = markdown.read_text()
+    start = text.index(section)
+    end = text.find("\n## ", start + len(section))
+    body = text[start:end if end >= 0 else None]
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", body, re.S)]
+    return [b for b in blocks if "load(" in b]
+
+
+@pytest.mark.parametrize(("markdown", "section"), [
+    pytest.param(REPO / "README.md", "## Tilt and CI", id="README"),
+    pytest.param(REPO / "deploy" / "tilt" / "syncd" / "README.md", "## Loading it", id="extension-README"),
+])
+def test_documented_load_instructions_work(markdown: Path, section: str) -> None:
+    """Each way to load the extension that the docs give, run as written (the local-path
+    placeholder made this checkout, the placeholder https repository standing for this checkout
+    as Tilt's download of it), then used."""
+    blocks = _doc_tiltfile_blocks(markdown, section)
+    forms = {"checkout": "./deploy/tilt/syncd/Tiltfile", "file": "file:///abs/path/to/syncd",
+             "https": "https://github.com/YOUR-ORG/syncd"}
+    assert [next(f for f, marker in forms.items() if marker in b) for b in blocks] == ["checkout", "file", "https"]
+    for block in blocks:
+        source = block.replace("/abs/path/to/syncd", str(REPO)) + (
+            "syncd(config='examples/fullstack/config/fullstack-kube.toml', actions=['health-check'])\n")
+        tilt = Tilt(REPO / "Tiltfile", downloads={forms["https"]: REPO}).run(source)
+        assert list(tilt.local_resources()) == ["syncd", "syncd:health-check"], block
+        assert EXTENSION in tilt.read_files
+    section_text = markdown.read_text().split(section, 1)[1]
+    assert "pip install /path/to/syncd" in section_text and "syncd_cmd=" in section_text  # installing it
+
+
+def test_extension_documents_no_stale_load_instructions() -> None:
+    """The extension's own header: no ref= on a file:// repository, no OWNER placeholder, no
+    claim that Tilt versions differ in what a relative path is relative to."""
+    header = EXTENSION.read_text().split("\n_MAIN_DIR", 1)[0]
+    assert "file:///abs/path/to/syncd')" in header and "OWNER" not in header
+    assert "Tilt versions differ" not in header
+    assert "syncd_cmd" in header and "pip install /path/to/syncd" in header
+
+
+# --- the stand-ins themselves: what Tilt rejects, they reject --------------------------------
+
+def _standin_project(tmp_path: Path) -> Path:
+    """Files the calls below refer to."""
+    (tmp_path / "f.txt").write_text("a\nb\n")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    app = ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  selector: {matchLabels: {app: app}}\n"
+           "  template:\n    metadata: {labels: {app: app}}\n    spec: {containers: [{name: app, image: app}]}\n")
+    (tmp_path / "app.yaml").write_text(app)
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "kustomization.yaml").write_text("resources: [app.yaml]\n")
+    (tmp_path / "k" / "app.yaml").write_text(app)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "helper.star").write_text("X = 1\n")
+    return tmp_path / "Tiltfile"
+
+
+# (the call Tilt rejects or reads differently, Tilt's error, the same call written right). Each
+# Tiltfile runs in _standin_project(); {repo} is this checkout. A call Tilt reads differently
+# from Python is written as the Tiltfile that relies on Python's reading, and fails.
+REJECTED = [
+    pytest.param("local_resource('x', cmd='true', bogus=1)",
+                 r"local_resource: unexpected keyword argument bogus$", "local_resource('x', cmd='true')",
+                 id="unknown-keyword"),
+    pytest.param("local_resource('x', cmd='true', resource_dep=['y'])",
+                 r"unexpected keyword argument resource_dep \(did you mean resource_deps\?\)",
+                 "local_resource('x', cmd='true', resource_deps=['y'])", id="misspelled-keyword-hint"),
+    pytest.param("local_resource('x')",
+                 r"local_resource must have a cmd and/or a serve_cmd, but both were empty",
+                 "local_resource('x', serve_cmd=['sleep', '1'])", id="local_resource-without-cmd"),
+    pytest.param("local_resource('x', cmd='true', labels=['my label'])",
+                 r"""local_resource: for parameter labels: Invalid label "my label": name part must consist of alphanumeric characters""",
+                 "local_resource('x', cmd='true', labels=['my-label'])", id="invalid-label"),
+    pytest.param("local_resource('x', cmd='true', resource_deps='y')",
+                 r"local_resource: for parameter resource_deps: got string, want starlark.Sequence",
+                 "local_resource('x', cmd='true', resource_deps=['y'])", id="resource_deps-string"),
+    pytest.param("local_resource('x', cmd='true', trigger_mode='TRIGGER_MODE_MANUAL')",
+                 r"local_resource: for parameter trigger_mode: got string, want TriggerMode",
+                 "local_resource('x', cmd='true', trigger_mode=TRIGGER_MODE_MANUAL)", id="trigger_mode-string"),
+    pytest.param("docker_build('app', '.', dockerfle='Dockerfile')",
+                 r"docker_build: unexpected keyword argument dockerfle \(did you mean dockerfile\?\)",
+                 "docker_build('app', '.', dockerfile='Dockerfile')", id="docker_build-misspelled-keyword"),
+    pytest.param("docker_build('app', 'sub')",
+                 r"error reading dockerfile: open .*/sub/Dockerfile: no such file or directory",
+                 "docker_build('app', 'sub', dockerfile='Dockerfile')", id="missing-Dockerfile"),
+    pytest.param("read_file('f.txt').splitlines()",
+                 r"has no attribute `splitlines`",  # Tilt: blob has no .splitlines field or method
+                 "str(read_file('f.txt')).splitlines()", id="string-method-on-a-Blob"),
+    pytest.param("k8s_yaml('apiVersion: v1\\nkind: Namespace\\nmetadata: {name: n}\\n')",
+                 r"error reading yaml file: open .*apiVersion: v1\nkind: Namespace.*: no such file or directory",
+                 "k8s_yaml(blob('apiVersion: v1\\nkind: Namespace\\nmetadata: {name: n}\\n'))", id="k8s_yaml-str-is-a-path"),
+    pytest.param("v1alpha1.extension_repo(name='syncd', url='file://{repo}', ref='main')\n"
+                 "v1alpha1.extension(name='syncd', repo_name='syncd', repo_path='deploy/tilt/syncd')\n"
+                 "load('ext://syncd', 'syncd')",
+                 r"cannot load ext://syncd: loading extension repo syncd: spec.ref not supported on file:// repos",
+                 "v1alpha1.extension_repo(name='syncd', url='file://{repo}')\n"
+                 "v1alpha1.extension(name='syncd', repo_name='syncd', repo_path='deploy/tilt/syncd')\n"
+                 "load('ext://syncd', 'syncd')", id="file-repo-with-ref"),
+    pytest.param("p = os.path.join('/a', '/b')\n_ = p == '/b' or fail('joined: ' + p)",
+                 r"joined: /a/b$",  # Go's filepath.Join; Python's os.path.join gives /b
+                 "p = os.path.join('/a', 'b')\n_ = p == '/a/b' or fail('joined: ' + p)", id="join-absolute-second-part"),
+    pytest.param("v1alpha1.extension_repo(name='syncd', url='file://deploy/tilt')",
+                 r'spec.url: Invalid value: "file://deploy/tilt": file:// URLs must be absolute',
+                 "v1alpha1.extension_repo(name='syncd', url='file://{repo}')", id="file-repo-relative"),
+    pytest.param("os.path.relpath('/a/b', start='/a')",
+                 r"os.path.relpath: unexpected keyword argument start$",
+                 "os.path.relpath('/a/b', basepath='/a')", id="relpath-start"),
+    pytest.param("_ = TRIGGER_MODE_MANUAL == 'TRIGGER_MODE_MANUAL' or fail('not a string: ' + type(TRIGGER_MODE_MANUAL))",
+                 r"not a string: TriggerMode$",
+                 "_ = str(TRIGGER_MODE_MANUAL) == 'TRIGGER_MODE_MANUAL' or fail('no')", id="trigger-mode-is-no-string"),
+    pytest.param("encode_yaml_stream([{'a': 1}]).startswith('a')", r"has no attribute `startswith`",
+                 "str(encode_yaml_stream([{'a': 1}])).startswith('a')", id="encode_yaml_stream-returns-a-Blob"),
+    pytest.param("kustomize('k').split('---')",
+                 r"has no attribute `split`", "decode_yaml_stream(kustomize('k'))", id="kustomize-returns-a-Blob"),
+    pytest.param("encode_yaml_stream(({'a': 1},))", r"encode_yaml_stream: for parameter objs: got tuple, want list",
+                 "encode_yaml_stream([{'a': 1}])", id="encode_yaml_stream-tuple"),
+    pytest.param("read_file('missing.txt', default=1)",
+                 r"read_file: for parameter default: expected starlark.String or None, got starlark.Int",
+                 "read_file('missing.txt', default='')", id="read_file-default-not-a-string"),
+    pytest.param("read_file('missing.txt')", r"open .*/missing.txt: no such file or directory",
+                 "read_file('f.txt')", id="read_file-missing"),
+    pytest.param("warn(read_file('f.txt'))", r"warn: for parameter msg: got blob, want string",
+                 "warn(str(read_file('f.txt')))", id="warn-a-Blob"),
+    pytest.param("local_resource('x', cmd='true', env={'N': 1})",
+                 r"local_resource: for parameter env: value is not a string: starlark.Int \(1\)",
+                 "local_resource('x', cmd='true', env={'N': '1'})", id="env-value-not-a-string"),
+    pytest.param("local_resource('x', cmd='true', env=struct(N='1'))",
+                 r"local_resource: for parameter env: expected dict, got \*starlarkstruct.Struct",
+                 "local_resource('x', cmd='true', env={'N': '1'})", id="env-a-struct"),
+    pytest.param("local_resource('a/b', cmd='true')", r"""local_resource: for parameter name: invalid value "a/b": may not contain '/'""",
+                 "local_resource('a-b', cmd='true')", id="resource-name-with-slash"),
+    pytest.param("local_resource('x', cmd='true')\nlocal_resource('x', cmd='false')",
+                 r'local_resource named "x" already exists', "local_resource('x', cmd='true')", id="duplicate-resource"),
+    pytest.param("local_resource('x', serve_cmd='sleep 9', dir='sub')",
+                 r"'dir' only affects 'cmd', not 'serve_cmd'. Did you mean to use 'serve_dir' instead\?",
+                 "local_resource('x', serve_cmd='sleep 9', serve_dir='sub')", id="dir-without-cmd"),
+    pytest.param("local_resource('x', serve_cmd='sleep 9', readiness_probe=probe(exec=exec_action(['true']), "
+                 "http_get=http_get_action(port=80)))",
+                 r"exactly one of exec, http_get, or tcp_socket must be specified",
+                 "local_resource('x', serve_cmd='sleep 9', readiness_probe=probe(http_get=http_get_action(port=80)))",
+                 id="probe-two-actions"),
+    pytest.param("http_get_action(port='80')", r"http_get_action: for parameter port: got string, want int",
+                 "http_get_action(port=80)", id="http_get_action-port-string"),
+    pytest.param("exec_action('true')", r"""exec_action: for parameter command: '"true"' is a starlark.String, not a sequence""",
+                 "exec_action(['true'])", id="exec_action-string"),
+    pytest.param("local_resource('x', cmd='true', links=[1])", r"Want a string, a link, or a sequence of these; found 1",
+                 "local_resource('x', cmd='true', links=[link('localhost:1', 'ui')])", id="link-not-a-link"),
+    pytest.param("docker_build('app')", r"docker_build: missing argument for context$",
+                 "docker_build('app', '.')", id="missing-argument"),
+    pytest.param("docker_build('App', '.')", r"can't parse \"App\": invalid reference format: repository name \(library/App\) must be lowercase",
+                 "docker_build('app', '.')", id="image-ref-uppercase"),
+    pytest.param("k8s_yaml('app.yaml')\nk8s_resource('ap', port_forwards='8080')",
+                 r'k8s_resource specified unknown resource "ap". known k8s resources: app',
+                 "k8s_yaml('app.yaml')\nk8s_resource('app', port_forwards='8080')", id="k8s_resource-unknown-workload"),
+    pytest.param("k8s_yaml('app.yaml')\nk8s_resource('app', port_forwards='80:8080:8080:1')",
+                 r'k8s_resource "app": portForward port value "8080:1" is not in the valid range',
+                 "k8s_yaml('app.yaml')\nk8s_resource('app', port_forwards='localhost:8080:80')", id="port-forward"),
+    pytest.param("load('./sub/lib.star', 'Y')",
+                 r"cannot load ./sub/helper.star: error reading file .*/sub/sub/helper.star",
+                 "load('./sub/good.star', 'Y')", id="load-is-relative-to-the-loading-file"),
+    pytest.param("d = os.path.dirname('f.txt')\n_ = d == '' or fail('dirname: ' + d)", r"dirname: \.$",  # Python: ''
+                 "d = os.path.dirname('a/f.txt')\n_ = d == 'a' or fail('dirname: ' + d)", id="dirname-of-a-bare-name"),
+]
+
+
+@pytest.mark.parametrize(("bad", "error", "good"), REJECTED)
+def test_standins_reject_what_tilt_rejects(tmp_path: Path, bad: str, error: str, good: str) -> None:
+    main = _standin_project(tmp_path)
+    (tmp_path / "sub" / "lib.star").write_text("load('./sub/helper.star', 'X')\nY = X\n")   # relative to the main Tiltfile: wrong
+    (tmp_path / "sub" / "good.star").write_text("load('./helper.star', 'X')\nY = X\n")     # relative to itself
+    Tilt(main).run(good.replace("{repo}", str(REPO)))  # the right call passes: the stand-in is not just strict
+    with pytest.raises((starlark.StarlarkError, TiltError)) as rejected:
+        Tilt(main).run(bad.replace("{repo}", str(REPO)))
+    message = str(rejected.value)
+    found = re.search(r"^error: (?:TiltError: )?(.*?)\n  *-->", message, re.S | re.M)
+    assert re.search(error, found.group(1) if found else message, re.M | re.S), message
+
+
+def test_standins_follow_one_tilt_commit() -> None:
+    import tilt_standins
+
+    assert re.fullmatch("[0-9a-f]{40}", TILT_COMMIT) and TILT_TAG == "v0.37.6"
+    for doc in (__doc__, tilt_standins.__doc__):
+        assert TILT_COMMIT in doc and TILT_TAG in doc
+
+
+def test_standins_values_as_tilt_gives_them(tmp_path: Path) -> None:
+    """What the stand-ins hand back, seen from Starlark and from the test."""
+    main = _standin_project(tmp_path)
+    tilt = Tilt(main).run("""
+print(type(read_file('f.txt')), type(kustomize('k')), type(encode_yaml_stream([])), type(blob('x')), type(encode_json({})))
+print(type(TRIGGER_MODE_AUTO), TRIGGER_MODE_AUTO == TRIGGER_MODE_AUTO, TRIGGER_MODE_AUTO == TRIGGER_MODE_MANUAL)
+print(os.path.join('/a', '/b'), os.path.join('a', '', 'b/'), os.path.join(), os.path.basename('a/b/'), os.path.dirname('/a'))
+print(os.path.relpath('/a/b/c', '/a'), os.path.relpath('/x', basepath='/a/b'), os.path.abspath('sub'), os.getcwd())
+print(str(read_file('missing', '')) == '', __file__ == config.main_path, config.main_dir == os.getcwd())
+local_resource('x', serve_cmd=['sleep', '9'], readiness_probe=probe(tcp_socket=tcp_socket_action(9)), links='localhost:9')
+""")
+    d = str(tmp_path)
+    assert tilt.printed == [
+        "blob blob blob blob string",
+        "TriggerMode True False",
+        "/a/b a/b  b /",
+        f"b/c ../../x {d}/sub {d}",
+        "True True True",
+    ]
+    (res,) = tilt.called("local_resource")
+    assert isinstance(res.params["readiness_probe"], Probe) and res.params["readiness_probe"].tcp_socket.port == 9
+    assert res.params["links"] == "localhost:9"  # as given; Tilt adds no scheme to "localhost:9" (url.Parse reads one)
+    assert res.file == main
 
 
 # --- the example's Tiltfile and the manifests ----------------------------------------------
@@ -381,14 +438,14 @@ def test_example_tiltfile() -> None:
     assert daemon["serve_cmd"] == ["syncd", "run", "-c", str(KUBE_CONFIG)]
     assert daemon["resource_deps"] == ["backend", "frontend", "postgres"]
     # fullstack-kube.toml binds any free port: readiness through `syncd status`, no link
-    assert daemon["readiness_probe"]["exec"]["command"][:4] == ["syncd", "status", "-c", str(KUBE_CONFIG)]
+    assert daemon["readiness_probe"].exec.command[:4] == ["syncd", "status", "-c", str(KUBE_CONFIG)]
     assert {"PGHOST", "PGPORT", "PGUSER", "PGPASSWORD"} <= set(daemon["serve_env"])
     confirm = {a for a, spec in kube["actions"].items() if spec.get("confirm")}
     for action in kube["actions"]:
         button = res[f"syncd:{action}"]
         assert button["cmd"][:5] == ["syncd", "trigger", action, "-c", str(KUBE_CONFIG)]
         assert ("--yes" in button["cmd"]) == (action in confirm)
-        assert button["auto_init"] is False and button["trigger_mode"] == "TRIGGER_MODE_MANUAL"
+        assert button["auto_init"] is False and button["trigger_mode"] is TRIGGER_MODE_MANUAL
 
     # two dev images, no live_update, the synced sources are no build trigger
     builds = {c.args[0]: c for c in tilt.called("docker_build")}
@@ -404,7 +461,8 @@ def test_example_tiltfile() -> None:
 
     # the manifests, each app Deployment on its dev image
     (deploy,) = tilt.called("k8s_yaml")
-    objects = list(yaml.safe_load_all(deploy.args[0]))
+    assert isinstance(deploy.args[0], Blob)  # encode_yaml_stream's Blob: YAML, where a str would be a path
+    objects = list(yaml.safe_load_all(deploy.args[0].text))
     images = {o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0]["image"]
               for o in objects if o["kind"] == "Deployment"}
     assert images == {"fullstack-backend": "syncd-dev/fullstack-backend", "fullstack-frontend": "syncd-dev/fullstack-frontend",
@@ -413,9 +471,12 @@ def test_example_tiltfile() -> None:
     assert forwards == {"fullstack-backend": ("backend", "18080:8080"), "fullstack-frontend": ("frontend", "18081:8081"),
                         "postgres": (None, "15432:5432"), "redis": (None, "16379:6379")}
     assert daemon["serve_env"]["PGPORT"] == "15432"
+    # every k8s_resource names a workload of the manifests (else Tilt fails after the Tiltfile
+    # ran) and every resource_deps entry names a resource (else Tilt ignores it, with a warning)
+    assert not tilt.warnings
 
-    # every path the extension hands Tilt is absolute: it does not matter which Tiltfile
-    # a given Tilt version resolves a relative path inside an extension against
+    # every path the extension hands Tilt is absolute: Tilt resolves a relative one against the
+    # Tiltfile being executed, and runs the readiness probe in its own working directory
     for c in tilt.called("local_resource"):
         argv = c.kwargs.get("serve_cmd") or c.kwargs["cmd"]
         assert os.path.isabs(argv[argv.index("-c") + 1])
@@ -424,7 +485,7 @@ def test_example_tiltfile() -> None:
 
 
 def _manifests() -> list[dict]:
-    return [d for d in yaml.safe_load_all(_kustomize(REPO / "deploy" / "k8s")) if d]
+    return [d for d in yaml.safe_load_all(kustomize_build(REPO / "deploy" / "k8s")) if d]
 
 
 def test_k8s_manifests_match_the_kube_config() -> None:
@@ -576,14 +637,14 @@ def test_registered_commands_run_the_daemon_probe_and_action(tmp_path: Path) -> 
     port = _free_port()
     tilt = _live_project(tmp_path, f"127.0.0.1:{port}")
     daemon = tilt.local_resources()["syncd"]
-    http = daemon["readiness_probe"]["http_get"]
-    probe_url = f"{http['scheme']}://{http['host']}:{http['port']}{http['path']}"
+    http = daemon["readiness_probe"].http_get
+    probe_url = f"{http.scheme or 'http'}://{http.host}:{http.port}{http.path}"  # Tilt's default scheme: HTTP
     assert probe_url == f"http://127.0.0.1:{port}/api/status"
 
     proc, log = _start(tilt)
     try:
         _wait_until(lambda: _http_ok(probe_url), "the readiness probe", proc, log)
-        with urllib.request.urlopen(daemon["links"][0]["url"], timeout=5) as page:
+        with urllib.request.urlopen(daemon["links"][0].url, timeout=5) as page:
             assert page.status == 200 and "text/html" in page.headers["Content-Type"]
         # the daemon synced into the local target
         _wait_until(lambda: (tmp_path / "box" / "srv" / "www" / "index.html").exists(), "the first sync", proc, log)
@@ -599,7 +660,7 @@ def test_registered_commands_run_the_daemon_probe_and_action(tmp_path: Path) -> 
 def test_registered_commands_run_with_any_free_port(tmp_path: Path) -> None:
     """api port 0: the exec probe (`syncd status`) finds the daemon through .syncd/api.json."""
     tilt = _live_project(tmp_path, "127.0.0.1:0")
-    command = tilt.local_resources()["syncd"]["readiness_probe"]["exec"]["command"]
+    command = tilt.local_resources()["syncd"]["readiness_probe"].exec.command
 
     def probe_passes() -> bool:
         return subprocess.run(command, env=_env(None), capture_output=True, timeout=30).returncode == 0
