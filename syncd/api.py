@@ -26,6 +26,7 @@ from aiohttp import web
 from syncd.actions import ActionRunner, NeedsConfirmation, UnknownAction
 from syncd.config import is_loopback
 from syncd.core.access import SECRET_HEADER, AccessPolicy
+from syncd.transports.base import TransportError
 from syncd.daemons import STATE_FILE, RunningDaemon, register, unregister
 
 if TYPE_CHECKING:
@@ -94,6 +95,9 @@ class ControlAPI:
             web.post("/api/pause", self.pause),
             web.post("/api/resume", self.resume),
             web.post("/api/resync", self.resync),
+            # what `syncd smoke` asks of the daemon that syncs its edits (syncd/liveness.py)
+            web.post("/api/live/{service}/verify", self.live_verify),
+            web.post("/api/live/{service}/probe", self.live_probe),
             web.get("/metrics", self.prometheus),
         ])
 
@@ -185,6 +189,38 @@ class ControlAPI:
             return web.json_response({"error": f"no target named '{target}' (known: {', '.join(self.engine.targets)})"},
                                      status=404)
         return web.json_response({"containers": self.engine.resync(target)})
+
+    def _service(self, request: web.Request) -> str | None:
+        name = request.match_info["service"]
+        return name if any(s.name == name for s in self.engine.cfg.services) else None
+
+    async def live_verify(self, request: web.Request) -> web.Response:
+        from syncd import liveness
+
+        service = self._service(request)
+        if service is None:
+            return web.json_response({"error": f"no service named '{request.match_info['service']}'"}, status=404)
+        try:
+            since = float(request.query.get("since", "0"))
+        except ValueError:
+            return web.json_response({"error": "since: a time in seconds since the epoch"}, status=400)
+        try:
+            problem = await liveness.verify(self.engine, service, since, request.query.getall("gone", []))
+        except TransportError as e:
+            problem = str(e)
+        return web.json_response({"problem": problem})
+
+    async def live_probe(self, request: web.Request) -> web.Response:
+        from syncd import liveness
+
+        service = self._service(request)
+        if service is None:
+            return web.json_response({"error": f"no service named '{request.match_info['service']}'"}, status=404)
+        try:
+            ok, output = await liveness.probe(self.engine, service, request.query.get("marker"))
+        except TransportError as e:
+            ok, output = False, str(e)
+        return web.json_response({"ok": ok, "output": output})
 
     async def prometheus(self, request: web.Request) -> web.Response:
         body, content_type = self.metrics.render()

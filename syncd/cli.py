@@ -315,7 +315,8 @@ def cmd_smoke(cfg: Config, daemon: RunningDaemon | None, args: argparse.Namespac
         errconsole.print(f"unknown service(s): {', '.join(sorted(unknown))}" if unknown else "--iterations must be >= 1",
                          markup=False)
         return EXIT_USAGE
-    smoke = Smoke(cfg, args.service, args.iterations, args.timeout, progress=lambda m: console.print(m, markup=False))
+    smoke = Smoke(cfg, args.service, args.iterations, args.timeout, progress=lambda m: console.print(m, markup=False),
+                  daemon=daemon)
     try:
         samples = anyio.run(smoke.run)
     except ValueError as e:  # a service with nothing to edit

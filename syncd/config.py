@@ -214,11 +214,31 @@ class RunStep(_Strict):
 
 
 class SmokeEdit(_Strict):
-    """What `syncd smoke` edits for a service: a marker comment appended to a file, or a
-    marker file written into a directory. Always reverted."""
+    """What `syncd smoke` edits for a service. Always reverted.
+
+    `pattern`: a regular expression with one group, e.g. `VERSION: &str = "([^"]*)"`; each
+    edit puts a fresh marker into the group, so the build output (and what the app answers)
+    changes — the ready probe can check it with `{marker}` in `expect`. Without it a marker
+    comment is appended (changes the sources only: a service with a build then fails the
+    iteration, as nothing new was deployed), or a marker file is written into a directory."""
 
     path: str  # relative to the config file
     comment: str = "#"  # line-comment prefix for the appended marker (e.g. "//" for Rust/JS)
+    pattern: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_group(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            groups = re.compile(v).groups
+        except re.error as e:
+            raise _invalid(f"not a regular expression ({e}); e.g. pattern = 'VERSION = \"([^\"]*)\"'") from None
+        if groups != 1:
+            raise _invalid(f"needs exactly one group, the text each edit replaces (has {groups}); "
+                           "e.g. pattern = 'VERSION = \"([^\"]*)\"'")
+        return v
 
 
 class ReadyProbe(_Strict):
@@ -227,7 +247,7 @@ class ReadyProbe(_Strict):
 
     url: str | None = None
     cmd: Command | None = None
-    expect: str = ""
+    expect: str = ""  # `{marker}` stands for the smoke edit's current marker (see SmokeEdit.pattern)
     timeout_s: float = Field(60.0, gt=0, le=3600)
 
     @model_validator(mode="after")
@@ -670,6 +690,15 @@ def _cross_check(raw: dict, root: Path) -> list[str]:
         smoke = svc.get("smoke")
         if isinstance(smoke, dict) and isinstance(smoke.get("path"), str) and not _resolve(root, smoke["path"]).exists():
             problems.append(f"{where}.smoke.path: path '{smoke['path']}' does not exist (relative to {root})")
+        elif isinstance(smoke, dict) and isinstance(smoke.get("path"), str) and isinstance(smoke.get("pattern"), str):
+            try:
+                text = _resolve(root, smoke["path"]).read_text(encoding="utf-8", errors="replace")
+                found = re.search(smoke["pattern"], text)
+            except (OSError, re.error):
+                found = True  # unreadable or a bad pattern: reported elsewhere
+            if found is None:
+                problems.append(f"{where}.smoke.pattern: matches nothing in '{smoke['path']}' "
+                                "(the edit replaces the pattern's group in that file)")
         kind = kind_of(target)
         if svc.get("restart") == "container" and kind in ("kubernetes", "local"):
             problems.append(f"{where}.restart: 'container' only works for docker targets, not {kind}; use 'process'")

@@ -9,26 +9,28 @@ before exiting) — so a smoke run never leaves changes behind, locally or in co
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 import signal
 import time
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import quote, urlencode
 from xml.etree import ElementTree as ET
 
 import anyio
 import structlog
 
+from syncd import liveness
 from syncd.config import Config, Service
-from syncd.model import Kind
-from syncd.steps import argv_of
 from syncd.trace import TraceWriter, percentile, step_kind, step_order
 from syncd.transports import make_transports
+
+if TYPE_CHECKING:
+    from syncd.daemons import RunningDaemon
 
 log = structlog.get_logger("syncd.smoke")
 
@@ -132,29 +134,47 @@ def junit(summary: dict, suite: str = "syncd smoke") -> str:
 
 
 class Edit:
-    """One reversible change: a marker line appended to a file, or a marker file."""
+    """One reversible change: a fresh marker in a pattern's group (changes what is deployed), a
+    marker comment appended to a file, or a marker file."""
 
     def __init__(self, cfg: Config, svc: Service):
+        self.pattern: re.Pattern[str] | None = None
         if svc.smoke is not None:
             self.path = cfg.resolve(svc.smoke.path)
             self.comment = svc.smoke.comment
+            if svc.smoke.pattern is not None:
+                self.pattern = re.compile(svc.smoke.pattern)
         else:
             dirs = [cfg.resolve(m.src) for m in svc.sync if cfg.resolve(m.src).is_dir()]
             if not dirs:
                 raise ValueError(f"service '{svc.name}': no directory mapping to drop a marker file in; "
-                                 f"set services.smoke = {{ path = \"FILE\", comment = \"#\" }}")
+                                 f"set services.smoke = {{ path = \"FILE\", pattern = 'VERSION = \"([^\"]*)\"' }}")
             self.path = dirs[0] / ".syncd-smoke"
             self.comment = ""
         self.marker_file = svc.smoke is None or self.path.is_dir()
         if self.marker_file and self.path.is_dir():
             self.path = self.path / ".syncd-smoke"
         self.original: bytes | None = None if self.marker_file else self.path.read_bytes()
+        self.original_marker: str | None = None
+        if self.pattern is not None:
+            found = self.pattern.search(self.original.decode("utf-8", "replace") if self.original else "")
+            if found is None:
+                raise ValueError(f"service '{svc.name}': smoke.pattern {self.pattern.pattern!r} matches nothing in {self.path}")
+            self.original_marker = found.group(1)
+        self.marker: str | None = self.original_marker  # what the deployed app should show now
         self.applied = False
 
     def apply(self, token: str) -> None:
         self.applied = True
         if self.marker_file:
             self.path.write_text(f"syncd smoke {token}\n")
+        elif self.pattern is not None:
+            assert self.original is not None
+            text = self.original.decode("utf-8")
+            m = self.pattern.search(text)
+            assert m is not None
+            self.marker = f"smoke-{token}"
+            self.path.write_text(text[:m.start(1)] + self.marker + text[m.end(1):], encoding="utf-8")
         else:
             assert self.original is not None
             sep = b"" if self.original.endswith(b"\n") or not self.original else b"\n"
@@ -168,7 +188,83 @@ class Edit:
         else:
             assert self.original is not None
             self.path.write_bytes(self.original)
+        self.marker = self.original_marker
         self.applied = False
+
+
+# --- who syncs the edits: smoke's own engine, or the daemon already running ----------------------
+
+
+class Driver(Protocol):
+    """What the loop needs from the engine that syncs its edits."""
+
+    def describe(self) -> str: ...
+    async def records(self) -> list[dict]: ...
+    async def idle(self) -> bool: ...
+    async def verify(self, service: str, since: float, gone: list[str]) -> str | None: ...
+    async def probe(self, service: str, marker: str | None) -> tuple[bool, str]: ...
+
+
+class OwnEngine:
+    """No daemon runs for the config: smoke runs an engine of its own (stopped at the end)."""
+
+    def __init__(self, cfg: Config):
+        from syncd.engine import Engine
+
+        self.engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+
+    def describe(self) -> str:
+        return "its own engine (no daemon runs for this config)"
+
+    async def records(self) -> list[dict]:
+        return self.engine.trace.records
+
+    async def idle(self) -> bool:
+        return self.engine.idle()
+
+    async def verify(self, service: str, since: float, gone: list[str]) -> str | None:
+        return await liveness.verify(self.engine, service, since, gone)
+
+    async def probe(self, service: str, marker: str | None) -> tuple[bool, str]:
+        return await liveness.probe(self.engine, service, marker)
+
+
+class RunningDaemonDriver:
+    """A daemon runs for the config: the edits are timed by it, asked through its control API
+    (never a second engine building and pushing the same edits)."""
+
+    def __init__(self, cfg: Config, daemon: RunningDaemon):
+        self.cfg = cfg
+        self.daemon = daemon
+
+    def describe(self) -> str:
+        return f"the running daemon at {self.daemon.address} (pid {self.daemon.pid})"
+
+    async def _call(self, method: str, path: str) -> dict:
+        from syncd.api import call
+
+        code, body = await call(self.daemon, method, path, timeout=120, token=self.cfg.daemon.token)
+        if code != 200:
+            raise AssertionError(f"daemon at {self.daemon.address}: HTTP {code}: {body.get('error', body)}")
+        return body
+
+    async def records(self) -> list[dict]:
+        return list((await self._call("GET", "/api/status?last=50"))["recent"])
+
+    async def idle(self) -> bool:
+        return bool((await self._call("GET", "/api/status?last=0"))["idle"])
+
+    async def verify(self, service: str, since: float, gone: list[str]) -> str | None:
+        query = urlencode([("since", repr(since)), *(("gone", g) for g in gone)])
+        return (await self._call("POST", f"/api/live/{quote(service)}/verify?{query}"))["problem"]
+
+    async def probe(self, service: str, marker: str | None) -> tuple[bool, str]:
+        ready = self.cfg.service(service).ready
+        if ready is not None and ready.url is not None:  # a GET from this machine: no need to ask
+            return await liveness.probe_url(ready.url, liveness.expected(ready.expect, marker))
+        query = urlencode({"marker": marker}) if marker is not None else ""
+        body = await self._call("POST", f"/api/live/{quote(service)}/probe?{query}")
+        return bool(body["ok"]), str(body["output"])
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -176,29 +272,31 @@ class Edit:
 
 class Smoke:
     def __init__(self, cfg: Config, services: list[str] | None, iterations: int, timeout: float,
-                 progress: Callable[[str], None] = lambda _m: None):
-        from syncd.engine import Engine
-
+                 progress: Callable[[str], None] = lambda _m: None, daemon: RunningDaemon | None = None):
         self.cfg = cfg
         self.services = [s for s in cfg.services if not services or s.name in services]
         self.iterations = iterations
         self.timeout = timeout
         self.progress = progress
-        self.engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+        self.own: OwnEngine | None = OwnEngine(cfg) if daemon is None else None
+        self.driver: Driver = self.own if self.own is not None else RunningDaemonDriver(cfg, daemon)  # type: ignore[arg-type]
         self.edits: list[Edit] = []
         self.interrupted = False
 
     async def run(self) -> list[Sample]:
         samples: list[Sample] = []
+        edits = {svc.name: Edit(self.cfg, svc) for svc in self.services}  # bad smoke settings fail before anything runs
         stop = anyio.Event()
+        self.progress(f"edits synced by {self.driver.describe()}")
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._signals, tg.cancel_scope)
-            tg.start_soon(self.engine.run, stop)
-            await self.engine.started.wait()
+            if self.own is not None:
+                tg.start_soon(self.own.engine.run, stop)
+                await self.own.engine.started.wait()
             try:
-                await self._until(self.engine.idle, self.timeout * 3, "the start-up sync")
+                await self._until(self.driver.idle, self.timeout * 3, "the start-up sync")
                 for svc in self.services:
-                    edit = Edit(self.cfg, svc)
+                    edit = edits[svc.name]
                     self.edits.append(edit)
                     for i in range(1, self.iterations + 1):
                         if self.interrupted:
@@ -233,7 +331,7 @@ class Smoke:
             t0 = time.time()
             with anyio.move_on_after(self.timeout):
                 await anyio.sleep(0.3)  # let the watcher see the restore
-                await self._until(self.engine.idle, self.timeout, "the restore")
+                await self._until(self.driver.idle, self.timeout, "the restore")
             log.info("edits restored", files=[str(e.path) for e in pending], ms=round((time.time() - t0) * 1000))
 
     async def _phase(self, svc: Service, edit: Edit, iteration: int, phase: str) -> Sample:
@@ -245,8 +343,8 @@ class Smoke:
             edit.restore()
         try:
             synced, spans = await self._wait_synced(svc, edit, t0)
-            ready_at = await self._wait_ready(svc, max(synced, t0))
-        except (TimeoutError, AssertionError) as e:
+            ready_at = await self._wait_ready(svc, edit, max(synced, t0))
+        except (TimeoutError, AssertionError, OSError) as e:
             self.progress(f"✗ {svc.name} #{iteration} {phase}: {e}")
             return Sample(svc.name, iteration, phase, False, error=str(e))
         live = (max(ready_at, synced) - t0) * 1000
@@ -258,18 +356,26 @@ class Smoke:
     async def _wait_synced(self, svc: Service, edit: Edit, t0: float) -> tuple[float, dict[str, float]]:
         """Until a batch that touched the service after t0 is done, the engine idle, and the
         changed files hold the local hash in every container. Returns (when the last such
-        batch ended, its spans summed per step)."""
+        batch ended, its spans summed per step). A service with a build must have pushed
+        something: an edit that deploys nothing new measured nothing."""
         deadline = time.monotonic() + self.timeout
         problem: str | None = None
+        records: list[dict] = []
         while True:
-            records = [r for r in self.engine.trace.records if r.get("batch") and not r.get("reconcile")
+            records = [r for r in await self.driver.records() if r.get("batch") and not r.get("reconcile")
                        and svc.name in r.get("services", []) and r["spans"][-1]["end"] >= t0]
-            if records and self.engine.idle():
+            if records and await self.driver.idle():
                 failed = [e for r in records for e in r["errors"]]
                 if failed:
                     raise AssertionError(f"the batch failed: {failed[0]}")
-                problem = await self._verify(svc, edit, t0)
+                gone = [str(edit.path)] if edit.marker_file and not edit.applied else []
+                problem = await self.driver.verify(svc.name, t0, gone)
                 if problem is None:
+                    if svc.build and not _pushed(records):
+                        raise AssertionError(
+                            "nothing was pushed: the edit changed no build output, so nothing new was deployed "
+                            "(give the service a smoke.pattern that changes a constant the build embeds, and check "
+                            "it with {marker} in ready.expect)")
                     spans: dict[str, float] = {}
                     for r in records:
                         for s in r["spans"]:
@@ -279,94 +385,34 @@ class Smoke:
                 why = problem or ("no batch picked the edit up (is the path watched and mapped, or a build trigger?)"
                                   if not records else "still syncing")
                 raise TimeoutError(f"not live after {self.timeout:.0f}s: {why}")
-            await anyio.sleep(0.02)
+            await anyio.sleep(0.02 if self.own is not None else 0.05)
 
-    async def _verify(self, svc: Service, edit: Edit, since: float) -> str | None:
-        """Compare, in every container of the target, the service's files that changed since
-        `since` (and a removed marker file) with the local state. None when all match."""
-        target = self.engine.targets[svc.target]
-        errors: list[tuple[str, str]] = []
-        desired = await anyio.to_thread.run_sync(self.engine.desired_state, target, {svc.name}, errors)
-        check: dict[str, str | None] = {}
-        for dest, lf in desired.items():
-            if lf is not None and lf.entry.kind is Kind.FILE and max(lf.mtime, lf.ctime) >= since - 1:
-                check[dest] = lf.entry.digest
-        if edit.marker_file and not edit.applied:
-            runtime = next(s for s in self.engine.services if s.cfg.name == svc.name)
-            mapping = next((m for m in runtime.mappings if m.contains(edit.path)), None)
-            if mapping is not None:
-                check[mapping.dest_of(edit.path)] = None  # must be gone
-        if not check:
-            return None
-        if not target.workers:
-            return f"target {svc.target} has no running container"
-        for worker in list(target.workers.values()):
-            found = await self._hashes(target.transport, worker.ref, list(check))
-            for dest, digest in check.items():
-                if found.get(dest, "missing") != digest:
-                    return f"{worker.ref.label}:{dest} is {found.get(dest, 'unreadable')}, local {digest or 'absent'}"
-        return None
-
-    @staticmethod
-    async def _hashes(transport, ref, dests: list[str]) -> dict[str, str | None]:  # noqa: ANN001
-        """sha1 of each container path (None: absent), read by the container itself; a local
-        target's "container" is a directory, read directly."""
-        host_path = getattr(transport, "host_path", None)
-        if host_path is not None:
-            out: dict[str, str | None] = {}
-            for dest in dests:
-                p = host_path(dest)
-                out[dest] = hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else None
-            return out
-        script = 'for p; do if [ -e "$p" ]; then sha1sum "$p"; else echo "- $p"; fi; done'
-        res = await transport.run(ref, ["sh", "-c", script, "smoke", *dests])
-        found: dict[str, str | None] = {}
-        for line in res.output.splitlines():
-            digest, _, path = line.partition("  ") if "  " in line else line.partition(" ")
-            found[path.strip()] = None if digest == "-" else digest.lstrip("\\")
-        return found
-
-    async def _wait_ready(self, svc: Service, after: float) -> float:
+    async def _wait_ready(self, svc: Service, edit: Edit, after: float) -> float:
         probe = svc.ready
         if probe is None:
             return after
         deadline = time.monotonic() + probe.timeout_s
         last = ""
         while time.monotonic() < deadline:
-            ok, last = await self._probe(svc)
+            ok, last = await self.driver.probe(svc.name, edit.marker)
             if ok:
                 return time.time()
             await anyio.sleep(0.02)
-        raise TimeoutError(f"ready probe did not pass within {probe.timeout_s:.0f}s (last answer: {last[:200]!r})")
+        want = liveness.expected(probe.expect, edit.marker)
+        raise TimeoutError(f"ready probe did not pass within {probe.timeout_s:.0f}s (expected {want!r}; "
+                           f"last answer: {last[:200]!r})")
 
-    async def _probe(self, svc: Service) -> tuple[bool, str]:
-        probe = svc.ready
-        assert probe is not None
-        if probe.url is not None:
-            def get() -> str:
-                with urllib.request.urlopen(probe.url, timeout=2) as r:  # noqa: S310 - the user's own URL
-                    return r.read().decode("utf-8", "replace")
-
-            try:
-                body = await anyio.to_thread.run_sync(get)
-            except OSError as e:
-                return False, str(e)
-            return probe.expect in body, body
-        target = self.engine.targets[svc.target]
-        if not target.workers:
-            return False, "no running container"
-        outputs = []
-        for worker in list(target.workers.values()):
-            res = await target.transport.run(worker.ref, argv_of(probe.cmd or ""))
-            outputs.append(res.output)
-            if res.exit != 0 or probe.expect not in res.output:
-                return False, res.output
-        return True, "\n".join(outputs)
-
-    async def _until(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
+    async def _until(self, cond: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
         with anyio.fail_after(timeout):
-            while not cond():
-                await anyio.sleep(0.02)
+            while not await cond():
+                await anyio.sleep(0.02 if self.own is not None else 0.05)
+
+
+def _pushed(records: list[dict]) -> bool:
+    """Did any of these batches change something in a container (files sent or deleted)?"""
+    return any(s["name"].startswith("push:") and isinstance(s.get("detail"), dict)
+               and (s["detail"].get("files") or s["detail"].get("deletes"))
+               for r in records for s in r["spans"])
 
 
 def write_reports(summary: dict, junit_path: Path | None, json_path: Path | None) -> None:

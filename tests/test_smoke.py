@@ -151,3 +151,76 @@ def test_budget_and_report_logic() -> None:
     xml = ET.fromstring(junit(summary))
     failure = xml.find(".//testcase[@name='iteration 1 restore']/failure")
     assert failure is not None and "no batch picked" in failure.get("message")
+
+
+# --- smoke next to a daemon, edits that must deploy something (local targets: no Docker) ----------
+
+LOCAL_PROJECT = """
+[daemon]
+debounce_ms = 10
+api = "127.0.0.1:0"
+
+[targets.app]
+kind = "local"
+path = "box"
+
+[[services]]
+name = "api"
+target = "app"
+sync = [{{ src = "api/out", dest = "/app/bin" }}]
+smoke = {smoke}
+ready = {{ cmd = "cat app/bin/api", expect = "{expect}" }}
+build = [{{ name = "compile", cmd = "mkdir -p out && grep -v '^//' src/main.txt > out/api", cwd = "api", trigger = ["api/src/**"] }}]
+"""
+
+
+def local_project(root: Path, smoke_edit: str, expect: str) -> None:
+    (root / "api" / "src").mkdir(parents=True)
+    (root / "api" / "src" / "main.txt").write_text('const VERSION = "v1"\n')
+    (root / "syncd.toml").write_text(LOCAL_PROJECT.format(smoke=smoke_edit, expect=expect))
+
+
+def test_a_marker_in_a_pattern_is_built_deployed_and_probed(tmp_path: Path) -> None:
+    local_project(tmp_path, """{ path = "api/src/main.txt", pattern = 'VERSION = "([^"]*)"' }""", 'VERSION = \\"{marker}\\"')
+    out = smoke(tmp_path, "--iterations", "2", "--json", str(tmp_path / "smoke.json"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads((tmp_path / "smoke.json").read_text())["services"]["api"]
+    assert len(report["samples"]) == 4 and all(s["ok"] for s in report["samples"])
+    assert all(s["spans"].get("push:app", 0) > 0 and "build:compile" in s["spans"] for s in report["samples"])
+    assert (tmp_path / "api" / "src" / "main.txt").read_text() == 'const VERSION = "v1"\n'  # restored
+    assert (tmp_path / "box" / "app" / "bin" / "api").read_text() == 'const VERSION = "v1"\n'
+
+
+def test_an_edit_that_deploys_nothing_fails_the_iteration(tmp_path: Path) -> None:
+    """A comment appended to a source the build strips: build and scan ran, nothing was pushed.
+    That used to be reported as 'live in ~260 ms'."""
+    local_project(tmp_path, """{ path = "api/src/main.txt", comment = "//" }""", "VERSION")
+    out = smoke(tmp_path, "--iterations", "1")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "nothing was pushed" in out.stdout and "smoke.pattern" in out.stdout
+
+
+def test_smoke_beside_a_running_daemon_drives_it(tmp_path: Path) -> None:
+    """Never a second engine: the daemon builds and pushes each edit once, and times it."""
+    local_project(tmp_path, """{ path = "api/src/main.txt", pattern = 'VERSION = "([^"]*)"' }""", 'VERSION = \\"{marker}\\"')
+    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115
+    daemon = subprocess.Popen([sys.executable, "-m", "syncd", "run", "-c", str(tmp_path / "syncd.toml")],
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "box" / "app" / "bin" / "api").exists() or not (tmp_path / ".syncd" / "api.json").exists():
+            assert daemon.poll() is None and time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()
+            time.sleep(0.05)
+        out = subprocess.run([sys.executable, "-m", "syncd", "smoke", "--iterations", "2"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=240)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "edits synced by the running daemon at" in out.stdout and f"(pid {daemon.pid})" in out.stdout
+        assert "building before the first sync" not in out.stdout + out.stderr  # no engine of its own
+        records = [json.loads(line) for line in (tmp_path / ".syncd" / "trace.jsonl").read_text().splitlines()]
+        builds = [s for r in records if not r["reconcile"] for s in r["spans"] if s["name"] == "build:compile"]
+        assert len(builds) == 4, builds  # 2 edits + 2 restores, each built once, by the daemon
+    finally:
+        daemon.send_signal(signal.SIGINT)
+        assert daemon.wait(30) == 0
+        log.close()
+    assert (tmp_path / "api" / "src" / "main.txt").read_text() == 'const VERSION = "v1"\n'

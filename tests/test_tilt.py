@@ -107,7 +107,7 @@ syncd(config='syncd.toml', name='sync', actions=['db-reset', 'health'], yes=['db
     res = Tilt(main).run().local_resources()
     cfg = str(tmp_path / "syncd.toml")
     assert res["sync"]["serve_cmd"] == ["python3", "-m", "syncd", "run", "-c", cfg]
-    assert res["sync"]["serve_env"] == {"PGPORT": "15432"}
+    assert res["sync"]["serve_env"] == {"PGPORT": "15432", "SYNCD_UNDER_TILT": "1"}  # a fallback script can tell
     assert res["sync"]["resource_deps"] == ["backend"]
     assert res["sync:db-reset"]["cmd"] == ["python3", "-m", "syncd", "trigger", "db-reset", "-c", cfg, "--yes"]
     assert res["sync:health"]["cmd"][-1] == cfg  # no --yes unless asked
@@ -512,9 +512,13 @@ def test_k8s_manifests_match_the_kube_config() -> None:
     assert backend["ports"][0]["containerPort"] == 8080
     frontend = by[("Deployment", "fullstack-frontend")]["spec"]["template"]["spec"]["containers"][0]
     assert frontend["command"] == ["httpd", "-f", "-p", "8081", "-h", "/srv/www"]
-    # the rollout-restart fallback names a Deployment that exists
+    # the fallback (scripts/redeploy.sh) restarts a Deployment that exists, or under Tilt
+    # (SYNCD_UNDER_TILT, set by the extension) triggers the Tilt resource of that name
     fallback = next(s["fallback"] for s in kube["services"] if s["name"] == "backend")
-    assert fallback[-1] == "deployment/fullstack-backend"
+    assert fallback == ["sh", "../scripts/redeploy.sh", "backend"]
+    script = (REPO / "examples" / "fullstack" / "scripts" / "redeploy.sh").read_text()
+    assert 'deployment/fullstack-$svc' in script and ("Deployment", "fullstack-backend") in by
+    assert 'tilt trigger "$svc"' in script
 
     for (kind, name), o in by.items():
         if kind == "Deployment":
@@ -674,3 +678,18 @@ def test_registered_commands_run_with_any_free_port(tmp_path: Path) -> None:
         assert "ran by the daemon" in pressed.stdout and "hello-from-action" in pressed.stdout
     finally:
         _stop(proc, log)
+
+
+def test_the_examples_fallback_asks_tilt_under_tilt_and_kubectl_otherwise(tmp_path: Path) -> None:
+    """scripts/redeploy.sh with recording stand-ins for `tilt` and `kubectl` on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("tilt", "kubectl"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {tmp_path}/calls\n')
+        (bin_dir / tool).chmod(0o755)
+    script = EXAMPLE / "scripts" / "redeploy.sh"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    subprocess.run(["sh", str(script), "backend"], env={**env, "SYNCD_UNDER_TILT": "1"}, check=True)
+    subprocess.run(["sh", str(script), "backend"], env=env, check=True)
+    assert (tmp_path / "calls").read_text().splitlines() == [
+        "tilt trigger backend", "kubectl -n dev rollout restart deployment/fullstack-backend"]
