@@ -18,8 +18,9 @@ await build({
   // An IIFE loads from a plain <script> tag.
   format: "iife",
   target: "es2020",
-  // Constant folding only (no renaming, no whitespace removal): it turns
-  // "frontend " + VERSION into one literal that tests can grep for.
+  // The label as one literal (see src/render.js); constant folding only (no renaming, no
+  // whitespace removal) turns the `typeof` test around it into plain `LABEL = "frontend v1"`.
+  define: { __LABEL__: JSON.stringify(LABEL) },
   minifySyntax: true,
   logLevel: "warning",
 });

@@ -5,6 +5,10 @@
 # default grant (USAGE for everyone).
 set -eu
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
+# No PG* set: the PostgreSQL of scripts/services-up.sh, if it runs.
+if [ -z "${PGHOST:-}" ] && [ -f "${FULLSTACK_STATE:-$here/../.syncd}/services.env" ]; then
+    . "${FULLSTACK_STATE:-$here/../.syncd}/services.env"
+fi
 
 psql -X -q -v ON_ERROR_STOP=1 --single-transaction \
     -c "SET client_min_messages = warning" \

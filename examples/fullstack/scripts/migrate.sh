@@ -9,6 +9,10 @@ set -eu
 
 # Resolve migrations/ from this script, so it works from any cwd.
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
+# No PG* set: the PostgreSQL of scripts/services-up.sh, if it runs.
+if [ -z "${PGHOST:-}" ] && [ -f "${FULLSTACK_STATE:-$here/../.syncd}/services.env" ]; then
+    . "${FULLSTACK_STATE:-$here/../.syncd}/services.env"
+fi
 migrations="$here/../migrations"
 
 # -X: ignore ~/.psqlrc; -q: no command tags; ON_ERROR_STOP: fail on the first error.
