@@ -1,5 +1,5 @@
 """.dockerignore with Docker's semantics: the matcher (syncd.dockerignore) against moby's own
-test tables.
+test tables, the rule sets' precedence (syncd.ignore), and `syncd sync` / the daemon end to end.
 
 The tables are ported from moby/patternmatcher at commit
 5a6d8429a19bb6948a372ff19e86fe83599a04b7 (patternmatcher_test.go: TestMatches,
@@ -9,9 +9,17 @@ ignorefile/ignorefile_test.go: TestReadAll). Windows-only rows are left out, as 
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from engine_harness import running, settle, wait_until, write_config
 
 from syncd.dockerignore import DockerPatterns, clean, compile_pattern, read_patterns
+from syncd.ignore import IgnoreRules
 
 # --- moby/patternmatcher: TestMatches (pattern, path, excluded) ---------------------------
 
@@ -264,3 +272,157 @@ def test_reincludes_below() -> None:
     assert not DockerPatterns(["**", "!a*b/c?/[xy]z"]).reincludes_below("a/c1", 0)
     assert DockerPatterns(["**", "!a*b/c?/[xy]z"]).reincludes_below("a_b/c1", 0)
     assert not DockerPatterns(["docs"]).reincludes_below("docs")
+
+
+# --- precedence (syncd.ignore) ---------------------------------------------------------------
+
+
+def _files(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+@pytest.mark.parametrize("files, rel, ignored", [
+    # a later .dockerignore exception re-includes a file a .gitignore ignored (later wins)
+    ({".gitignore": "*.log\n", "app/.dockerignore": "!keep.log\n"}, "app/keep.log", False),
+    ({".gitignore": "*.log\n", "app/.dockerignore": "!keep.log\n"}, "app/other.log", True),
+    # ... but not below a directory a .gitignore ignored: git semantics for that directory
+    ({".gitignore": "build/\n", "app/.dockerignore": "!build/keep.txt\n"}, "app/build/keep.txt", True),
+    # ... unless the .dockerignore excludes the directory too (it is then the last to decide)
+    ({".gitignore": "build/\n", "app/.dockerignore": "build\n!build/keep.txt\n"}, "app/build/keep.txt", False),
+    ({".gitignore": "build/\n", "app/.dockerignore": "build\n!build/keep.txt\n"}, "app/build/other.txt", True),
+    # a .syncdignore (later) ignores what the .dockerignore re-included
+    ({"app/.dockerignore": "docs\n!docs/*.md\n", "app/.syncdignore": "docs/draft.md\n"}, "app/docs/draft.md", True),
+    ({"app/.dockerignore": "docs\n!docs/*.md\n", "app/.syncdignore": "docs/draft.md\n"}, "app/docs/a.md", False),
+    # a nested .gitignore still applies below its directory, re-included or not
+    ({"app/.dockerignore": "**\n!sub\n", "app/sub/.gitignore": "*.tmp\n"}, "app/sub/x.tmp", True),
+    ({"app/.dockerignore": "**\n!sub\n", "app/sub/.gitignore": "*.tmp\n"}, "app/sub/deep/x.txt", False),
+    # VCS and syncd's own directories are never reopened
+    ({"app/.dockerignore": "**\n!**/*.json\n"}, "app/.git/x.json", True),
+    ({"app/.dockerignore": "**\n!**/*.json\n"}, "app/src/x.json", False),
+    # a default (target/) the .dockerignore excludes too: its exceptions reach inside
+    ({"app/.dockerignore": "**\n!**/*.rs\n"}, "app/target/debug/build/out/gen.rs", False),
+    ({"app/.dockerignore": "**\n!**/*.rs\n"}, "app/target/debug/app", True),
+    ({"app/.dockerignore": "!**/*.rs\n"}, "app/target/gen.rs", True),  # target/ ignored by the defaults only
+    # nested .dockerignore: anchored at its own directory, for its own subtree
+    ({"app/.dockerignore": "*.md\n", "app/be/.dockerignore": "docs\n!docs/keep.md\n"}, "app/README.md", True),
+    ({"app/.dockerignore": "*.md\n", "app/be/.dockerignore": "docs\n!docs/keep.md\n"}, "app/be/README.md", False),
+    ({"app/.dockerignore": "*.md\n", "app/be/.dockerignore": "docs\n!docs/keep.md\n"}, "app/be/docs/x.md", True),
+    ({"app/.dockerignore": "*.md\n", "app/be/.dockerignore": "docs\n!docs/keep.md\n"}, "app/be/docs/keep.md", False),
+    ({"app/.dockerignore": "*.md\n", "app/be/.dockerignore": "docs\n!docs/keep.md\n"}, "app/docs/x.txt", False),
+    # an exception inside the directory it excluded
+    ({"app/.dockerignore": "docs\n!docs/README.md\n"}, "app/docs/README.md", False),
+])
+def test_precedence(tmp_path: Path, files: dict[str, str], rel: str, ignored: bool) -> None:
+    _files(tmp_path, files)
+    assert IgnoreRules(tmp_path, []).ignored(tmp_path / rel, False, tmp_path / "app") is ignored
+
+
+def test_service_ignore_comes_last_and_open_dirs(tmp_path: Path) -> None:
+    _files(tmp_path, {"app/.dockerignore": "docs\n!docs/README.md\n"})
+    app = tmp_path / "app"
+    rules = IgnoreRules(tmp_path, ["README.md"])
+    assert rules.ignored(app / "docs/README.md", False, app)
+    rules = IgnoreRules(tmp_path, [])
+    assert rules.ignored(app / "docs", True, app) and rules.open_below(app / "docs", app)  # walked, not sent
+    assert not rules.open_below(app / "src", app) and rules.ignored(app / "docs/sub", True, app)
+    assert not rules.open_below(app / "docs/sub", app)  # nothing below docs/sub can come back
+    assert rules.reopens
+
+
+# --- end to end: `syncd sync` into a local target --------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = """
+[daemon]
+trace = ".syncd/trace.jsonl"
+[targets.box]
+kind = "local"
+path = "box"
+[[services]]
+name = "app"
+target = "box"
+sync = [{ src = "app", dest = "/srv/app" }]
+"""
+
+
+def sync(root: Path) -> set[str]:
+    """`syncd sync` (as users run it), then the files the target holds, relative to /srv/app."""
+    (root / "syncd.toml").write_text(CONFIG)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's syncd, whatever is installed
+    done = subprocess.run([sys.executable, "-m", "syncd", "sync"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    box = root / "box/srv/app"
+    return {p.relative_to(box).as_posix() for p in box.rglob("*") if p.is_file()}
+
+
+# The issue's table: where gitignore semantics (syncd before) disagreed with Docker.
+@pytest.mark.parametrize("dockerignore, kept, excluded", [
+    ("*.md\n", ["docs/sub/nested.md"], ["top.md"]),
+    ("foo\n", ["dir/foo"], ["foo"]),
+    ("**\n!util/docker/web\n", ["util/docker/web/foo"], ["util/other", "x"]),
+    ("docs\n!docs/README.md\n", ["docs/README.md"], ["docs/other.md"]),
+    ("**/\n", [], ["file", "d/file"]),
+    ("a**/*.txt\n", ["b/file.txt"], ["a/dir/file.txt", "a/file.txt"]),
+], ids=["anchored-glob", "anchored-name", "exception-in-excluded-dirs", "exception-in-excluded-dir",
+        "double-star-slash", "double-star-inside-name"])
+def test_sync_follows_docker(tmp_path: Path, dockerignore: str, kept: list[str], excluded: list[str]) -> None:
+    _files(tmp_path / "app", {rel: rel for rel in kept + excluded} | {".dockerignore": dockerignore})
+    got = sync(tmp_path)
+    assert set(kept) <= got
+    assert not got & set(excluded)
+
+
+def test_sync_nested_dockerignore_and_gitignore(tmp_path: Path) -> None:
+    _files(tmp_path, {
+        ".gitignore": "*.log\nbuild/\n",
+        "app/.dockerignore": "*.md\n!keep.log\nbuild\n!build/bin\n",
+        "app/README.md": "", "app/keep.log": "", "app/x.log": "", "app/build/bin": "", "app/build/tmp.o": "",
+        "app/be/.dockerignore": "docs\n!docs/keep.md\n",
+        "app/be/README.md": "", "app/be/docs/keep.md": "", "app/be/docs/x.md": "",
+        "app/docs/x.txt": "",
+    })
+    got = sync(tmp_path)
+    assert got == {".dockerignore", "keep.log", "build/bin", "be/.dockerignore", "be/README.md", "be/docs/keep.md",
+                   "docs/x.txt"}
+
+
+# --- the daemon: re-included paths arrive, and go, with the events ---------------------------
+
+DAEMON = """
+[daemon]
+debounce_ms = 20
+max_batch_wait_ms = 300
+trace = ".syncd/trace.jsonl"
+[targets.t]
+kind = "local"
+path = "sandbox"
+[[services]]
+name = "app"
+target = "t"
+sync = [{ src = "src", dest = "/app" }]
+"""
+
+
+@pytest.mark.anyio
+async def test_daemon_follows_reincluded_paths(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _files(src, {".dockerignore": "docs\n!docs/README.md\n**/cache\n!**/cache/keep\n", "docs/old.md": "",
+                 "a.txt": "a"})
+    box = tmp_path / "sandbox/app"
+    _files(box, {"docs/container-only": "not syncd's"})  # ignored: never deleted
+    cfg = write_config(tmp_path, DAEMON)
+    async with running(cfg) as engine:
+        (src / "docs/README.md").write_text("readme")  # a file appears in an excluded directory
+        outside = tmp_path / "elsewhere/cache"
+        _files(outside, {"keep": "k", "junk": "j"})
+        shutil.move(outside, src / "cache")  # a directory moved in: one event, its files come along
+        await settle(engine, src)
+        assert (box / "docs/README.md").read_text() == "readme" and (box / "cache/keep").read_text() == "k"
+        assert not (box / "docs/old.md").exists() and not (box / "cache/junk").exists()
+        shutil.move(src / "docs", tmp_path / "elsewhere/docs")  # moved out: one event
+        await settle(engine, src)
+        await wait_until(lambda: not (box / "docs/README.md").exists(), what="the re-included file to go")
+        assert (box / "docs/container-only").exists() and (box / "a.txt").exists()
