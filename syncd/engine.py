@@ -25,7 +25,7 @@ from pathspec import GitIgnoreSpec
 from syncd.builds import BuildGate
 from syncd.config import Config, Service
 from syncd.core.coalesce import Coalescer
-from syncd.core.manifest import Manifest, apply_delta, diff, merge_pending, rewritten_dirs, unlisted_below
+from syncd.core.manifest import Manifest, apply_delta, diff, merge_pending, prune_nested, rewritten_dirs, unlisted_below
 from syncd.core.mapping import ResolvedMapping, UnsafePath, common_root, local_rel, most_specific, relative_name
 from syncd.core.plan import ServicePlanInput, plan_batch
 from syncd.core.steps import step_name, triggered
@@ -225,7 +225,10 @@ class ContainerWorker:
         """Send one round. Returns False when the jobs were handed to a pipelined answer
         task (which finishes them), True when they are done here."""
         assert self.manifest is not None
-        delta = diff(desired, self.manifest, gone=self.target.gone_below(desired, self.manifest))
+        opened: list[DestPath] = []
+        if self.target.reopening:
+            desired, opened = self.target.without_open_dirs(desired, self.manifest)
+        delta = diff(desired, self.manifest, gone=self.target.gone_below(desired, self.manifest, opened))
         answer = await self.target.engine.send(self, delta, [j.trace for j in jobs], pipelined=True)
         if answer is None:
             return True
@@ -316,19 +319,56 @@ class TargetRuntime:
         found = self.source_of(dest, services)
         return found is not None and not _ignored(found, kind)
 
-    def gone_below(self, desired: Desired, remote: Manifest) -> list[DestPath]:
-        """Container paths below a directory `desired` describes whole whose local source no
-        longer exists (see core.manifest.rewritten_dirs). The local check keeps what another
-        mapping places inside that directory, and ignored paths are not syncd's to delete."""
+    @property
+    def reopening(self) -> bool:
+        """Does a .dockerignore leave an ignored directory open (paths re-included below it)?"""
+        return any(s.rules.reopens for s in self.services)
+
+    def _open_dir(self, dest: DestPath) -> bool:
+        found = self.source_of(dest)
+        return found is not None and found[0].rules.open_below(found[2], found[1].src)
+
+    def without_open_dirs(self, desired: Desired, remote: Manifest) -> tuple[Desired, list[DestPath]]:
+        """`desired` less the ignored directories below which paths may be re-included (a
+        batch brings them, see plan_batch), and those the container has: syncd neither sends
+        nor deletes them, it checks what it owns below them (gone_below). A gone path the
+        container holds as a file is deleted only if syncd owns it."""
+        drop: list[DestPath] = []
+        opened: list[DestPath] = []
+        for dest, lf in desired.items():
+            if lf is not None and lf.entry.kind is not Kind.DIR:
+                continue
+            held = remote.get(dest)
+            if lf is None and held is not None and held.kind is not Kind.DIR:
+                if not self.owned(dest, held.kind):
+                    drop.append(dest)
+            elif self._open_dir(dest):
+                drop.append(dest)
+                if held is not None and held.kind is Kind.DIR:
+                    opened.append(dest)
+        if not drop:
+            return desired, opened
+        kept = dict(desired)
+        for dest in drop:
+            del kept[dest]
+        return kept, opened
+
+    def gone_below(self, desired: Desired, remote: Manifest, opened: list[DestPath] | None = None) -> list[DestPath]:
+        """Container paths below a directory `desired` describes whole (see
+        core.manifest.rewritten_dirs), or below an `opened` one (without_open_dirs), whose
+        local source no longer exists. The local check keeps what another mapping places
+        inside that directory, and ignored paths are not syncd's to delete."""
         gone: list[DestPath] = []
         settled = ""  # a directory decided whole (not syncd's, or gone): what is below it is too
-        for dest in sorted(unlisted_below(rewritten_dirs(desired, remote), desired, remote)):
+        dirs = prune_nested([*rewritten_dirs(desired, remote), *(opened or ())])
+        for dest in sorted(unlisted_below(dirs, desired, remote)):
             if settled and dest.startswith(settled):
                 continue  # (only a shortcut: a sibling sorting in between just costs a check)
             kind = remote[dest].kind
             found = self.source_of(dest)
             if found is None or _ignored(found, kind):
-                settled = dest + "/" if kind is Kind.DIR else settled
+                if kind is Kind.DIR and (found is None or not found[0].rules.open_below(found[2], found[1].src)):
+                    settled = dest + "/"
             elif not os.path.lexists(found[2]):
                 gone.append(dest)
                 settled = dest + "/"
@@ -467,7 +507,7 @@ class Engine:
         rel = None
         for svc in self.services:
             m = most_specific(svc.mappings, path)
-            if m is not None and not svc.rules.ignored(path, is_dir, m.src):
+            if m is not None and (not svc.rules.ignored(path, is_dir, m.src) or self._reopened(svc, path, is_dir, m.src)):
                 return True
             if svc.cfg.fall_back_on or svc.triggers:
                 # Runs for every event under a watched build tree (cargo writes hundreds into
@@ -478,6 +518,12 @@ class Engine:
                 if svc.triggers and svc.trigger_spec.match_file(rel) and not svc.rules.ignored(path, is_dir, self._root):
                     return True
         return False
+
+    @staticmethod
+    def _reopened(svc: ServiceRuntime, path: str, is_dir: bool, src: Path) -> bool:
+        """An ignored directory below which a .dockerignore re-includes paths (made, moved in,
+        or gone: a path that is no more may have been one): what is below it must be seen."""
+        return svc.rules.reopens and (is_dir or not os.path.lexists(path)) and svc.rules.open_below(path, src)
 
     def watch_paths(self) -> list[Path]:
         paths = [m.src for s in self.services for m in s.mappings]
@@ -581,7 +627,7 @@ class Engine:
                     m = most_specific(svc.mappings, Path(raw))
                     if m is None:
                         continue
-                    for child in walk(raw, str(m.src), svc.rules.ignored, self.hashes, errors):
+                    for child in walk(raw, str(m.src), svc.rules.ignored, self.hashes, errors, svc.rules.open_below):
                         local[child.path] = child
         return local
 
@@ -608,6 +654,7 @@ class Engine:
             [s.plan_input for s in self.services],
             self.cfg.root,
             lambda service, path, is_dir, src: self._rules[service].ignored(path, is_dir, src),
+            lambda service, path, src: self._rules[service].open_below(path, src),
         )
 
     def _detect_start(self, batch: Batch, plan: Plan) -> float | None:
@@ -892,7 +939,7 @@ class Engine:
             if services is not None and svc.cfg.name not in services:
                 continue
             for m in svc.mappings:
-                tree = scan_source(m.src, svc.rules.ignored, self.hashes, errors)
+                tree = scan_source(m.src, svc.rules.ignored, self.hashes, errors, svc.rules.open_below)
                 for raw, lf in tree.items():
                     if len(svc.mappings) > 1 and most_specific(svc.mappings, raw) is not m:
                         continue  # a more specific mapping sends it

@@ -1,8 +1,26 @@
-"""Ignore rules with gitignore semantics (pathspec).
+"""Which local paths a service leaves out: ignore files and rules, each with its own semantics.
 
-Order, later wins: built-in defaults, then `.gitignore` / `.dockerignore` / `.syncdignore`
-files from the base directory down to the path's own directory, then the service's `ignore`.
-As in git, nothing inside an ignored directory can be re-included.
+Rule sets, later wins (path by path):
+1. built-in defaults (`DEFAULT_IGNORES`);
+2. for each directory from the base down to the path's own directory (deeper wins), its
+   `.gitignore`, then `.dockerignore`, then `.syncdignore`;
+3. the service's `ignore`.
+
+Defaults, `.gitignore`, `.syncdignore` and `ignore` have gitignore semantics (pathspec), each
+file matching relative to its own directory (defaults and `ignore`: the config directory).
+A `.dockerignore` has Docker's (`syncd.dockerignore`): anchored at its own directory, which
+is the root of the build context it belongs to, and applying to that directory's subtree.
+Docker reads only the one at the context root; here a nested one (`backend/.dockerignore`
+for `docker build backend`) is the root one of the context below it.
+
+Below an ignored directory, the rule set that ignored it (the last one matching it) decides:
+- a gitignore-style one hides everything below it: nothing can be re-included (as in git);
+- a `.dockerignore` lets its own exceptions that come after the excluding line re-include
+  paths below (as in Docker: `docs` then `!docs/README.md`). The directory itself stays
+  ignored: syncd never creates or deletes it as such, it appears in the container as the
+  parent of a re-included file (as in a build context). Rules after the `.dockerignore` can
+  still ignore what it re-includes. VCS directories and `.syncd/` are never reopened.
+The walkers skip a directory only when nothing below it can be re-included (`open_below`).
 
 Patterns are matched against paths relative to the config directory (like a repo root). A
 mapping whose `src` is itself ignored (e.g. `backend/target/debug`, a build output synced on
@@ -15,7 +33,12 @@ import os
 import re
 from pathlib import Path
 
+import structlog
 from pathspec import GitIgnoreSpec
+
+from syncd.dockerignore import DockerPatterns
+
+log = structlog.get_logger("syncd")
 
 DEFAULT_IGNORES = (
     ".git/",
@@ -36,6 +59,8 @@ DEFAULT_IGNORES = (
     ".DS_Store",
 )
 IGNORE_FILES = (".gitignore", ".dockerignore", ".syncdignore")
+# Never reopened by a .dockerignore exception (`**` then `!**/*.json` must not reach into them).
+SEALED_NAMES = frozenset((".git", ".hg", ".svn", ".syncd"))
 
 
 class _Rules:
@@ -58,6 +83,13 @@ class _Rules:
         return None if res.include is None else bool(res.include)
 
 
+# A path's state: False (not ignored), True (ignored, and so is everything below it), or the
+# DockerPatterns that ignored a directory and may re-include something below it.
+State = bool | DockerPatterns
+# (rule set, where its relative path starts in an absolute path, is it a .dockerignore)
+Layer = tuple[_Rules | DockerPatterns, int, bool]
+
+
 class IgnoreRules:
     """Answers "is this path ignored?" for one service. Caches per directory; call
     `invalidate()` when an ignore file changes.
@@ -69,12 +101,17 @@ class IgnoreRules:
         self.root = os.path.abspath(root)
         self._defaults = _Rules(DEFAULT_IGNORES)
         self._service = _Rules(patterns)
-        self._files: dict[str, list[_Rules]] = {}
-        self._dir_cache: dict[tuple[str, str], bool] = {}
+        self._files: dict[str, list[Layer]] = {}
+        self._chains: dict[tuple[str, str], tuple[Layer, ...]] = {}
+        self._dir_cache: dict[tuple[str, str], State] = {}
         self._bases: dict[str, str] = {}
+        # Has a .dockerignore ever left an ignored directory open? (Callers skip the checks
+        # that only matter then.)
+        self.reopens = False
 
     def invalidate(self) -> None:
         self._files.clear()
+        self._chains.clear()
         self._dir_cache.clear()
         self._bases.clear()
 
@@ -82,60 +119,138 @@ class IgnoreRules:
     def is_ignore_file(path: str) -> bool:
         return os.path.basename(path) in IGNORE_FILES
 
-    def _specs_in(self, directory: str) -> list[_Rules]:
-        specs = self._files.get(directory)
-        if specs is None:
-            specs = []
+    def _layers_in(self, directory: str) -> list[Layer]:
+        layers = self._files.get(directory)
+        if layers is None:
+            layers = []
+            cut = len(directory) + 1
             for name in IGNORE_FILES:
                 try:
                     with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as f:
-                        specs.append(_Rules(f.read().splitlines()))
+                        text = f.read()
                 except OSError:
                     continue
-            self._files[directory] = specs
-        return specs
+                if name == ".dockerignore":
+                    docker = DockerPatterns.from_text(text)
+                    for pattern, why in docker.invalid:
+                        log.warning("invalid .dockerignore pattern skipped", file=os.path.join(directory, name),
+                                    pattern=pattern, error=why, hint="docker build refuses this file too: fix the line")
+                    layers.append((docker, cut, True))
+                else:
+                    layers.append((_Rules(text.splitlines()), cut, False))
+            self._files[directory] = layers
+        return layers
 
-    def _decide(self, base: str, path: str, is_dir: bool) -> bool:
-        """Run every applicable rule set over `path` (below `base`); the last match wins."""
+    def _chain(self, base: str, directory: str) -> tuple[Layer, ...]:
+        """The ignore files that apply below `directory`, from `base` down."""
+        key = (base, directory)
+        chain = self._chains.get(key)
+        if chain is None:
+            above = () if directory == base else self._chain(base, directory[: directory.rfind("/")])
+            own = self._layers_in(directory)
+            chain = (*above, *own) if own else above
+            self._chains[key] = chain
+        return chain
+
+    def _decide(self, base: str, path: str, is_dir: bool, parent: State) -> State:
+        """Run every applicable rule set over `path` (below `base`); the last match wins.
+
+        `parent` is the state of the path's directory: not ignored (False), or ignored by a
+        .dockerignore whose exceptions may re-include what is below it."""
+        if parent is not False:
+            return self._decide_inside(base, path, is_dir, parent)  # type: ignore[arg-type]
         suffix = "/" if is_dir else ""
-        rel = path[len(base) + 1 :]
-        parts = rel.split("/")
-        verdict = self._defaults.verdict(rel + suffix) or False
-        # Ignore files from the base down to the path's parent; each matches relative to itself.
-        here = base
-        for i in range(len(parts)):
-            for spec in self._specs_in(here):
-                v = spec.verdict("/".join(parts[i:]) + suffix)
+        rel = path[len(base) + 1 :] + suffix
+        ignored = bool(self._defaults.verdict(rel))
+        decider: DockerPatterns | None = None  # the .dockerignore that ignored `path`, if it was the last
+        at, below = -1, ""
+        for layer, cut, docker in self._chain(base, path[: path.rfind("/")]):
+            if docker:
+                k = layer.last_match(path[cut:])  # type: ignore[union-attr]
+                if k >= 0:
+                    ignored = not layer.patterns[k].exception  # type: ignore[union-attr]
+                    decider, at, below = layer, k, path[cut:]  # type: ignore[assignment]
+            else:
+                v = layer.verdict(path[cut:] + suffix)  # type: ignore[union-attr]
                 if v is not None:
-                    verdict = v
-            here = f"{here}/{parts[i]}"
-        v = self._service.verdict(rel + suffix)
-        return verdict if v is None else v
+                    ignored, decider = v, None
+        v = self._service.verdict(rel)
+        if v is not None:
+            ignored, decider = v, None
+        return self._outcome(path, is_dir, ignored, decider, at, below)
+
+    def _decide_inside(self, base: str, path: str, is_dir: bool, opener: DockerPatterns) -> State:
+        """`_decide` below a directory that `opener` (a .dockerignore) excluded: `opener` matches
+        `path` too (through that directory), so rule sets before it do not count, only its
+        exceptions can re-include (git semantics for the others), and later ones may ignore."""
+        ignored, decider, at, below = True, None, -1, ""
+        seen = False
+        for layer, cut, docker in self._chain(base, path[: path.rfind("/")]):
+            if layer is opener:
+                seen = True
+                k = layer.last_match(path[cut:])
+                ignored = k < 0 or not layer.patterns[k].exception
+                decider, at, below = layer, k, path[cut:]
+                if ignored and not is_dir:
+                    return True  # nothing after it can re-include
+            elif seen:
+                if docker:
+                    k = layer.last_match(path[cut:])  # type: ignore[union-attr]
+                    if k >= 0 and not layer.patterns[k].exception:  # type: ignore[union-attr]
+                        ignored, decider, at, below = True, layer, k, path[cut:]  # type: ignore[assignment]
+                elif layer.verdict(path[cut:] + ("/" if is_dir else "")):  # type: ignore[union-attr]
+                    ignored, decider = True, None
+        if self._service.verdict(path[len(base) + 1 :] + ("/" if is_dir else "")):
+            ignored, decider = True, None
+        return self._outcome(path, is_dir, ignored, decider, at, below)
+
+    def _outcome(self, path: str, is_dir: bool, ignored: bool, decider: DockerPatterns | None, at: int,
+                 below: str) -> State:
+        if not ignored:
+            return False
+        if (is_dir and decider is not None and path[path.rfind("/") + 1 :] not in SEALED_NAMES
+                and decider.reincludes_below(below, at)):
+            self.reopens = True
+            return decider  # its exceptions after line `at` may re-include something below
+        return True
+
+    def _state(self, base: str, path: str, is_dir: bool, stop: str, remember: bool = True) -> State:
+        """The state of `path`, below `stop` (which is not ignored). `remember`: cache it (a
+        directory's; ancestors' are always)."""
+        cache = self._dir_cache
+        if is_dir:
+            hit = cache.get((base, path))
+            if hit is not None:
+                return hit
+        # The ancestors top down (cached): an ignored one hides everything below it, unless
+        # a .dockerignore may re-include something there. Top down: the common ignored path
+        # is deep in a build tree (target/debug/...) whose top directory decides.
+        parent: State = False
+        current = stop
+        parts = path[len(stop) + 1 :].split("/")
+        for part in parts[:-1]:
+            current = f"{current}/{part}"
+            key = (base, current)
+            hit = cache.get(key)
+            if hit is None:
+                hit = cache[key] = self._decide(base, current, True, parent)
+            if hit is True:
+                return True
+            parent = hit
+        state = self._decide(base, path, is_dir, parent)
+        if is_dir and remember:
+            cache[(base, path)] = state
+        return state
 
     def _base_for(self, src: str) -> str:
         base = self._bases.get(src)
         if base is None:
             base = src
             if _within(src, self.root):
-                explicit = src != self.root and self._ignored_from(self.root, src, os.path.isdir(src), stop=self.root)
+                explicit = src != self.root and self._state(self.root, src, os.path.isdir(src), self.root) is not False
                 base = src if explicit else self.root
             self._bases[src] = base
         return base
-
-    def _ignored_from(self, base: str, path: str, is_dir: bool, stop: str) -> bool:
-        # Git semantics: an ignored ancestor directory hides everything below it.
-        parts = path[len(stop) + 1 :].split("/")
-        current = stop
-        for part in parts[:-1]:
-            current = f"{current}/{part}"
-            key = (base, current)
-            hit = self._dir_cache.get(key)
-            if hit is None:
-                hit = self._decide(base, current, True)
-                self._dir_cache[key] = hit
-            if hit:
-                return True
-        return self._decide(base, path, is_dir)
 
     def ignored(self, path: str | Path, is_dir: bool, src: str | Path) -> bool:
         """Is `path` (absolute, at or below mapping source `src`) ignored?
@@ -145,7 +260,18 @@ class IgnoreRules:
         path, src = os.fspath(path), os.fspath(src)
         if path == src or not _within(path, src):
             return False
-        return self._ignored_from(self._base_for(src), path, is_dir, stop=src)
+        return self._state(self._base_for(src), path, is_dir, src) is not False
+
+    def open_below(self, path: str | Path, src: str | Path) -> bool:
+        """Is `path` an ignored directory below which something may be re-included (by a
+        .dockerignore exception)? Walkers must then look inside it: its files are checked
+        one by one. False for directories that are not ignored, and for sealed ones.
+
+        `path` need not exist (a directory that was removed): it is then not cached."""
+        path, src = os.fspath(path), os.fspath(src)
+        if path == src or not _within(path, src):
+            return False
+        return isinstance(self._state(self._base_for(src), path, True, src, remember=False), DockerPatterns)
 
 
 def _within(path: str, root: str) -> bool:

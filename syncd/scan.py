@@ -15,6 +15,9 @@ CHUNK = 1 << 20
 
 # ignored(path, is_dir, mapping_src) -> bool; paths are plain strings (hot loop)
 Ignored = Callable[[str, bool, str], bool]
+# open_below(directory, mapping_src) -> bool: an ignored directory that may still hold
+# re-included paths (a .dockerignore exception), so it must be walked
+OpenBelow = Callable[[str, str], bool]
 
 
 class HashCache:
@@ -89,8 +92,13 @@ def walk(
     ignored: Ignored,
     hashes: HashCache,
     errors: list[tuple[str, str]],
+    open_below: OpenBelow | None = None,
 ) -> Iterable[LocalFile]:
-    """Every non-ignored entry strictly below directory `top` (symlinks are not followed)."""
+    """Every non-ignored entry strictly below directory `top` (symlinks are not followed).
+
+    An ignored directory is skipped whole, unless `open_below` says something below it may
+    be re-included: then it is walked, but not listed itself (it comes into being in the
+    container as the parent of what is sent, as in a Docker build context)."""
     try:
         it = os.scandir(top)
     except OSError as e:
@@ -103,6 +111,8 @@ def walk(
             except OSError:
                 is_dir = False
             if ignored(de.path, is_dir, src):
+                if is_dir and open_below is not None and open_below(de.path, src):
+                    yield from walk(de.path, src, ignored, hashes, errors, open_below)
                 continue
             try:
                 lf = read_entry(de.path, hashes)
@@ -113,10 +123,11 @@ def walk(
                 continue
             yield lf
             if lf.entry.kind is Kind.DIR:
-                yield from walk(de.path, src, ignored, hashes, errors)
+                yield from walk(de.path, src, ignored, hashes, errors, open_below)
 
 
-def scan_source(src: Path, ignored: Ignored, hashes: HashCache, errors: list[tuple[str, str]]) -> dict[str, LocalFile]:
+def scan_source(src: Path, ignored: Ignored, hashes: HashCache, errors: list[tuple[str, str]],
+                open_below: OpenBelow | None = None) -> dict[str, LocalFile]:
     """The whole mapped tree (for a reconcile): the source itself and everything below."""
     out: dict[str, LocalFile] = {}
     try:
@@ -128,6 +139,6 @@ def scan_source(src: Path, ignored: Ignored, hashes: HashCache, errors: list[tup
         return out
     out[str(src)] = root
     if root.entry.kind is Kind.DIR:
-        for lf in walk(str(src), str(src), ignored, hashes, errors):
+        for lf in walk(str(src), str(src), ignored, hashes, errors, open_below):
             out[lf.path] = lf
     return out

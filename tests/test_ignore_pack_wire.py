@@ -1,4 +1,4 @@
-"""Ignore rules (gitignore semantics), the streaming tar packer, and the shell wire formats."""
+"""Ignore rules (gitignore and .dockerignore semantics), the streaming tar packer, and the shell wire formats."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def tree(tmp_path: Path) -> Path:
         ("app/src/debug.log", False, True),  # root .gitignore
         ("app/secret.txt", False, True),  # anchored pattern of the root .gitignore
         ("app/src/secret.txt", False, False),
-        ("app/src/gen/out.rs", False, True),  # app/.dockerignore, relative to app/
+        ("app/gen/out.rs", False, True),  # app/.dockerignore `gen/`, anchored at app/ as Docker does
+        ("app/src/gen/out.rs", False, False),  # ... so not app/src/gen (gitignore would match it)
         ("app/src/a.tmp", False, True),  # app/src/.syncdignore
         ("app/src/keep.tmp", False, False),  # ... with its negation
         ("app/src/x.bak", False, True),  # the service's own `ignore`

@@ -21,6 +21,9 @@ from syncd.model import Fallback, LocalFile, Plan, ServicePlan, Skip, TargetPlan
 
 # ignored(service, path, is_dir, mapping_src) -> bool
 IgnoreCheck = Callable[[str, Path, bool, Path], bool]
+# open_below(service, directory, mapping_src) -> bool: an ignored directory below which a
+# .dockerignore exception may re-include paths (see syncd.ignore)
+OpenCheck = Callable[[str, Path, Path], bool]
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,12 @@ def plan_batch(
     services: list[ServicePlanInput],
     root: Path,
     ignored: IgnoreCheck,
+    open_below: OpenCheck | None = None,
 ) -> Plan:
-    """`local`: every path of the batch (directories expanded) -> its state now (None: gone)."""
+    """`local`: every path of the batch (directories expanded) -> its state now (None: gone).
+
+    An ignored directory below which paths may be re-included (`open_below`) is kept, present
+    or gone: the worker does not send it, but checks what it owns below it (gone_below)."""
     targets: dict[str, TargetPlan] = {}
     shares: dict[str, ServicePlan] = {}
     fallbacks: list[Fallback] = []
@@ -79,7 +86,8 @@ def plan_batch(
             gone_and_ignored = state is None and (
                 ignored(svc.name, path, False, mapping.src) or ignored(svc.name, path, True, mapping.src)
             )
-            if gone_and_ignored or (state is not None and ignored(svc.name, path, bool(is_dir), mapping.src)):
+            ignored_here = gone_and_ignored or (state is not None and ignored(svc.name, path, bool(is_dir), mapping.src))
+            if ignored_here and (open_below is None or is_dir is False or not open_below(svc.name, path, mapping.src)):
                 skipped.append(Skip(raw, f"ignored by service '{svc.name}'"))
                 continue
             try:
