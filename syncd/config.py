@@ -342,7 +342,8 @@ def find_config(explicit: str | None) -> Path:
     cwd = Path.cwd()
     found = nearby_configs(cwd)
     if found:
-        return found[0]
+        # Named as the user would: relative when it is here, absolute when found above.
+        return found[0].relative_to(cwd) if found[0].parent in (cwd, cwd / "config") else found[0]
     raise ConfigError(
         DEFAULT_PATHS[0],
         [f"no config found (looked for {searched(cwd)}); pass -c FILE or run `syncd demo`"],

@@ -199,6 +199,7 @@ class Driver(Protocol):
     """What the loop needs from the engine that syncs its edits."""
 
     def describe(self) -> str: ...
+    async def check(self) -> None: ...  # ValueError: the run cannot start (said to the user)
     async def records(self) -> list[dict]: ...
     async def idle(self) -> bool: ...
     async def verify(self, service: str, since: float, gone: list[str]) -> str | None: ...
@@ -215,6 +216,9 @@ class OwnEngine:
 
     def describe(self) -> str:
         return "its own engine (no daemon runs for this config)"
+
+    async def check(self) -> None:
+        return None
 
     async def records(self) -> list[dict]:
         return self.engine.trace.records
@@ -247,6 +251,12 @@ class RunningDaemonDriver:
         if code != 200:
             raise AssertionError(f"daemon at {self.daemon.address}: HTTP {code}: {body.get('error', body)}")
         return body
+
+    async def check(self) -> None:
+        """Refuse a paused daemon: it would hold the edits, and smoke would only time out."""
+        if (await self._call("GET", "/api/status?last=0"))["paused"]:
+            raise ValueError(f"the daemon at {self.daemon.address} (pid {self.daemon.pid}) is paused: smoke's edits "
+                             "would not be sent; `syncd resume` first")
 
     async def records(self) -> list[dict]:
         return list((await self._call("GET", "/api/status?last=50"))["recent"])
@@ -286,6 +296,7 @@ class Smoke:
     async def run(self) -> list[Sample]:
         samples: list[Sample] = []
         edits = {svc.name: Edit(self.cfg, svc) for svc in self.services}  # bad smoke settings fail before anything runs
+        await self.driver.check()
         stop = anyio.Event()
         self.progress(f"edits synced by {self.driver.describe()}")
         async with anyio.create_task_group() as tg:

@@ -428,6 +428,9 @@ def test_find_config_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     workspace(tmp_path, OK)
     assert find_config(None) == Path("syncd.toml")
     assert find_config("other.toml") == Path("other.toml")
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "deep" / "er")  # from a subdirectory, as git finds its repository
+    assert find_config(None) == tmp_path / "syncd.toml"
 
 
 # --- `syncd validate` -------------------------------------------------------------------------

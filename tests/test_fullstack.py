@@ -291,21 +291,25 @@ def test_kubernetes_variant_on_fixture_pods(cluster, docker_client, postgres, tm
 
 
 def test_smoke_loop_on_the_example_app(app: App) -> None:
-    """`syncd smoke` as CI runs it, on the real app: a Rust edit rebuilt, pushed, restarted and
-    answering /health; a frontend edit through esbuild. The module's daemon is paused meanwhile
-    (two syncers on one tree would race), and the tree is unchanged afterwards."""
-    before = {p: p.read_bytes() for p in [app.root / "backend/src/main.rs", app.root / "frontend/src/index.js"]}
+    """`syncd smoke` as CI runs it, on the real app, beside the module's daemon (which it
+    drives: the daemon builds and times the edits): a fresh marker in the Rust VERSION rebuilt,
+    pushed, restarted and answered by /version; the same through esbuild for the frontend. The
+    tree is unchanged afterwards. A paused daemon is refused: its edits would never go out."""
+    before = {p: p.read_bytes() for p in [app.root / "backend/src/version.rs", app.root / "frontend/src/version.js"]}
     assert app.syncd("pause").returncode == 0
     try:
-        out = app.syncd("smoke", "--service", "backend", "--service", "frontend", "--iterations", "2",
-                        "--budget", "p95=60s", "--junit", str(app.root / "smoke.xml"), "--json", str(app.root / "smoke.json"))
-        assert out.returncode == 0, out.stdout + out.stderr
-        data = json.loads((app.root / "smoke.json").read_text())
-        backend = data["services"]["backend"]
-        # (a comment leaves the binary bit-identical: built, nothing to push, no restart needed)
-        assert backend["live"]["count"] == 4 and "build:cargo" in backend["spans"]
-        assert "build:esbuild" in data["services"]["frontend"]["spans"]
-        assert {p: p.read_bytes() for p in before} == before
+        out = app.syncd("smoke", "--iterations", "1", timeout=60)
+        assert out.returncode == 2 and "paused" in out.stderr and "syncd resume" in out.stderr, out.stdout + out.stderr
     finally:
         assert app.syncd("resume").returncode == 0
+    out = app.syncd("smoke", "--service", "backend", "--service", "frontend", "--iterations", "2",
+                    "--budget", "p95=60s", "--junit", str(app.root / "smoke.xml"), "--json", str(app.root / "smoke.json"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "edits synced by the running daemon" in out.stdout
+    data = json.loads((app.root / "smoke.json").read_text())
+    backend = data["services"]["backend"]
+    assert backend["live"]["count"] == 4 and "build:cargo" in backend["spans"]
+    assert "push:backend" in backend["spans"] and "restart:backend" in backend["spans"]  # each edit deployed
+    assert "build:esbuild" in data["services"]["frontend"]["spans"]
+    assert {p: p.read_bytes() for p in before} == before
     app.wait(lambda: app.get("backend", "/health") == "ok\n", "the backend after the smoke run")
