@@ -200,7 +200,11 @@ class Driver(Protocol):
 
     def describe(self) -> str: ...
     async def check(self) -> None: ...  # ValueError: the run cannot start (said to the user)
-    async def records(self) -> list[dict]: ...
+    async def snapshot(self) -> tuple[list[dict], bool]:
+        """The latest trace records and whether the engine is idle, read at one moment (two
+        separate reads could see it idle after a batch whose record the first one missed)."""
+        ...
+
     async def idle(self) -> bool: ...
     async def verify(self, service: str, since: float, gone: list[str]) -> str | None: ...
     async def probe(self, service: str, marker: str | None) -> tuple[bool, str]: ...
@@ -220,8 +224,8 @@ class OwnEngine:
     async def check(self) -> None:
         return None
 
-    async def records(self) -> list[dict]:
-        return self.engine.trace.records
+    async def snapshot(self) -> tuple[list[dict], bool]:
+        return list(self.engine.trace.records), self.engine.idle()
 
     async def idle(self) -> bool:
         return self.engine.idle()
@@ -258,8 +262,9 @@ class RunningDaemonDriver:
             raise ValueError(f"the daemon at {self.daemon.address} (pid {self.daemon.pid}) is paused: smoke's edits "
                              "would not be sent; `syncd resume` first")
 
-    async def records(self) -> list[dict]:
-        return list((await self._call("GET", "/api/status?last=50"))["recent"])
+    async def snapshot(self) -> tuple[list[dict], bool]:
+        status = await self._call("GET", "/api/status?last=50")
+        return list(status["recent"]), bool(status["idle"])
 
     async def idle(self) -> bool:
         return bool((await self._call("GET", "/api/status?last=0"))["idle"])
@@ -373,9 +378,10 @@ class Smoke:
         problem: str | None = None
         records: list[dict] = []
         while True:
-            records = [r for r in await self.driver.records() if r.get("batch") and not r.get("reconcile")
+            recent, idle = await self.driver.snapshot()
+            records = [r for r in recent if r.get("batch") and not r.get("reconcile")
                        and svc.name in r.get("services", []) and r["spans"][-1]["end"] >= t0]
-            if records and await self.driver.idle():
+            if records and idle:
                 failed = [e for r in records for e in r["errors"]]
                 if failed:
                     raise AssertionError(f"the batch failed: {failed[0]}")

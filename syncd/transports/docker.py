@@ -82,6 +82,8 @@ class DockerTransport(SessionCalls):
     def _open_channel(self, ref: ContainerRef) -> DockerChannel:
         try:
             return DockerChannel(self._engine().api, ref.id, ["sh", "-c", SESSION_SCRIPT, "syncd-session"])
+        except docker.errors.NotFound:  # (an APIError: before the engine errors)
+            raise TransportError(f"{ref.label}: container is gone", "it will be picked up again when it runs") from None
         except ENGINE_ERRORS as e:
             raise TransportError(f"{ref.label}: cannot start the session: {e}", ENGINE_HINT) from None
 
