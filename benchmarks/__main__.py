@@ -14,7 +14,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from benchmarks.harness import DEFAULT_OUT, SECTIONS, Options, run
+from benchmarks.common import DEFAULT_OUT, SECTIONS, Options
+from benchmarks.harness import run
 from benchmarks.report import render, write_json
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import docker
 
-from benchmarks.harness import Options, percentile, syncd_cli, tail
+from benchmarks.common import Options, percentile, syncd_cli, tail
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "fullstack"

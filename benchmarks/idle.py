@@ -23,7 +23,7 @@ from pathlib import Path
 
 import docker
 
-from benchmarks.harness import (
+from benchmarks.common import (
     DEBOUNCE_MS, IMAGE, SYNC_DEST, Options, docker_target, read_trace, remove_container, stop_process, syncd_cli, tail,
 )
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import docker
 
 from benchmarks.baselines import kubectl_cp_pusher, kubectl_env
-from benchmarks.harness import IMAGE, SYNC_DEST, Options, measure_burst, measure_edits, measure_syncd, section_results
+from benchmarks.common import IMAGE, SYNC_DEST, Options, measure_burst, measure_edits, measure_syncd, section_results
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE, POD, CONTAINER, SELECTOR = "dev", "web-0", "app", "app=web"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import docker
 
-from benchmarks.harness import (
+from benchmarks.common import (
     IMAGE, SYNC_DEST, Options, docker_target, read_trace, remove_container, syncd_cli, tail, write_config,
 )
 

@@ -11,9 +11,8 @@ idle gate's build is cut from the coalescer at once: Engine._sets_off_a_build.)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -21,17 +20,14 @@ import structlog
 from syncd.config import BuildStep, Service
 from syncd.core.manifest import merge_pending
 from syncd.core.steps import step_name
-from syncd.model import DestPath, LocalFile
+from syncd.jobs import BatchJob
+from syncd.model import Desired
 from syncd.steps import StepResult, run_local
-
-if TYPE_CHECKING:
-    from syncd.engine import BatchJob
 
 log = structlog.get_logger("syncd.build")
 
-Desired = dict[DestPath, LocalFile | None]
 # release(service, desired, jobs): send what a good build let through (the engine's dispatch)
-Release = Callable[[str, Desired, list["BatchJob"]], Awaitable[None]]
+Release = Callable[[str, Desired, list[BatchJob]], Awaitable[None]]
 
 
 def build_names(svc: Service) -> list[str]:
@@ -51,8 +47,6 @@ class BuildGate:
         self.failed: StepResult | None = None  # the last build failed: hold until one succeeds
         self.builds_run = 0
         self._wake = anyio.Event()
-        self._idle = anyio.Event()
-        self._idle.set()
 
     @property
     def busy(self) -> bool:
@@ -69,7 +63,7 @@ class BuildGate:
             return f"last build failed: {self.failed.summary()}"
         return "idle"
 
-    def offer(self, desired: Desired, steps: tuple[int, ...] | list[int], job: BatchJob | None) -> None:
+    def offer(self, desired: Desired, steps: Iterable[int], job: BatchJob | None) -> None:
         """Hold a batch's share for this service; `steps` are the builds it sets off."""
         merge_pending(self.held, desired)
         self.wanted.update(steps)
@@ -80,12 +74,7 @@ class BuildGate:
             elif self.failed is not None:
                 job.trace.errors.append(
                     f"service '{self.svc.name}': held until a build succeeds ({self.failed.summary()})")
-        if self.wanted:
-            self._idle = anyio.Event()
         self._wake.set()
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
 
     async def run(self) -> None:
         while True:
@@ -93,7 +82,6 @@ class BuildGate:
             self._wake = anyio.Event()
             while self.wanted:
                 await self._round()
-            self._idle.set()
 
     async def build(self, steps: list[int]) -> list[StepResult]:
         """Run `steps` in config order; stop at the first failure."""

@@ -235,7 +235,8 @@ async def _sync(cfg: Config, services: list[str] | None, dry_run: bool, build: b
 
 
 async def _dry_run(engine, wanted: set[str] | None) -> int:  # noqa: ANN001
-    from syncd.engine import ContainerWorker
+    from syncd.known import container_key
+    from syncd.reconcile import compute_reconcile
     from syncd.transports.base import TransportError
 
     ok = True
@@ -247,7 +248,9 @@ async def _dry_run(engine, wanted: set[str] | None) -> int:  # noqa: ANN001
             ok = False
             continue
         for ref in refs:
-            delta, _remote, errors, _trace = await engine.compute_reconcile(ContainerWorker(ref, target), wanted)
+            known = engine.known.load(container_key(ref.target, ref.id))
+            found = await compute_reconcile(target, ref, known, engine.hashes, engine.clock, wanted)
+            delta, errors = found.delta, found.errors
             table = Table(title=f"plan for {ref.label} (extract at {target.root})", title_justify="left")
             table.add_column("action")
             table.add_column("container path", overflow="fold")

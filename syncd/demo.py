@@ -17,7 +17,9 @@ from rich.live import Live
 from rich.table import Table
 
 from syncd.config import load_config
-from syncd.engine import ContainerWorker, Engine
+from syncd.engine import Engine
+from syncd.known import container_key
+from syncd.reconcile import compute_reconcile
 from syncd.trace import TraceWriter, percentile, step_name
 from syncd.transports import make_transports
 
@@ -200,7 +202,8 @@ async def _converged(engine: Engine) -> bool:
     """A dry reconcile of every target: nothing left to send means the trees are equal."""
     for target in engine.targets.values():
         for ref in await target.transport.containers():
-            delta, *_ = await engine.compute_reconcile(ContainerWorker(ref, target))
+            known = engine.known.load(container_key(ref.target, ref.id))
+            delta = (await compute_reconcile(target, ref, known, engine.hashes, engine.clock)).delta
             if delta:
                 console.print(f"[red]✗ {ref.label}: {len(delta.puts)} puts, {len(delta.deletes)} deletes pending[/]")
                 return False

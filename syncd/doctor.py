@@ -385,9 +385,11 @@ def doctor_checks(config: str | None, inotify_limit_file: Path = INOTIFY_LIMIT_F
             else:
                 yield check_local_target(name, cfg.resolve(spec.path))
         yield from check_local_tools(cfg)
-        from syncd.engine import Engine  # the roots the daemon itself would watch
+        from syncd.core.paths import watch_sources  # the roots the daemon itself would watch
+        from syncd.services import service_runtimes
+        from syncd.watch import watch_roots
 
-        yield check_inotify(Engine(cfg, transports).watch_paths(), inotify_limit_file)
+        yield check_inotify(watch_roots(watch_sources(service_runtimes(cfg), cfg.resolve)), inotify_limit_file)
     finally:
         for t in transports.values():
             anyio.run(t.close)

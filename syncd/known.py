@@ -19,6 +19,11 @@ from syncd.model import DestPath, Entry, Kind
 Record = dict[DestPath, tuple[str, int, int]]  # dest -> (digest, size, mtime)
 
 
+def container_key(target: str, container_id: str) -> str:
+    """Names a container across restarts: records are kept per container."""
+    return f"{target}/{container_id}"
+
+
 def record_of(manifest: Manifest) -> Record:
     return {d: (e.digest, e.size, e.mtime) for d, e in manifest.items()
             if e.kind is Kind.FILE and e.digest and e.size >= 0 and e.mtime >= 0}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from syncd.model import Kind
+from syncd.reconcile import desired_state
 from syncd.steps import argv_of
 from syncd.transports.base import ContainerRef, Transport
 
@@ -30,7 +31,7 @@ async def verify(engine: Engine, service: str, since: float, gone: list[str] | N
     svc = engine.cfg.service(service)
     target = engine.targets[svc.target]
     errors: list[tuple[str, str]] = []
-    desired = await anyio.to_thread.run_sync(engine.desired_state, target, {service}, errors)
+    desired = await anyio.to_thread.run_sync(desired_state, target, {service}, engine.hashes, errors)
     check: dict[str, str | None] = {}
     for dest, lf in desired.items():
         if lf is not None and lf.entry.kind is Kind.FILE and max(lf.mtime, lf.ctime) >= since - 1:

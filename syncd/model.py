@@ -25,7 +25,7 @@ class Entry:
     digest: str = ""
     exec: bool = False
     link: str = ""
-    # Set instead of `digest` by a quick listing (size, whole-second mtime): see core/quick.py
+    # Set instead of `digest` by a quick listing (size, whole-second mtime): see syncd/known.py
     size: int = -1
     mtime: int = -1
 
@@ -53,6 +53,8 @@ class LocalFile:
 
 # Container paths are absolute POSIX strings ("/app/src/main.rs").
 DestPath = str
+# What a container path should be now (None: gone), for one batch or a whole reconcile.
+Desired = dict[DestPath, "LocalFile | None"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,9 @@ import anyio
 import structlog
 from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
 
+from syncd.core.backoff import backoff
 from syncd.dirlinks import LinkMap
+from syncd.settings import WatchSettings
 
 log = structlog.get_logger("syncd")
 
@@ -42,18 +44,15 @@ Accept = Callable[[str, bool], bool]
 # on_lost(reason): events may have been lost, compare whole trees
 Lost = Callable[[str], None]
 
-STEP_MS = 5  # watchfiles' poll of its event queue; bounds added latency and idle wakeups
-POLL_MS = 300  # the polling fallback's interval
-RUST_TIMEOUT_MS = 5000  # how long one watch() call may block (stop is checked every step)
 ADDED = 1  # watchfiles.Change.added
 
 WATCHES_HINT = ("raise it: `sudo sysctl fs.inotify.max_user_watches=524288` (to persist: "
                 "`echo fs.inotify.max_user_watches=524288 | sudo tee /etc/sysctl.d/90-syncd-inotify.conf`), "
                 "or sync narrower sources (every directory below a mapping's src is watched, ignored ones too); "
                 "`syncd doctor` counts them. Polling meanwhile: changes take up to "
-                f"{POLL_MS} ms longer to be seen")
+                "{poll_ms} ms longer to be seen")
 INSTANCES_HINT = ("raise it: `sudo sysctl fs.inotify.max_user_instances=1024`; polling meanwhile "
-                  f"(changes take up to {POLL_MS} ms longer to be seen)")
+                  "(changes take up to {poll_ms} ms longer to be seen)")
 QUEUE_HINT = "raise `sudo sysctl fs.inotify.max_queued_events=65536` if this happens often"
 
 
@@ -182,7 +181,8 @@ class _Stop:
 class Watcher:
     """One RustNotify (inotify, or polling after a limit), plus what is needed to check it."""
 
-    def __init__(self, roots: list[Path]):
+    def __init__(self, roots: list[Path], settings: WatchSettings | None = None):
+        self.settings = settings or WatchSettings()
         self.roots = [str(r) for r in roots]
         self.polling = _force_polling()
         self.notify: RustNotify | None = None
@@ -211,7 +211,7 @@ class Watcher:
         try:
             # Without ignore_permission_denied, so that hitting the watch limit is an error
             # here and not a silently partial watch.
-            notify = RustNotify(self.roots, False, False, POLL_MS, True, False)
+            notify = RustNotify(self.roots, False, False, self.settings.poll_ms, True, False)
         except PermissionError as e:
             # A directory that cannot be read cannot be watched, and notify stops walking the
             # tree at the first one: what comes after it in the walk is not watched (polling
@@ -220,7 +220,7 @@ class Watcher:
                         hint="make them readable by this user or move them out of the synced sources; "
                              "until then changes below them and below directories walked after them "
                              "are not seen (`syncd resync` compares whole trees)")
-            notify = RustNotify(self.roots, False, False, POLL_MS, True, True)
+            notify = RustNotify(self.roots, False, False, self.settings.poll_ms, True, True)
             partial = True
         new = _inotify_fds() - before
         # No audit of a watch known to be partial, nor when another thread opened an inotify
@@ -245,17 +245,17 @@ class Watcher:
         self.polling = True
         self.fd = None
         self.overflow_at = None
-        self.notify = RustNotify(self.roots, False, True, POLL_MS, True, True)
+        self.notify = RustNotify(self.roots, False, True, self.settings.poll_ms, True, True)
 
     def _say_limit(self, which: str, error: str) -> None:
         if which == "watches":
             log.error("inotify watch limit reached", error=error, roots=self.roots,
                       limit=_limit("max_inotify_watches", "max_user_watches"),
-                      sysctl="fs.inotify.max_user_watches", hint=WATCHES_HINT)
+                      sysctl="fs.inotify.max_user_watches", hint=WATCHES_HINT.format(poll_ms=self.settings.poll_ms))
         else:
             log.error("inotify instance limit reached", error=error,
                       limit=_limit("max_inotify_instances", "max_user_instances"),
-                      sysctl="fs.inotify.max_user_instances", hint=INSTANCES_HINT)
+                      sysctl="fs.inotify.max_user_instances", hint=INSTANCES_HINT.format(poll_ms=self.settings.poll_ms))
 
     def close(self) -> None:
         if self.notify is not None:
@@ -313,7 +313,7 @@ class Watcher:
 
 
 async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait_ms: int,
-                  on_lost: Lost | None = None) -> AsyncIterator[set[str]]:
+                  on_lost: Lost | None = None, settings: WatchSettings | None = None) -> AsyncIterator[set[str]]:
     """Changed paths that `accept` lets through, a set per watchfiles batch, until `stop`.
 
     `on_lost(reason)` is called when events may have been lost (see the module docstring);
@@ -326,7 +326,8 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
         if on_lost is not None:
             on_lost(reason)
 
-    watcher = Watcher(roots)
+    settings = settings or WatchSettings()
+    watcher = Watcher(roots, settings)
     failures = 0
     while True:
         try:
@@ -336,7 +337,7 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
             break
         except (OSError, WatchfilesRustInternalError) as e:
             failures += 1
-            delay = min(30.0, 0.5 * 2 ** min(failures - 1, 6))
+            delay = backoff(failures, settings.restart_start, settings.restart_max)
             log.error("cannot start the file watcher", error=str(e), roots=watcher.roots,
                       hint=f"retrying in {delay:.1f}s; check that the mapped sources exist")
             with anyio.move_on_after(delay):
@@ -347,14 +348,15 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
     if failures:
         lost("the file watcher started late")
     if watcher.polling:
-        log.info("watching by polling", every_ms=POLL_MS, roots=watcher.roots)
-    debounce = max(max_wait_ms, STEP_MS)
+        log.info("watching by polling", every_ms=settings.poll_ms, roots=watcher.roots)
+    debounce = max(max_wait_ms, settings.step_ms)
     stopper = _Stop(stop)
     try:
         while not stop.is_set():
             assert watcher.notify is not None
             try:
-                raw = await anyio.to_thread.run_sync(watcher.notify.watch, debounce, STEP_MS, RUST_TIMEOUT_MS, stopper)
+                raw = await anyio.to_thread.run_sync(watcher.notify.watch, debounce, settings.step_ms,
+                                                   settings.block_ms, stopper)
             except WatchfilesRustInternalError as e:
                 which = _is_limit(e)
                 if which is not None and not watcher.polling:
@@ -429,11 +431,11 @@ async def _reopen(watcher: Watcher, stop: anyio.Event, polling: bool = False) ->
         try:
             await anyio.to_thread.run_sync(watcher.reopen, polling)
             if watcher.polling:
-                log.info("watching by polling", every_ms=POLL_MS, roots=watcher.roots)
+                log.info("watching by polling", every_ms=watcher.settings.poll_ms, roots=watcher.roots)
             return
         except (OSError, WatchfilesRustInternalError) as e:
             failures += 1
-            delay = min(30.0, 0.5 * 2 ** min(failures - 1, 6))
+            delay = backoff(failures, watcher.settings.restart_start, watcher.settings.restart_max)
             log.error("cannot re-create the file watcher", error=str(e), hint=f"retrying in {delay:.1f}s")
             with anyio.move_on_after(delay):
                 await stop.wait()

@@ -12,8 +12,10 @@ import anyio
 
 from syncd.config import Config, load_config
 from syncd.engine import Engine
+from syncd.settings import DEFAULT_SETTINGS, Settings
 from syncd.trace import TraceWriter
 from syncd.transports import make_transports
+from syncd.transports.base import Transport
 
 
 def write_config(root: Path, text: str) -> Config:
@@ -31,8 +33,15 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 20.0, what: str 
 
 
 @asynccontextmanager
-async def running(cfg: Config, wait_idle: bool = True) -> AsyncIterator[Engine]:
-    engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+async def running(cfg: Config, wait_idle: bool = True, wrap: Callable[[Transport], Transport] | None = None,
+                  settings: Settings = DEFAULT_SETTINGS, transports: dict[str, Transport] | None = None
+                  ) -> AsyncIterator[Engine]:
+    """The engine as the daemon runs it. `wrap`: put each transport in a RecordingTransport (or
+    any wrapper); `transports`: use these instead of the config's (e.g. MemoryTransport)."""
+    transports = transports or make_transports(cfg, settings)
+    if wrap is not None:
+        transports = {name: wrap(t) for name, t in transports.items()}
+    engine = Engine(cfg, transports, TraceWriter(cfg.resolve(cfg.daemon.trace)), settings=settings)
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(engine.run, stop)

@@ -10,7 +10,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from engine_harness import running, settle, wait_until, write_config
-from syncd.engine import ContainerWorker
+from syncd import batches
+from syncd.testing import RecordingTransport
+from syncd.transports.base import Transport
+from syncd.workers import ContainerWorker
 from syncd.model import Batch
 from trees import container_tree, diff_trees, local_tree
 
@@ -164,12 +167,12 @@ async def test_file_vanishing_between_event_and_pack(tmp_path: Path, make_contai
         doomed = src / "doomed.js"
         doomed.write_text("here for a moment")
         batch = Batch(id=999, paths=frozenset({str(doomed)}), first_event=time.time(), last_event=time.time(), cut=time.time())
-        plan = engine.plan(batch, [])
+        plan, _ = batches.plan(batch, engine.services, engine.cfg.root, engine.hashes, [])
         doomed.unlink()  # gone after planning, before packing
         worker: ContainerWorker = next(iter(engine.targets["web"].workers.values()))
         from syncd.core.manifest import diff
 
-        await engine.send(worker, diff(plan.targets["web"].desired, worker.manifest or {}), [])
+        await engine.pusher.send(worker, diff(plan.targets["web"].desired, worker.manifest or {}), [])
         assert "doomed.js" not in container_tree(container, "/app/src")
         assert "/app/src/doomed.js" not in (worker.manifest or {})
         await settle(engine, src)
@@ -234,36 +237,38 @@ async def test_restarted_container_is_reconciled(tmp_path: Path, make_container)
         assert not diff_trees(local_tree(src), container_tree(container, "/app/src"))
 
 
-async def test_a_reconcile_asked_for_while_one_is_sent_is_run_after_it(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+async def test_a_reconcile_asked_for_while_one_is_sent_is_run_after_it(tmp_path: Path) -> None:
     """A resync (or a fallback, a restarted container) asked for while the start-up reconcile's
     push is on its way forgets the worker's manifest mid-send: the daemon must not trip over
     the missing manifest (it once exited with a NoneType error) and must compare again."""
-    from syncd.transports.local import LocalTransport
-
     src = tmp_path / "src"
     (src / "d").mkdir(parents=True)
     for i in range(20):
         (src / "d" / f"f{i}").write_text(str(i))
     cfg = write_config(tmp_path, '[targets.t]\nkind = "local"\npath = "sandbox"\n'
                                  '[[services]]\nname = "app"\ntarget = "t"\nsync = [{ src = "src", dest = "/app/src" }]\n')
-    seen: dict[str, object] = {}
-    apply = LocalTransport.apply
+    recorder: list[RecordingTransport] = []
+    engines: list[object] = []
+    asked: list[bool] = []
 
-    async def apply_and_ask_again(self, ref, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        if "asked" not in seen:
-            await wait_until(lambda: "engine" in seen, 10, "the test to get the engine")
-            seen["asked"] = True
-            for target in seen["engine"].targets.values():  # type: ignore[attr-defined]
-                for worker in target.workers.values():
-                    worker.request_reconcile()
-        return await apply(self, ref, *args, **kwargs)
+    async def ask_again(*_args: object) -> None:  # before the first apply: mid-send of the start-up reconcile
+        recorder[0].before("apply", None)
+        asked.append(True)
+        await wait_until(lambda: bool(engines), 10, "the test to get the engine")
+        for target in engines[0].targets.values():  # type: ignore[attr-defined]
+            for worker in target.workers.values():
+                worker.request_reconcile()
 
-    monkeypatch.setattr(LocalTransport, "apply", apply_and_ask_again)
-    async with running(cfg, wait_idle=False) as engine:
-        seen["engine"] = engine
+    def wrap(t: Transport) -> Transport:
+        recorder.append(RecordingTransport(t))
+        recorder[0].before("apply", ask_again)
+        return recorder[0]
+
+    async with running(cfg, wait_idle=False, wrap=wrap) as engine:
+        engines.append(engine)
         await wait_until(engine.idle, 20, "the reconciles")
         (src / "d" / "late").write_text("after")
         await settle(engine, src)
-        assert seen.get("asked")
+        assert asked and recorder[0].calls_to("apply") >= 2
         assert not diff_trees(local_tree(src), local_tree(tmp_path / "sandbox/app/src"))
         assert sum(1 for r in engine.trace.records if r["reconcile"]) >= 2

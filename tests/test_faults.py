@@ -26,6 +26,7 @@ import pytest
 
 from dockerd import local_dockerd, start_dockerd, stop_dockerd
 from engine_harness import running, settle, wait_until, write_config
+from syncd.core.worker import WorkerState
 from trees import container_tree, diff_trees, local_tree, tar_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -340,8 +341,8 @@ async def test_disk_full_is_an_error_then_retried(tmp_path: Path, make_container
         error = full_error()
         worker = next(iter(engine.targets["web"].workers.values()))
         # The disk stays full until the worker has retried and failed again (it backs off).
-        await wait_until(lambda: worker.state.startswith("retrying"), timeout=60, what="a failed retry and back-off")
-        state_when_full = worker.state
+        await wait_until(lambda: worker.state is WorkerState.RETRYING, timeout=60, what="a failed retry and back-off")
+        state_when_full = worker.status_text
         failures_when_full = worker.failures
         freed = container.exec_run(["rm", "-f", "/app/filler"])
         assert freed.exit_code == 0
@@ -391,7 +392,7 @@ async def test_api_server_outage_backs_off_and_converges(cluster, tmp_path: Path
                         (src / "gone.txt").unlink()
                     target = engine.targets["web"]
                     states.update([f"target: {target.error[:40]}…"] if target.error else
-                                  [f"worker {w.state}" for w in target.workers.values()])
+                                  [f"worker {w.status_text}" for w in target.workers.values()])
                     await anyio.sleep(0.5)
                 down_for = time.time() - t_down
             finally:

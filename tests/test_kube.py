@@ -16,6 +16,7 @@ from engine_harness import running, settle, wait_until, write_config
 from kube_support import NAMESPACE
 from syncd.config import KubernetesTarget
 from syncd.transports.base import TransportError
+from syncd.transports.base import ApplyRequest
 from syncd.transports.kube import KubeTransport
 from storms import storm
 from trees import diff_trees, local_tree
@@ -125,7 +126,7 @@ async def first_error(t: KubeTransport) -> TransportError:
     try:
         refs = await t.containers()
         for ref in refs:
-            await t.apply(ref, "/app", [], iter([b"\0" * 1024]))
+            await t.apply(ref, ApplyRequest("/app", [], [], iter([b"\0" * 1024])))
             await t.manifest(ref, ["/app/src"])
     except TransportError as e:
         return e
@@ -183,7 +184,7 @@ async def test_pod_deleted_under_a_push(cluster) -> None:  # noqa: ANN001
     [ref] = await t.containers()
     cluster.delete_pod("web-0")
     with pytest.raises(TransportError) as info:
-        await t.apply(ref, "/app", [], iter([b"\0" * 1024]))
+        await t.apply(ref, ApplyRequest("/app", [], [], iter([b"\0" * 1024])))
     assert "not found" in info.value.message and "web-0" in info.value.message
     await t.close()
 

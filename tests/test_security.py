@@ -103,8 +103,8 @@ def test_unsafe_names_are_refused_on_the_syncd_side(tmp_path: Path, reliability)
                          kind="security")
 async def test_unsafe_names_stay_inside_dest_on_the_container_side(tmp_path: Path, make_container,  # noqa: ANN001
                                                                    reliability) -> None:  # noqa: ANN001
+    from syncd.transports.base import ApplyRequest, TransportError
     from syncd.transports.docker import DockerTransport
-    from syncd.transports.base import TransportError
 
     c = make_container()
     cfg = load_config(_write(tmp_path, f'[targets.c]\nkind = "docker"\ncontainer = "{c.name}"'))
@@ -119,7 +119,8 @@ async def test_unsafe_names_stay_inside_dest_on_the_container_side(tmp_path: Pat
             reliability.tried()
     (ref,) = await t.containers()
     try:
-        await t.apply(ref, "/app/src", ["../../etc/hostname"], iter([buf.getvalue()]), guard=["../../etc"])
+        # (the guard section gets "../../etc" too: the request derives it from the delete)
+        await t.apply(ref, ApplyRequest("/app/src", ["../../etc/hostname"], [], iter([buf.getvalue()])))
     except TransportError:
         pass  # GNU tar refuses such members outright; busybox strips them: both stay inside
     await t.close()

@@ -14,7 +14,9 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-import syncd.transports.session as session_mod
+from syncd.testing import RecordingTransport
+from syncd.transports.base import Transport
+from syncd.transports.shell import rechunk
 from engine_harness import running, settle, wait_until, write_config
 from storms import storm
 from trees import container_tree, diff_trees, local_tree
@@ -67,16 +69,18 @@ def exec_count(container) -> int:  # noqa: ANN001
     return len(container.attrs.get("ExecIDs") or [])
 
 
-@pytest.fixture
-def slow_payload(monkeypatch):  # noqa: ANN001, ANN201
-    """Stretch every session payload (10 ms per frame), so a fault can land mid-batch."""
+def slowed(transport: Transport) -> Transport:
+    """The transport with every apply's payload stretched (10 ms per 512 KiB frame), so a fault
+    can land mid-batch."""
 
     def slow(tar: Iterator[bytes]) -> Iterator[bytes]:
-        for frame in session_mod.frame_chunks(tar):
+        for piece in rechunk(tar, 1 << 19):
             time.sleep(0.01)
-            yield frame
+            yield piece
 
-    monkeypatch.setattr(session_mod, "_frames", slow)
+    recording = RecordingTransport(transport)
+    recording.payload = slow
+    return recording
 
 
 def big_batch(src: Path, n: int = 40) -> None:
@@ -132,10 +136,10 @@ async def _fault_mid_batch(engine, src: Path, fault) -> None:  # noqa: ANN001
     await settle(engine, src, timeout=60)
 
 
-async def test_session_process_killed_mid_batch(tmp_path: Path, make_container, slow_payload) -> None:  # noqa: ANN001
+async def test_session_process_killed_mid_batch(tmp_path: Path, make_container) -> None:  # noqa: ANN001
     c = make_container()
     src = seed(tmp_path)
-    async with running(write_config(tmp_path, DOCKER.format(name=c.name))) as engine:
+    async with running(write_config(tmp_path, DOCKER.format(name=c.name)), wrap=slowed) as engine:
         def kill_session() -> None:
             ps = c.exec_run(["ps", "-o", "pid,args"]).output.decode()
             pids = [line.split()[0] for line in ps.splitlines() if "syncd-session" in line and "ps -o" not in line]
@@ -147,23 +151,23 @@ async def test_session_process_killed_mid_batch(tmp_path: Path, make_container, 
         assert any("session lost" in e for r in engine.trace.records for e in r["errors"])  # the fault happened
 
 
-async def test_container_restarted_mid_batch(tmp_path: Path, make_container, slow_payload) -> None:  # noqa: ANN001
+async def test_container_restarted_mid_batch(tmp_path: Path, make_container) -> None:  # noqa: ANN001
     c = make_container()
     src = seed(tmp_path)
-    async with running(write_config(tmp_path, DOCKER.format(name=c.name))) as engine:
+    async with running(write_config(tmp_path, DOCKER.format(name=c.name)), wrap=slowed) as engine:
         await _fault_mid_batch(engine, src, lambda: c.restart(timeout=1))
         assert not diff_trees(local_tree(src), container_tree(c, "/app/src"))
         assert any(r["errors"] for r in engine.trace.records)  # the restart did cut a batch
 
 
 @pytest.mark.parametrize("protocol", ["v5", "v4"])
-async def test_kube_sessions_and_dropped_websocket(cluster, tmp_path: Path, slow_payload, protocol: str) -> None:  # noqa: ANN001
+async def test_kube_sessions_and_dropped_websocket(cluster, tmp_path: Path, protocol: str) -> None:  # noqa: ANN001
     if protocol == "v4":
         cluster.only_v4()
     cluster.create_pod("web-0", {"app": "web"})
     src = seed(tmp_path)
-    async with running(write_config(tmp_path, KUBE)) as engine:
-        transport = engine.targets["t"].transport
+    async with running(write_config(tmp_path, KUBE), wrap=slowed) as engine:
+        transport = engine.targets["t"].transport.inner
         [w] = workers(engine)
         assert transport.mode(w.ref) == "session"
         storm(src, random.Random(5), ops=40)
@@ -174,7 +178,7 @@ async def test_kube_sessions_and_dropped_websocket(cluster, tmp_path: Path, slow
         def drop_websocket() -> None:
             import socket
 
-            session = transport._pool._sessions[w.ref.generation]
+            session = transport.session_of(w.ref)
             session.channel.ws.sock.sock.shutdown(socket.SHUT_RDWR)  # the network goes away
 
         await _fault_mid_batch(engine, src, drop_websocket)

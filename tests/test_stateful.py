@@ -398,10 +398,10 @@ class StatefulSync(RuleBasedStateMachine):
         engine = self.engine
         # Read the workers in the engine's thread; drop from this one (the pool has its lock),
         # at whatever point the engine has reached.
-        refs = self.portal.call(lambda: [(t.transport._pool, w.ref) for t in engine.targets.values()  # noqa: SLF001
+        refs = self.portal.call(lambda: [(t.transport, w.ref) for t in engine.targets.values()
                                          for w in t.workers.values()])
-        for pool, ref in refs:
-            pool.drop(ref, "test")
+        for transport, ref in refs:
+            transport.drop_session(ref, "test")  # (the session pool has its own lock)
         return f"session dropped ({len(refs)} containers)" if refs else None
 
     def _generations(self) -> set[tuple[str, str]]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from syncd.config import Config
+from syncd.settings import DEFAULT_SETTINGS, Settings
 from syncd.transports.base import Transport, TransportError
 
 
-def make_transports(cfg: Config) -> dict[str, Transport]:
+def make_transports(cfg: Config, settings: Settings = DEFAULT_SETTINGS) -> dict[str, Transport]:
     out: dict[str, Transport] = {}
     for name, spec in cfg.targets.items():
         if spec.kind == "local":
@@ -16,11 +17,11 @@ def make_transports(cfg: Config) -> dict[str, Transport]:
         elif spec.kind == "docker":
             from syncd.transports.docker import DockerTransport
 
-            out[name] = DockerTransport(name, spec)
+            out[name] = DockerTransport(name, spec, settings=settings)
         else:  # "kubernetes": config validation admits no other kind
             from syncd.transports.kube import KubeTransport
 
-            out[name] = KubeTransport(name, spec)
+            out[name] = KubeTransport(name, spec, settings=settings)
     return out
 
 

@@ -1,9 +1,28 @@
-"""What every transport offers, and the errors it raises."""
+"""The transport contract: everything the engine asks of a target's containers, and how it fails.
+
+One Protocol, `Transport`, fulfilled by every kind (local, docker, kubernetes) and by the
+recording fake the tests use (syncd.testing.RecordingTransport). The engine never probes for a
+method: a capability a transport lacks answers with `Unsupported`, and the engine falls back
+(documented per method). docs/ARCHITECTURE.md shows how to add a transport.
+
+Failure rules (every method):
+- `TransportError` (message + a line telling the user what to do) for anything that went wrong
+  with one container or target. The worker that asked backs off and, since the container may
+  now hold anything, compares the whole tree before sending again.
+- `permanent=True` when retrying cannot help until the user changes something (no `tar` in the
+  image, no such container in the pod): retried rarely (`WorkerSettings.permanent_retry`),
+  and `syncd status` says it waits for a fix.
+- `Unsupported`: this transport, or this container, cannot do that at all; not a failure.
+- Any other exception is a bug.
+
+Results are data: what an apply removed in the container (symlinks planted in the way of
+synced directories) comes back as a list, never as text for the engine to grep.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from syncd.core.manifest import Manifest
@@ -28,11 +47,7 @@ class ContainerRef:
 
 
 class TransportError(Exception):
-    """A failure on one target/container, with a line telling the user what to do.
-
-    `permanent`: retrying will not help until the user changes something (no `tar` in the
-    image); syncd still retries, with a long backoff, as the user may fix it meanwhile.
-    """
+    """A failure on one target/container, with a line telling the user what to do."""
 
     def __init__(self, message: str, hint: str = "", *, permanent: bool = False):
         self.message = message
@@ -41,13 +56,22 @@ class TransportError(Exception):
         super().__init__(message + (f" — {hint}" if hint else ""))
 
 
-@dataclass
-class ApplyResult:
-    bytes_sent: int
-    output: str = ""
+class Unsupported(TransportError):  # noqa: N818 - a capability answer, not an error condition
+    """This transport (or this container) cannot do that; the caller uses its fallback."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """One exec in a container (Docker or Kubernetes), whole."""
+
+    exit: int  # -1: the exit status could not be read (`detail` says why)
+    stdout: bytes = b""
+    stderr: bytes = b""
+    sent: int = 0  # stdin bytes written
+    detail: str = ""  # what the runtime said beyond the process's own output (Kubernetes' status)
+
+
+@dataclass(frozen=True, slots=True)
 class CommandResult:
     exit: int  # -1: the exit status could not be read (the output says why)
     output: str  # stdout and stderr
@@ -58,27 +82,92 @@ class CommandResult:
         return cls(code, (out + sep + err).decode("utf-8", "replace"))
 
 
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    bytes_sent: int
+    removed_symlinks: tuple[str, ...] = ()  # planted in the container where the batch writes: removed first
+    output: str = ""
+
+
+@dataclass(slots=True)
+class ApplyRequest:
+    """One batch for one container: delete `deletes`, then extract `tar`, both relative to
+    `root`. `puts` names what the tar writes (for the guard: no symlink on the way to any
+    directory the batch touches is followed; it is removed)."""
+
+    root: DestPath
+    deletes: list[str]
+    puts: list[str]
+    tar: Iterator[bytes]
+    guard: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guard = guard_dirs(self.deletes, self.puts)
+
+
+def guard_dirs(deletes: Iterable[str], puts: Iterable[str]) -> list[str]:
+    """The directories (relative to the root) a batch deletes or writes in."""
+    return sorted({n.rsplit("/", 1)[0] for n in [*deletes, *puts] if "/" in n})
+
+
+# The container's answer to an apply already written (see Transport.apply_start).
+PendingApply = Callable[[], Awaitable[ApplyResult]]
+
+
 class Transport(Protocol):
+    """How the engine reaches one target's containers. All methods are coroutines that never
+    block the event loop; `ref` is one of the refs `containers()` returned."""
+
     target: str
+    has_change_feed: bool  # True: wait_changed() wakes discovery; False: the engine polls containers()
 
     async def containers(self) -> list[ContainerRef]:
-        """The running containers of this target now. Raises TransportError."""
+        """The running containers of this target now (none: TransportError saying why)."""
         ...
 
-    async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
-        """What the container holds below each destination (files hashed in the container)."""
+    async def wait_changed(self) -> None:
+        """Return when the set of containers may have changed (a pod watch event). Unsupported
+        when `has_change_feed` is False."""
         ...
 
-    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes],
-                    guard: Sequence[str] = ()) -> ApplyResult:
-        """Delete `deletes` (names relative to `root`), then extract `tar` at `root`. Symlinks
-        on the way to the `guard` directories are removed first: nothing is written or
-        deleted through a symlink planted in the container."""
+    async def manifest(self, ref: ContainerRef, dests: Sequence[DestPath]) -> Manifest:
+        """What the container holds below each destination. Files carry a digest, or only size
+        and mtime (a quick listing: see `hash`)."""
+        ...
+
+    async def hash(self, ref: ContainerRef, paths: Sequence[DestPath]) -> dict[DestPath, str]:
+        """sha1 of container files the quick listing left undecided (absent paths left out)."""
+        ...
+
+    async def apply(self, ref: ContainerRef, request: ApplyRequest) -> ApplyResult:
+        """Apply one batch and return once the container has."""
+        ...
+
+    async def apply_start(self, ref: ContainerRef, request: ApplyRequest) -> PendingApply:
+        """Write the batch and return at once with an awaitable for the container's answer, so
+        the next batch is packed while this one is applied (pipelining). Unsupported: no
+        pipelining for this container; the engine uses `apply`."""
         ...
 
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
-        """Run a command in the container (its own exec, not the session: it may be slow).
-        Raises TransportError only when it could not be run at all."""
+        """Run a command in the container on its own (an action: it may be slow). Raises only
+        when it could not be run at all."""
         ...
 
-    async def close(self) -> None: ...
+    async def run_step(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
+        """A short command after a push (run steps, `kill -HUP 1`), in order behind the batches
+        sent before it; where there is no faster way it is `run`."""
+        ...
+
+    async def restart(self, ref: ContainerRef) -> None:
+        """Restart the container (`restart = "container"`); it comes back as a new generation.
+        Unsupported where the runtime has no such call (config validation refuses it first)."""
+        ...
+
+    def mode(self, ref: ContainerRef) -> str:
+        """How batches reach this container, for `syncd status` ("session", "per-exec (why)")."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and sessions; the transport is not used again."""
+        ...

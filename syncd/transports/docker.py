@@ -1,8 +1,9 @@
 """`kind = "docker"`: containers reached through the Docker Engine API (`docker` package).
 
-One exec per batch: stdin carries the escaped delete list, then the tar stream; stdin is
-half-closed when the stream ends. The `docker` client is synchronous, so every call runs in
-a worker thread; the event loop never blocks on the engine.
+Requests go through the container's session (transports/session.py) or, where it cannot run,
+one exec each (transports/exec.py): stdin carries the escaped delete list, then the tar
+stream, and is half-closed when the stream ends. The `docker` client is synchronous, so every
+call runs in a worker thread; the event loop never blocks on the engine.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import difflib
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import anyio
@@ -21,11 +22,10 @@ import requests
 from docker.utils.socket import frames_iter
 
 from syncd.config import DockerTarget
-from syncd.core.manifest import Manifest
-from syncd.model import DestPath
-from syncd.transports.base import ApplyResult, CommandResult, ContainerRef, TransportError
-from syncd.transports.session import SESSION_SCRIPT, SessionCalls, SessionPool, say_fallback
-from syncd.transports.shell import APPLY_SCRIPT, MANIFEST_SCRIPT, encode_head, parse_manifest, rechunk
+from syncd.settings import DEFAULT_SETTINGS, Settings
+from syncd.transports.base import ContainerRef, ExecResult, TransportError
+from syncd.transports.exec import ExecTransport
+from syncd.transports.session import SESSION_SCRIPT
 
 ENGINE_HINT = "start the Docker engine (dockerd / Docker Desktop) or set DOCKER_HOST"
 # What talking to an engine that is gone raises: docker-py's own errors do not cover requests'.
@@ -69,15 +69,11 @@ class DockerChannel:
         self._raw.close()
 
 
-RESTART_GRACE = 2  # seconds between TERM and KILL on `restart = "container"`
-
-
-class DockerTransport(SessionCalls):
-    def __init__(self, target: str, spec: DockerTarget, sessions: bool = True):
-        self.target = target
+class DockerTransport(ExecTransport):
+    def __init__(self, target: str, spec: DockerTarget, sessions: bool = True, settings: Settings = DEFAULT_SETTINGS):
         self.spec = spec
         self._client: docker.DockerClient | None = None
-        self._pool = SessionPool(self._open_channel, say_fallback) if sessions else None
+        super().__init__(target, sessions, settings)
 
     def _open_channel(self, ref: ContainerRef) -> DockerChannel:
         try:
@@ -153,14 +149,14 @@ class DockerTransport(SessionCalls):
 
     # --- exec ----------------------------------------------------------------------------
 
-    def _exec(self, ref: ContainerRef, argv: list[str], stdin: Iterator[bytes] | None) -> tuple[int, bytes, bytes, int]:
-        """Run argv in the container; stream stdin (then half-close); return exit, out, err, bytes."""
+    def _exec(self, ref: ContainerRef, argv: list[str], stdin: Iterator[bytes] | None) -> ExecResult:
+        """Run argv in the container; stream stdin (then half-close it)."""
         api = self._engine().api
         try:
             ex = api.exec_create(ref.id, argv, stdin=stdin is not None, stdout=True, stderr=True)
             if stdin is None:
                 out, err = api.exec_start(ex["Id"], demux=True)
-                return self._exit_code(api, ex["Id"]), out or b"", err or b"", 0
+                return ExecResult(self._exit_code(api, ex["Id"]), out or b"", err or b"")
             sock = api.exec_start(ex["Id"], socket=True)
         except docker.errors.NotFound:
             raise TransportError(f"{ref.label}: container is gone", "it will be picked up again when it runs") from None
@@ -202,7 +198,7 @@ class DockerTransport(SessionCalls):
         except OSError:
             pass
         with engine_errors(ref.label, "reading the exit code"):
-            return self._exit_code(api, ex["Id"]), bytes(out), bytes(err), sent
+            return ExecResult(self._exit_code(api, ex["Id"]), bytes(out), bytes(err), sent)
 
     @staticmethod
     def _exit_code(api: docker.APIClient, exec_id: str) -> int:
@@ -213,37 +209,10 @@ class DockerTransport(SessionCalls):
             time.sleep(0.005)
         return -1
 
-    async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
-        found = await self._session_manifest(ref, dests)
-        if found is not None:
-            return found
-        argv = ["sh", "-c", MANIFEST_SCRIPT, "syncd-manifest", *dests]
-        code, out, err, _ = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
-        self._check(ref, "reading the container tree", code, out, err)
-        return parse_manifest(out)
-
-    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes],
-                    guard: Sequence[str] = ()) -> ApplyResult:
-        done = await self._session_apply(ref, root, deletes, tar, guard)
-        if done is not None:
-            return done
-
-        def stream() -> Iterator[bytes]:
-            yield encode_head(list(guard), deletes)
-            yield from rechunk(tar)  # many small files: a few large writes
-
-        argv = ["sh", "-c", APPLY_SCRIPT, "syncd-apply", root]
-        code, out, err, sent = await anyio.to_thread.run_sync(self._exec, ref, argv, stream(), abandon_on_cancel=True)
-        self._check(ref, "applying the batch", code, out, err)
-        return ApplyResult(bytes_sent=sent, output=(err or out).decode("utf-8", "replace"))
-
-    async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
-        code, out, err, _ = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
-        return CommandResult.of(code, out, err)
-
-    async def restart(self, ref: ContainerRef, timeout: int = RESTART_GRACE) -> None:
-        """`docker restart`: TERM, then KILL after `timeout` seconds. The container comes back
+    async def restart(self, ref: ContainerRef) -> None:
+        """`docker restart`: TERM, then KILL after the grace period. The container comes back
         with a new StartedAt, so discovery sees a new generation and reconciles it."""
+        timeout = self.settings.exec.restart_grace
 
         def restart() -> None:
             try:
@@ -258,8 +227,7 @@ class DockerTransport(SessionCalls):
         await anyio.to_thread.run_sync(restart, abandon_on_cancel=True)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close_all()
+        await super().close()
         if self._client is not None:
             self._client.close()
 

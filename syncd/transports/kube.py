@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import anyio
 import anyio.from_thread
@@ -28,18 +28,16 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import stream as kstream
 
 from syncd.config import KubernetesTarget
-from syncd.core.manifest import Manifest
-from syncd.model import DestPath
-from syncd.transports.base import ApplyResult, CommandResult, ContainerRef, TransportError
-from syncd.transports.session import SESSION_SCRIPT, SessionCalls, SessionPool, say_fallback
-from syncd.transports.shell import APPLY_SCRIPT, FRAMED_APPLY_SCRIPT, MANIFEST_SCRIPT, encode_head, frame_chunks
+from syncd.core.backoff import backoff
+from syncd.settings import DEFAULT_SETTINGS, Settings
+from syncd.transports.base import ContainerRef, ExecResult, TransportError
+from syncd.transports.exec import ExecTransport
+from syncd.transports.session import SESSION_SCRIPT
 
 log = structlog.get_logger("syncd.kube")
 
 V5 = "v5.channel.k8s.io"
 STDIN, STDOUT, STDERR, STATUS = 0, 1, 2, 3
-EXEC_TIMEOUT = 600.0
-REQUEST_TIMEOUT = 15
 
 
 class KubeChannel:
@@ -68,9 +66,10 @@ class KubeChannel:
         self.ws.close()
 
 
-class KubeTransport(SessionCalls):
-    def __init__(self, target: str, spec: KubernetesTarget, sessions: bool = True):
-        self.target = target
+class KubeTransport(ExecTransport):
+    has_change_feed = True  # a pod watch (see wait_changed)
+
+    def __init__(self, target: str, spec: KubernetesTarget, sessions: bool = True, settings: Settings = DEFAULT_SETTINGS):
         self.spec = spec
         self._cfg: kclient.Configuration | None = None
         self._api: kclient.CoreV1Api | None = None
@@ -82,12 +81,14 @@ class KubeTransport(SessionCalls):
         self._stopping = threading.Event()
         self._reported: dict[str, str] = {}  # pod -> last problem logged (no repeats)
         self.protocols: dict[str, str] = {}  # pod -> negotiated exec subprotocol
-        self._pool = SessionPool(self._open_channel, say_fallback) if sessions else None
+        super().__init__(target, sessions, settings)
 
     def _open_channel(self, ref: ContainerRef) -> KubeChannel:
         ws = self._connect(ref, ["sh", "-c", SESSION_SCRIPT, "syncd-session"], stdin=True)
         return KubeChannel(ws)
 
+    def _framed(self, ref: ContainerRef) -> bool:
+        return self.protocols.get(ref.name) != V5  # v5 can close stdin; v4 needs byte counts
 
     # --- configuration -----------------------------------------------------------------
 
@@ -154,7 +155,8 @@ class KubeTransport(SessionCalls):
         assert self._api is not None
         try:
             pods = self._api.list_namespaced_pod(
-                self.spec.namespace, label_selector=self.spec.selector, _request_timeout=REQUEST_TIMEOUT
+                self.spec.namespace, label_selector=self.spec.selector,
+                _request_timeout=self.settings.exec.api_request_timeout
             ).items
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
             raise self._api_error(e, "listing pods") from None
@@ -235,7 +237,7 @@ class KubeTransport(SessionCalls):
             pass  # the event loop is gone (shutting down)
 
     def _watch(self, token: object) -> None:
-        delay = 0.5
+        failures = 0
         while not self._stopping.is_set():
             try:
                 self._load()
@@ -244,15 +246,15 @@ class KubeTransport(SessionCalls):
                 for _event in w.stream(self._api.list_namespaced_pod, self.spec.namespace,
                                        label_selector=self.spec.selector, timeout_seconds=60,
                                        _request_timeout=75):
-                    delay = 0.5
+                    failures = 0
                     self._notify(token)
                     if self._stopping.is_set():
                         w.stop()
                         return
             except Exception:  # noqa: BLE001 - any failure: discovery reports it; retry the watch
-                if self._stopping.wait(delay):
+                failures += 1  # (capped low: a returning API server is noticed within seconds)
+                if self._stopping.wait(backoff(failures, 0.5, self.settings.exec.pod_watch_retry_max)):
                     return
-                delay = min(delay * 2, 4.0)  # a returning API server is noticed within seconds
 
     async def wait_changed(self) -> None:
         """Returns when the pod watch saw a change (the caller bounds the wait)."""
@@ -281,12 +283,13 @@ class KubeTransport(SessionCalls):
         self.protocols[ref.name] = ws.subprotocol or ""
         return ws
 
-    def _exec(self, ref: ContainerRef, argv: list[str], stdin: Iterator[bytes] | None) -> tuple[int, bytes, bytes, int, str]:
-        """Run argv in the pod's container over the exec WebSocket; return exit, out, err, sent, detail."""
+    def _exec(self, ref: ContainerRef, argv: list[str], stdin: Iterator[bytes] | None) -> ExecResult:
+        """Run argv in the pod's container over the exec WebSocket."""
         ws = self._connect(ref, argv, stdin is not None)
         out, err = bytearray(), bytearray()
         sent = 0
-        deadline = time.monotonic() + EXEC_TIMEOUT
+        limit = self.settings.exec.timeout
+        deadline = time.monotonic() + limit
 
         def drain(timeout: float) -> None:
             ws.update(timeout=timeout)
@@ -306,7 +309,7 @@ class KubeTransport(SessionCalls):
                     ws.close_channel(STDIN)  # v5: a real EOF; v4 streams end by byte count
             while ws.is_open():
                 if time.monotonic() > deadline:
-                    raise TransportError(f"{ref.label}: exec did not finish within {EXEC_TIMEOUT:.0f}s")
+                    raise TransportError(f"{ref.label}: exec did not finish within {limit:.0f}s")
                 drain(1.0)
             drain(0)
             status = ws.read_channel(STATUS)
@@ -318,7 +321,7 @@ class KubeTransport(SessionCalls):
         finally:
             ws.close()
         code, detail = _exit_code(status)
-        return code, bytes(out), bytes(err), sent, detail
+        return ExecResult(code, bytes(out), bytes(err), sent, detail)
 
     def _exec_error(self, ref: ContainerRef, e: ApiException) -> TransportError:
         """Errors the API server answers before upgrading the exec connection."""
@@ -336,42 +339,9 @@ class KubeTransport(SessionCalls):
             return TransportError(f"{ref.label}: {message}", f"check targets.{self.target}.container", permanent=True)
         return TransportError(f"{ref.label}: exec failed: HTTP {status or '?'}: {message}")
 
-    async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
-        from syncd.transports.shell import parse_manifest
-
-        found = await self._session_manifest(ref, dests)
-        if found is not None:
-            return found
-        argv = ["sh", "-c", MANIFEST_SCRIPT, "syncd-manifest", *dests]
-        code, out, err, _, detail = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
-        self._check(ref, "reading the container tree", code, out, err, detail)
-        return parse_manifest(out)
-
-    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes],
-                    guard: Sequence[str] = ()) -> ApplyResult:
-        done = await self._session_apply(ref, root, deletes, tar, guard)
-        if done is not None:
-            return done
-        # Per-exec: v5 can close stdin (plain tar, no dd needed); v4 needs byte-counted framing.
-        framed = self.protocols.get(ref.name) != V5
-
-        def stream() -> Iterator[bytes]:
-            yield encode_head(list(guard), deletes)
-            yield from (frame_chunks(tar) if framed else tar)
-
-        argv = ["sh", "-c", FRAMED_APPLY_SCRIPT if framed else APPLY_SCRIPT, "syncd-apply", root]
-        code, out, err, sent, detail = await anyio.to_thread.run_sync(self._exec, ref, argv, stream(), abandon_on_cancel=True)
-        self._check(ref, "applying the batch", code, out, err, detail)
-        return ApplyResult(bytes_sent=sent, output=(err or out).decode("utf-8", "replace"))
-
-    async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
-        code, out, err, _, detail = await anyio.to_thread.run_sync(self._exec, ref, argv, None, abandon_on_cancel=True)
-        return CommandResult.of(code, out, err or (detail.encode() if code else b""))
-
     async def close(self) -> None:
         self._stopping.set()
-        if self._pool is not None:
-            self._pool.close_all()
+        await super().close()
 
 
 # --- protocol details ------------------------------------------------------------------

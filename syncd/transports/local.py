@@ -21,7 +21,15 @@ from syncd.core.manifest import Manifest
 from syncd.core.mapping import UnsafePath
 from syncd.model import DestPath, Kind
 from syncd.scan import HashCache, read_entry
-from syncd.transports.base import ApplyResult, CommandResult, ContainerRef, TransportError
+from syncd.transports.base import (
+    ApplyRequest,
+    ApplyResult,
+    CommandResult,
+    ContainerRef,
+    PendingApply,
+    TransportError,
+    Unsupported,
+)
 
 
 class _IterReader:
@@ -51,6 +59,8 @@ class _IterReader:
 
 
 class LocalTransport:
+    has_change_feed = False
+
     def __init__(self, target: str, path: Path):
         self.target = target
         self.base = Path(os.path.abspath(path))
@@ -75,10 +85,35 @@ class LocalTransport:
                 raise UnsafePath(f"{dest!r}: {current} is a symlink; syncd never writes through one")
         return self.base / dest.lstrip("/")
 
-    async def manifest(self, ref: ContainerRef, dests: list[DestPath]) -> Manifest:
+    async def wait_changed(self) -> None:
+        raise Unsupported(f"local target '{self.target}': a directory has no change feed")
+
+    def mode(self, ref: ContainerRef) -> str:
+        return "direct"
+
+    def _check_ref(self, ref: ContainerRef) -> None:
+        if ref.id != str(self.base):
+            raise TransportError(f"local target '{self.target}': {ref.label} is gone (this target is {self.base})")
+
+    async def manifest(self, ref: ContainerRef, dests: Sequence[DestPath]) -> Manifest:
+        self._check_ref(ref)
         return await anyio.to_thread.run_sync(self._manifest, dests)
 
-    def _manifest(self, dests: list[DestPath]) -> Manifest:
+    async def hash(self, ref: ContainerRef, paths: Sequence[DestPath]) -> dict[DestPath, str]:
+        def digests() -> dict[DestPath, str]:
+            out: dict[DestPath, str] = {}
+            for dest in paths:
+                try:
+                    lf = read_entry(str(self.host_path(dest)), self._hashes)
+                except (UnsafePath, OSError):
+                    continue
+                if lf is not None and lf.entry.kind is Kind.FILE:
+                    out[dest] = lf.entry.digest
+            return out
+
+        return await anyio.to_thread.run_sync(digests)
+
+    def _manifest(self, dests: Sequence[DestPath]) -> Manifest:
         out: Manifest = {}
         for dest in dests:
             try:
@@ -100,14 +135,34 @@ class LocalTransport:
                         out[f"{prefix}/{name}"] = entry.entry
         return out
 
-    async def apply(self, ref: ContainerRef, root: DestPath, deletes: list[str], tar: Iterator[bytes],
-                    guard: Sequence[str] = ()) -> ApplyResult:
-        # `guard` is not needed here: host_path() refuses any symlinked component.
-        return await anyio.to_thread.run_sync(self._apply, root, deletes, tar)
+    async def apply(self, ref: ContainerRef, request: ApplyRequest) -> ApplyResult:
+        self._check_ref(ref)
+        return await anyio.to_thread.run_sync(self._apply, request)
 
-    def _apply(self, root: DestPath, deletes: list[str], tar: Iterator[bytes]) -> ApplyResult:
-        prefix = root.rstrip("/")
+    async def apply_start(self, ref: ContainerRef, request: ApplyRequest) -> PendingApply:
+        raise Unsupported(f"local target '{self.target}': applied in place, nothing to pipeline")
+
+    def _unguard(self, prefix: str, guard: list[str]) -> tuple[str, ...]:
+        """As the container side does: a symlink on the way to a directory the batch touches
+        is removed (the local tree has a directory there), never followed."""
+        removed: list[str] = []
+        for rel in guard:
+            current = self.base / prefix.lstrip("/")
+            parts = [p for p in rel.split("/") if p and p != "."]
+            for i, part in enumerate(parts):
+                current = current / part
+                if current.is_symlink():
+                    current.unlink()
+                    removed.append("/".join(parts[: i + 1]))
+        return tuple(removed)
+
+    def _apply(self, request: ApplyRequest) -> ApplyResult:
+        prefix = request.root.rstrip("/")
+        deletes, tar = request.deletes, request.tar
         try:
+            if any(".." in g.split("/") for g in request.guard):
+                raise UnsafePath(f"a batch name contains '..': {request.guard}")
+            removed = self._unguard(prefix, request.guard)
             for name in deletes:
                 _remove(self.host_path(f"{prefix}/{name}"))
             reader = _IterReader(tar)
@@ -122,7 +177,7 @@ class LocalTransport:
         except OSError as e:
             raise TransportError(f"local target '{self.target}': {e.filename}: {e.strerror}",
                                  "check permissions and free space of the target directory") from None
-        return ApplyResult(bytes_sent=reader.consumed)
+        return ApplyResult(bytes_sent=reader.consumed, removed_symlinks=removed)
 
     @staticmethod
     def _extract(tf: tarfile.TarFile, m: tarfile.TarInfo, dst: Path) -> None:
@@ -160,6 +215,12 @@ class LocalTransport:
             raise TransportError(f"local target '{self.target}': cannot run {argv[0]!r}: {e.strerror}",
                                  "install it or fix the command") from None
         return CommandResult.of(done.returncode, done.stdout, done.stderr)
+
+    async def run_step(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
+        return await self.run(ref, argv)
+
+    async def restart(self, ref: ContainerRef) -> None:
+        raise Unsupported(f"local target '{self.target}': a directory cannot be restarted")
 
     async def close(self) -> None:
         return None

@@ -21,7 +21,6 @@ Nothing is written in the container outside the requested destinations.
 from __future__ import annotations
 
 import re
-import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,7 +31,8 @@ from typing import Protocol
 import anyio
 import structlog
 
-from syncd.transports.base import CommandResult, TransportError
+from syncd.settings import SessionSettings
+from syncd.transports.base import ContainerRef, TransportError
 from syncd.transports.shell import GUARD, MANIFEST_ONE, encode_head, escape_name, frame_chunks
 
 log = structlog.get_logger("syncd.session")
@@ -83,10 +83,6 @@ done
 """
 SESSION_SCRIPT = SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE).replace("@GUARD@", GUARD.strip())
 
-READY_TIMEOUT = 10.0
-ANSWER_TIMEOUT = 600.0
-KEEPALIVE_EVERY = 5.0
-KEEPALIVE_TIMEOUT = 5.0
 
 
 class Channel(Protocol):
@@ -124,9 +120,10 @@ class Session:
     """Requests go out in order under a lock; a reader thread matches answers to requests by
     sequence number, so several requests can be in flight (pipelining)."""
 
-    def __init__(self, channel: Channel, label: str):
+    def __init__(self, channel: Channel, label: str, settings: SessionSettings | None = None):
         self.channel = channel
         self.label = label
+        self.settings = settings or SessionSettings()
         self._send_lock = threading.Lock()
         self._seq = 0
         self._pending: dict[int, Future[Answer]] = {}
@@ -142,9 +139,9 @@ class Session:
 
     # --- life cycle ------------------------------------------------------------------------
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+    def wait_ready(self) -> None:
         try:
-            verdict = self._ready.result(timeout)
+            verdict = self._ready.result(self.settings.ready_timeout)
         except TimeoutError:
             self.close("no answer from the session script")
             raise SessionUnavailable("the session script did not start (odd shell?)") from None
@@ -300,13 +297,14 @@ class Session:
     def _keepalive_loop(self) -> None:
         """Ping when idle, so a silently dead connection is noticed within seconds. Sleeps
         between pings: no polling on either side."""
-        while not self._closed.wait(KEEPALIVE_EVERY):
-            if self._pending or time.monotonic() - self.last_activity < KEEPALIVE_EVERY:
+        every, timeout = self.settings.keepalive_every, self.settings.keepalive_timeout
+        while not self._closed.wait(every):
+            if self._pending or time.monotonic() - self.last_activity < every:
                 continue  # a request in flight may legitimately take long: it has its own timeout
             try:
-                self.ping().result(KEEPALIVE_TIMEOUT)
+                self.ping().result(timeout)
             except TimeoutError:
-                self.close(f"no keep-alive answer within {KEEPALIVE_TIMEOUT:.0f}s")
+                self.close(f"no keep-alive answer within {timeout:.0f}s")
             except SessionError:
                 return
 
@@ -343,14 +341,16 @@ class SessionPool:
     """One session per container generation, opened on first use. Where the session cannot
     run, the container is remembered as per-exec (said once in the log and in status)."""
 
-    def __init__(self, opener: Callable[[object], Channel], on_fallback: Callable[[object, str], None]):
+    def __init__(self, opener: Callable[[ContainerRef], Channel], on_fallback: Callable[[ContainerRef, str], None],
+                 settings: SessionSettings | None = None):
         self._opener = opener
         self._on_fallback = on_fallback
+        self.settings = settings or SessionSettings()
         self._sessions: dict[str, Session] = {}
         self.fallback: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def get(self, ref) -> Session | None:  # noqa: ANN001 - a ContainerRef
+    def get(self, ref: ContainerRef) -> Session | None:
         """The live session for `ref`, opening one if needed; None: use per-exec."""
         key = ref.generation
         with self._lock:
@@ -359,7 +359,7 @@ class SessionPool:
             session = self._sessions.get(key)
             if session is not None and session.alive:
                 return session
-            session = Session(self._opener(ref), ref.label)
+            session = Session(self._opener(ref), ref.label, self.settings)
             try:
                 session.wait_ready()
             except SessionUnavailable as e:
@@ -369,13 +369,17 @@ class SessionPool:
             self._sessions[key] = session
             return session
 
-    def drop(self, ref, why: str) -> None:  # noqa: ANN001
+    def open_session(self, ref: ContainerRef) -> Session | None:
+        session = self._sessions.get(ref.generation)
+        return session if session is not None and session.alive else None
+
+    def drop(self, ref: ContainerRef, why: str) -> None:
         with self._lock:
             session = self._sessions.pop(ref.generation, None)
         if session is not None:
             session.close(why)
 
-    def mode(self, ref) -> str:  # noqa: ANN001
+    def mode(self, ref: ContainerRef) -> str:
         if ref.generation in self.fallback:
             return f"per-exec ({self.fallback[ref.generation]})"
         session = self._sessions.get(ref.generation)
@@ -388,109 +392,19 @@ class SessionPool:
             s.close("daemon stopping")
 
 
-def say_fallback(ref, reason: str) -> None:  # noqa: ANN001
+def say_fallback(ref: ContainerRef, reason: str) -> None:
     log.warning("no session; one exec per batch", container=ref.label, reason=reason,
                 hint="works, but each batch pays an exec round trip; add dd (with iflag=fullblock) and tar to the image")
 
 
-async def call(pool: SessionPool | None, ref, send: Callable[..., Future[Answer]], *args: object) -> Answer:  # noqa: ANN001
+async def call(pool: SessionPool | None, ref: ContainerRef, send: Callable[..., Future[Answer]], *args: object,
+               timeout: float) -> Answer:
     """Send a session request (in a thread: it streams the payload) and await its answer.
     A broken session becomes a TransportError: the worker reconciles on a fresh one."""
     try:
         fut = await anyio.to_thread.run_sync(send, *args, abandon_on_cancel=True)
-        return await anyio.to_thread.run_sync(fut.result, ANSWER_TIMEOUT, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(fut.result, timeout, abandon_on_cancel=True)
     except (SessionError, TimeoutError) as e:
         if pool is not None:
             pool.drop(ref, str(e) or "no answer")
         raise TransportError(f"{ref.label}: session lost: {e or 'no answer'}", "syncd reconciles on a new session") from None
-
-
-class SessionCalls:
-    """What exec transports (docker, kubernetes) share: session-backed manifest/apply/hash
-    and the reading of exit statuses. Subclasses set `_pool`. The session methods return
-    None when the container has no session (the caller uses per-exec instead)."""
-
-    _pool: SessionPool | None
-
-    def _check(self, ref, what: str, code: int, out: bytes, err: bytes, detail: str = "") -> None:  # noqa: ANN001
-        """An exec's or session request's exit status -> nothing, or a TransportError saying
-        what the image lacks (sh, tar) or what failed, with the tail of its output."""
-        if code == 0:
-            return
-        text = (err or out).decode("utf-8", "replace").strip() or detail
-        tail = "\n".join(text.splitlines()[-5:])
-        image = f" (image {ref.image})" if ref.image else ""
-        no_sh = "executable file not found" in text + detail or "no such file or directory" in detail
-        if no_sh or ("sh" in text and code in (126, 127) and "tar" not in text):
-            raise TransportError(f"{ref.label}{image}: no 'sh' in the container: {tail or detail}",
-                                 "syncd needs a POSIX shell and tar in the image (e.g. add busybox)", permanent=True)
-        if "'tar' not found" in text:
-            raise TransportError(f"{ref.label}{image}: no 'tar' in the container",
-                                 "add tar to the image (apt-get install tar, apk add tar, or COPY a static busybox)",
-                                 permanent=True)
-        raise TransportError(f"{ref.label}: {what} failed (exit {code}): {tail}")
-
-    def mode(self, ref) -> str:  # noqa: ANN001
-        return self._pool.mode(ref) if self._pool else "per-exec (sessions off)"
-
-    async def _session(self, ref) -> Session | None:  # noqa: ANN001
-        if self._pool is None:
-            return None
-        return await anyio.to_thread.run_sync(self._pool.get, ref, abandon_on_cancel=True)
-
-    async def _session_manifest(self, ref, dests: list[str]):  # noqa: ANN001, ANN202
-        from syncd.transports.shell import parse_manifest
-
-        session = await self._session(ref)
-        if session is None:
-            return None
-        answer = await call(self._pool, ref, session.manifest, dests)
-        self._check(ref, "reading the container tree", answer.rc, b"", answer.output if answer.rc else b"")
-        return parse_manifest(answer.output)
-
-    async def _session_apply(self, ref, root: str, deletes: list[str], tar: Iterator[bytes], guard: Sequence[str] = ()):  # noqa: ANN001, ANN202
-        pending = await self.apply_start(ref, root, deletes, tar, guard)
-        return None if pending is None else await pending()
-
-    async def apply_start(self, ref, root: str, deletes: list[str], tar: Iterator[bytes], guard: Sequence[str] = ()):  # noqa: ANN001, ANN202
-        """Write the batch into the session and return at once with an awaitable for its
-        answer, so the caller can pack the next batch while the container applies this one.
-        None: no session (use `apply`)."""
-        from syncd.transports.base import ApplyResult
-
-        session = await self._session(ref)
-        if session is None:
-            return None
-        try:
-            fut, sent = await anyio.to_thread.run_sync(session.apply, root, deletes, tar, list(guard), abandon_on_cancel=True)
-        except SessionError as e:
-            self._pool.drop(ref, str(e))  # type: ignore[union-attr]
-            raise TransportError(f"{ref.label}: session lost: {e}", "syncd reconciles on a new session") from None
-
-        async def answer() -> ApplyResult:
-            got = await call(self._pool, ref, lambda: fut)
-            self._check(ref, "applying the batch", got.rc, b"", got.output)
-            return ApplyResult(bytes_sent=sent(), output=got.output.decode("utf-8", "replace"))
-
-        return answer
-
-    async def run_step(self, ref, argv: list[str]) -> CommandResult:  # noqa: ANN001
-        """A short command after a push (run steps, `kill -HUP 1`): through the session, in
-        order behind the batch it follows, without the tens of ms of a new exec. Slow
-        commands (actions) use `run`, their own exec, so they never hold up syncing."""
-        session = await self._session(ref)
-        if session is None:
-            return await self.run(ref, argv)  # type: ignore[attr-defined]
-        answer = await call(self._pool, ref, session.run, shlex.join(argv))
-        return CommandResult(answer.rc, answer.output.decode("utf-8", "replace"))
-
-    async def hash(self, ref, paths: list[str]) -> dict[str, str]:  # noqa: ANN001
-        """Content hashes of container paths (only asked after a quick listing)."""
-        from syncd.transports.shell import parse_hash_list
-
-        session = await self._session(ref)
-        if session is None:
-            return {}  # per-exec listings carry hashes already
-        answer = await call(self._pool, ref, session.hash, paths)
-        self._check(ref, "hashing container files", answer.rc, b"", answer.output if answer.rc else b"")
-        return parse_hash_list(answer.output)

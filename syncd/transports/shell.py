@@ -99,13 +99,6 @@ def encode_deletes(names: list[str]) -> bytes:
     return b"".join(escape_name("./" + n) + b"\n" for n in names) + b"\n"
 
 
-def guard_dirs(deletes: Iterable[str], puts: Iterable[str]) -> list[str]:
-    """The directories (relative to the extraction root) a batch deletes or writes in: the
-    container checks the way to each for symlinks (see GUARD)."""
-    dirs = {n.rsplit("/", 1)[0] for n in [*deletes, *puts] if "/" in n}
-    return sorted(dirs)
-
-
 def encode_head(guard: list[str], deletes: list[str]) -> bytes:
     """What precedes the tar stream of an apply: the guard section, then the deletes."""
     return encode_deletes(guard) + encode_deletes(deletes)
@@ -226,4 +219,11 @@ def parse_hash_list(out: bytes) -> dict[DestPath, str]:
     return {path: e.digest for path, e in found.items()}
 
 
-SYMLINK_REMOVED = "syncd: removed symlink"
+SYMLINK_REMOVED = "syncd: removed symlink"  # GUARD's notice on stderr, one line per symlink
+
+
+def removed_symlinks(output: str) -> tuple[str, ...]:
+    """The symlinks GUARD removed (paths relative to the apply's root), from its notices."""
+    prefix = SYMLINK_REMOVED + " "
+    return tuple(line[len(prefix):].split(" (in the way", 1)[0].removeprefix("./")
+                 for line in output.splitlines() if line.startswith(prefix))

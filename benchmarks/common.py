@@ -1,0 +1,386 @@
+"""What every benchmark section shares: options, measurements (latency of edits, bursts),
+running `syncd run` on a scratch workspace, and reading its trace. The sections (harness.py's
+docker section, kube.py, reconcile.py, idle.py, fullstack.py) import this module, never each
+other's runner (harness.py), so the package has no import cycle (scripts/check_imports.py)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+from docker.models.containers import Container
+
+from benchmarks.baselines import Pusher, read_tree, syncd_pusher
+from benchmarks.observer import Observer
+
+IMAGE = "syncd-test/busybox:latest"
+DEBOUNCE_MS = 20
+WARMUP = 2  # first edits per method are not counted: image layers, exec paths, caches are cold
+GAP = (0.10, 0.20)  # s between edits: well past the 20 ms quiet period, so batches never merge
+EDIT_TIMEOUT = 10.0
+BURST_TIMEOUT = 120.0
+READY_TIMEOUT = 60.0
+FILE_BYTES = 100
+SYNC_DEST = "/app/src"
+SECTIONS = ("docker", "kube", "reconcile", "idle", "fullstack")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+@dataclass
+class Options:
+    edits: int = 60
+    burst: int = 1000
+    out: Path = DEFAULT_OUT
+    baseline_runs: int = 20
+    cp_sample: int = 200  # docker cp per file is slow: time this many and extrapolate (0 = all)
+    put_sample: int = 0  # put_archive: all files by default
+    kubectl_sample: int = 200  # kubectl cp per file is slower still: time this many (0 = all)
+    only: str | None = None  # "docker", "kube", "reconcile", "idle" or "fullstack": run one section only
+    keep: bool = False
+    reconcile_files: int = 20_000  # random-byte files of 2-18 KB: ~200 MB
+    reconcile_repeats: int = 3  # no-diff passes; the median counts
+    idle_files: int = 100_000  # files of 100 B watched by the idle daemon
+    idle_seconds: float = 30.0  # the idle sampling window
+    idle_settle: float = 5.0  # wait after the start-up reconcile before sampling
+    idle_targets: tuple[str, ...] = ("docker", "kube")  # one session each
+    fullstack_edits: int = 10  # counted edits per kind (Rust, frontend) and by-hand builds per kind
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        return (self.only,) if self.only else SECTIONS
+
+
+@dataclass
+class Latency:
+    method: str
+    samples_ms: list[float] = field(default_factory=list)
+    attempted: int = 0
+    missed: int = 0
+    stream_lag_ms: list[float] = field(default_factory=list)
+    verified: bool = False  # the container holds the last edit's content (checked untimed)
+    container_clock: bool = True  # False: stamped on arrival at the host (engine on another kernel)
+
+    def summary(self) -> dict:
+        s = self.samples_ms
+        return {
+            "attempted": self.attempted,
+            "observed": len(s),
+            "missed": self.missed,
+            "verified": self.verified,
+            "warmup_discarded": WARMUP,
+            "p50_ms": percentile(s, 50),
+            "p95_ms": percentile(s, 95),
+            "max_ms": max(s, default=0.0),
+            "min_ms": min(s, default=0.0),
+            "mean_ms": sum(s) / len(s) if s else 0.0,
+            "observer_stream_lag_p50_ms": percentile(self.stream_lag_ms, 50),
+            "samples_ms": [round(v, 2) for v in s],
+        }
+
+
+@dataclass
+class Burst:
+    method: str
+    files_total: int
+    files_timed: int
+    seconds_timed: float = 0.0
+    send_seconds: float = 0.0  # until the write loop (and, for baselines, the last push) returned
+    observed: bool = False
+    verified: bool = False
+    container_clock: bool = True
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def extrapolated(self) -> bool:
+        return self.files_timed < self.files_total
+
+    @property
+    def seconds(self) -> float:
+        """All files: measured, or the sample's per-file cost x the total."""
+        if not self.files_timed:
+            return 0.0
+        return self.seconds_timed * self.files_total / self.files_timed
+
+    def summary(self) -> dict:
+        return {
+            "files": self.files_total,
+            "files_timed": self.files_timed,
+            "extrapolated": self.extrapolated,
+            "how": (f"timed {self.files_timed} of {self.files_total}, per-file cost x {self.files_total}"
+                    if self.extrapolated else f"timed all {self.files_total}"),
+            "seconds": self.seconds,
+            "seconds_timed": self.seconds_timed,
+            "per_file_ms": self.seconds * 1000 / self.files_total if self.files_total else 0.0,
+            "send_loop_seconds": self.send_seconds,
+            "observed": self.observed,
+            "verified": self.verified,
+            "problems": self.problems[:10],
+        }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return 0.0
+    v = sorted(values)
+    k = (len(v) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+# --- measurements -------------------------------------------------------------------------
+
+
+def measure_edits(method: str, container: Container, local: Path, dest: str, push: Pusher, n: int) -> Latency:
+    """Edit one small file n times (plus warm-up); each edit's content is unique, so the
+    observer's event is the proof that exactly this edit is visible in the container."""
+    result = Latency(method)
+    token = uuid.uuid4().hex[:8]
+    with Observer(container.id, "file", dest) as obs:
+        for i in range(WARMUP + n):
+            content = f"{method} edit {i} {token}"
+            t0 = time.time()
+            local.write_text(content + "\n")
+            push(local, dest)
+            event = obs.wait_content(content, EDIT_TIMEOUT)
+            if i >= WARMUP:
+                result.attempted += 1
+                if event is None:
+                    result.missed += 1
+                else:
+                    result.samples_ms.append((event.seen - t0) * 1000)
+                    result.stream_lag_ms.append((event.arrived - event.seen) * 1000)
+            time.sleep(random.uniform(*GAP))
+        result.container_clock = obs.use_container_clock
+        result.verified = read_tree(container, dest).get(Path(dest).name) == (content + "\n").encode()
+    return result
+
+
+def burst_files(n: int, token: str) -> list[tuple[str, bytes]]:
+    files = []
+    for i in range(n):
+        head = f"burst {token} file {i:05d} "
+        files.append((f"f{i:05d}.txt", (head + "x" * (FILE_BYTES - len(head) - 1) + "\n").encode()))
+    return files
+
+
+def measure_burst(method: str, container: Container, local_dir: Path, dest_dir: str, push: Pusher,
+                  total: int, sample: int) -> Burst:
+    """Write (and push) `sample` of `total` files as fast as possible; time until the
+    observer sees all of them, non-empty, in the container."""
+    timed = total if sample <= 0 else min(sample, total)
+    result = Burst(method, total, timed)
+    files = burst_files(timed, uuid.uuid4().hex[:8])
+    local_dir.mkdir(parents=True, exist_ok=True)
+    with Observer(container.id, "count", dest_dir, timed) as obs:
+        t0 = time.time()
+        for name, data in files:
+            path = local_dir / name
+            path.write_bytes(data)
+            push(path, f"{dest_dir}/{name}")
+        result.send_seconds = time.time() - t0
+        event = obs.wait_count(BURST_TIMEOUT)
+        result.container_clock = obs.use_container_clock
+    if event is None:
+        result.problems.append(f"not all {timed} files seen within {BURST_TIMEOUT:.0f} s")
+    else:
+        result.observed = True
+        result.seconds_timed = event.seen - t0
+    got = read_tree(container, dest_dir)
+    for name, data in files:
+        if got.get(name) != data:
+            result.problems.append(f"{dest_dir}/{name}: {'missing' if name not in got else 'wrong content'}")
+    result.verified = not result.problems
+    return result
+
+
+# --- syncd as a subprocess ----------------------------------------------------------------
+
+
+def write_config(work: Path, target: str) -> Path:
+    """A user's syncd.toml: one target named `web` (the `target` TOML block), src -> /app/src."""
+    cfg = work / "syncd.toml"
+    cfg.write_text(
+        f"""[daemon]
+debounce_ms = {DEBOUNCE_MS}
+max_batch_wait_ms = 2000
+trace = ".syncd/trace.jsonl"
+
+[targets.web]
+{target.strip()}
+
+[[services]]
+name = "web"
+target = "web"
+sync = [{{ src = "src", dest = "{SYNC_DEST}" }}]
+"""
+    )
+    return cfg
+
+
+def docker_target(container_name: str) -> str:
+    return f'kind = "docker"\ncontainer = "{container_name}"'
+
+
+def syncd_cli(command: str, cfg: Path) -> list[str]:
+    """`syncd COMMAND -c CFG --log-format json`, through the installed entry point as a user runs it."""
+    exe = shutil.which("syncd")
+    base = [exe] if exe else [sys.executable, "-m", "syncd"]
+    return [*base, command, "-c", str(cfg), "--log-format", "json"]
+
+
+def syncd_argv(cfg: Path) -> list[str]:
+    return syncd_cli("run", cfg)
+
+
+def read_trace(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_ready(proc: subprocess.Popen, trace: Path, log: Path) -> None:
+    """The daemon is ready once its initial reconcile has written its trace record."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if any(r.get("reconcile") for r in read_trace(trace)):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"syncd exited with {proc.returncode} before reconciling:\n{tail(log)}")
+        time.sleep(0.05)
+    raise RuntimeError(f"no reconcile record in {trace} after {READY_TIMEOUT:.0f} s:\n{tail(log)}")
+
+
+def stop_process(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -9
+    return proc.returncode
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def trace_summary(records: list[dict]) -> dict:
+    """syncd's own view of the same batches (from mtime of the write to the container's ack)."""
+    totals = [r["spans"][-1]["ms"] for r in records if r.get("spans")]
+    steps: dict[str, list[float]] = {}
+    for r in records:
+        for s in r.get("spans", [])[:-1]:
+            steps.setdefault(s["name"].split(":", 1)[0], []).append(float(s["ms"]))
+    return {
+        "batches": len(records),
+        "failed_batches": sum(1 for r in records if not r.get("ok")),
+        "errors": [e for r in records for e in r.get("errors", [])][:10],
+        "total_ms": {"p50": percentile(totals, 50), "p95": percentile(totals, 95), "max": max(totals, default=0.0)},
+        "steps_p50_ms": {k: percentile(v, 50) for k, v in steps.items()},
+        "steps_p95_ms": {k: percentile(v, 95) for k, v in steps.items()},
+    }
+
+
+@dataclass
+class SyncdRun:
+    single: Latency
+    burst: Burst
+    startup_s: float
+    exit_code: int
+    trace: dict
+    stop_s: float  # SIGTERM -> exited
+
+
+def measure_syncd(label: str, work: Path, target: str, container: Container, opts: Options, progress,  # noqa: ANN001
+                  env: dict[str, str] | None = None) -> SyncdRun:
+    """Start `syncd run` in its own workspace `work` (src -> /app/src on `target`), as a user
+    would; time single-file edits and the burst, observed in `container`; stop it (SIGTERM)."""
+    src = work / "src"
+    (src / "burst").mkdir(parents=True)
+    (src / "edit.txt").write_text("initial\n")
+    cfg = write_config(work, target)
+    trace_path = work / ".syncd" / "trace.jsonl"
+    log_path = work / "syncd.log"
+    proc: subprocess.Popen | None = None
+    try:
+        with open(log_path, "wb") as log:
+            # Own session: a Ctrl-C in the terminal reaches the harness, which stops syncd itself.
+            proc = subprocess.Popen(syncd_argv(cfg), cwd=work, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env=env)
+        t_start = time.time()
+        wait_ready(proc, trace_path, log_path)
+        startup = time.time() - t_start
+        progress(f"{label}: ready in {startup:.2f} s; {opts.edits} single-file edits")
+        n_before = len(read_trace(trace_path))
+        single = measure_edits("syncd", container, src / "edit.txt", f"{SYNC_DEST}/edit.txt", syncd_pusher, opts.edits)
+        n_edits = len(read_trace(trace_path))
+        progress(f"{label}: {opts.burst}-file burst")
+        burst = measure_burst("syncd", container, src / "burst", f"{SYNC_DEST}/burst", syncd_pusher, opts.burst, 0)
+        time.sleep(0.5)  # let the burst's trace record(s) land
+        records = read_trace(trace_path)
+        trace = {"edits": trace_summary(records[n_before + WARMUP:n_edits]), "burst": trace_summary(records[n_edits:])}
+        t_stop = time.time()
+        code = stop_process(proc)
+        stop_s = time.time() - t_stop
+        if code != 0:
+            progress(f"warning: {label} exited with {code} on SIGTERM\n{tail(log_path)}")
+        return SyncdRun(single, burst, startup, code, trace, stop_s)
+    finally:
+        if proc is not None:
+            stop_process(proc)
+
+
+def ratio(baseline: float, syncd: float, both_seen: bool) -> float:
+    """baseline time / syncd time (> 1: syncd is faster); 0.0 when either was not observed."""
+    return baseline / syncd if both_seen and syncd > 0 else 0.0
+
+
+def section_results(s: SyncdRun, single: dict[str, Latency], burst: dict[str, Burst]) -> dict:
+    """One section's JSON: the syncd run plus its baselines, with baseline/syncd ratios."""
+    single = {"syncd": s.single, **single}
+    burst = {"syncd": s.burst, **burst}
+    baselines = [m for m in single if m != "syncd"]
+    out = {
+        "syncd_startup_s": s.startup_s,
+        "syncd_exit_code_on_sigterm": s.exit_code,
+        "syncd_stop_s": s.stop_s,
+        "single_file": {m: r.summary() for m, r in single.items()},
+        "burst": {m: r.summary() for m, r in burst.items()},
+        "syncd_trace": s.trace,
+        "container_clock": all(r.container_clock for r in [*single.values(), *burst.values()]),
+    }
+    sf = out["single_file"]
+    out["single_file_ratios"] = {
+        m: {q: ratio(sf[m][f"{q}_ms"], sf["syncd"][f"{q}_ms"], sf[m]["observed"] > 0 and sf["syncd"]["observed"] > 0)
+            for q in ("p50", "p95")}
+        for m in baselines
+    }
+    out["burst"]["ratios"] = {m: ratio(burst[m].seconds, s.burst.seconds, burst[m].observed and s.burst.observed)
+                              for m in burst if m != "syncd"}
+    return out
+
+
+def remove_container(container) -> None:  # noqa: ANN001
+    """Remove a benchmark container, quietly: cleanup must not mask the run's own outcome."""
+    if container is None:
+        return
+    try:
+        container.remove(force=True)
+    except docker.errors.DockerException:
+        pass

@@ -1,0 +1,162 @@
+"""Sending a Delta to one container, and what follows a push there.
+
+`Pusher.send` packs the delta as a streaming tar (read at pack time: what is on disk wins),
+applies it through the transport — pipelined where the transport can (the next batch is packed
+while the container applies this one) — records what the container now holds, and accounts the
+push on every batch it carried (`pack` and `push:<container>` spans, counters). Then the run
+steps and the restart the push sets off run, timed on those batches.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from syncd.clock import Clock
+from syncd.core.manifest import apply_delta
+from syncd.core.mapping import UnsafePath, relative_name
+from syncd.model import Delta, Kind
+from syncd.pack import PackReport, pack, stream_size
+from syncd.progress import Reporter, tracked
+from syncd.steps import argv_of
+from syncd.trace import BatchTrace
+from syncd.transports.base import ApplyRequest, ApplyResult, TransportError, Unsupported
+from syncd.workers import ContainerStep, ContainerWorker, PendingAnswer
+
+log = structlog.get_logger("syncd")
+
+Spawn = Callable[..., None]  # spawn(async_fn, *args, name=...): run in the daemon's task group
+
+
+class Pusher:
+    def __init__(self, clock: Clock, spawn: Spawn, progress: Reporter | None = None):
+        self.clock = clock
+        self.spawn = spawn
+        self.progress = progress or Reporter("json")  # the CLI swaps in its own (a bar on a terminal)
+
+    async def send(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace],
+                   pipelined: bool = False) -> PendingAnswer | None:
+        """Apply `delta` to the container and record what it now holds.
+
+        `pipelined`: when the transport can, return right after the payload is written with
+        an awaitable for the container's answer (the manifest is updated optimistically; a
+        failed answer makes the worker reconcile). Else None once applied."""
+        if not delta:
+            return None
+        assert worker.manifest is not None
+        target = worker.target
+        root = target.root
+        try:
+            request_names = ([relative_name(d, root) for d in delta.deletes],
+                             [relative_name(p.dest, root) for p in delta.puts])
+        except UnsafePath as e:
+            raise TransportError(f"refused: {e}") from None
+        report = PackReport()
+        t0 = self.clock.now()
+        stream = pack(delta.puts, root, report)
+        sink = self.progress.sink(worker.ref.label, sum(p.source.entry.kind is Kind.FILE for p in delta.puts),
+                                  stream_size(delta.puts))
+        if sink is not None:
+            stream = tracked(stream, report, sink)
+        request = ApplyRequest(root, *request_names, stream)
+        if pipelined:
+            try:
+                answer = await target.transport.apply_start(worker.ref, request)
+            except Unsupported:
+                pass
+            else:
+                # (A reconcile requested while this was sent forgot the manifest: it lists anew.)
+                if worker.manifest is not None:
+                    apply_delta(worker.manifest, delta.deletes, report.sent)  # optimistic: see above
+                    worker.unconfirmed.update(report.sent.keys())
+
+                async def landed() -> None:
+                    result = await answer()
+                    worker.unconfirmed.subtract(report.sent.keys())
+                    worker.unconfirmed += Counter()  # drop zero counts
+                    self._landed(worker, delta, traces, report, result, t0)
+                    await self.after_push(worker, delta, traces)
+
+                return landed
+        result = await target.transport.apply(worker.ref, request)
+        if worker.manifest is not None:  # (None: a reconcile was requested meanwhile)
+            apply_delta(worker.manifest, delta.deletes, report.sent)
+        self._landed(worker, delta, traces, report, result, t0)
+        await self.after_push(worker, delta, traces)
+        return None
+
+    def _landed(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace], report: PackReport,
+                result: ApplyResult, t0: float) -> None:
+        self._record(worker, delta, traces, report, result.bytes_sent, t0, self.clock.now())
+        if result.removed_symlinks:
+            # Planted after syncd's last listing: what it believed was behind them is gone.
+            log.warning("symlink in the way removed in the container", container=worker.ref.label,
+                        symlinks=list(result.removed_symlinks[:5]),
+                        hint="something in the container replaced a synced directory with a symlink; syncd never "
+                             "writes through one and reconciles now")
+            worker.mark_stale()
+
+    async def after_push(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> None:
+        """Run steps and restarts the push sets off, in order, timed on every batch it carried.
+        A failing step is reported (exit code, output tail) and ends its service's steps."""
+        steps = worker.target.steps_after(delta)
+        if not steps:
+            return
+        async with worker.steps_lock:
+            failed: set[str] = set()
+            for step in steps:
+                if step.service in failed:
+                    continue
+                t0 = self.clock.now()
+                ok, detail = await self._container_step(worker, step)
+                for trace in traces:
+                    trace.add(step.span, t0, self.clock.now(), ok=ok, detail=detail)
+                    if not ok:
+                        trace.errors.append(f"{worker.ref.label}: {step.span} failed: {detail.get('error', '')}")
+                if not ok:
+                    failed.add(step.service)
+                    log.error("step failed", container=worker.ref.label, step=step.span, **detail,
+                              hint="fix the command in the config or the container; the next push runs it again")
+
+    async def _container_step(self, worker: ContainerWorker, step: ContainerStep) -> tuple[bool, dict[str, Any]]:
+        transport = worker.target.transport
+        try:
+            if step.restart == "container":
+                await transport.restart(worker.ref)
+                self.spawn(worker.target.discover)  # a new generation: follow it now, not at the next poll
+                return True, {"restart": "container"}
+            argv = ["kill", "-HUP", "1"] if step.restart == "process" else argv_of(step.cmd or "")
+            result = await transport.run_step(worker.ref, argv)  # the session when there is one
+        except TransportError as e:
+            return False, {"error": str(e)}
+        tail = "\n".join(result.output.strip().splitlines()[-10:])
+        detail: dict[str, Any] = {"exit": result.exit, "output": tail}
+        if step.restart:
+            detail["restart"] = step.restart
+        if result.exit != 0:
+            detail["error"] = f"exit {result.exit}" + (f": {tail}" if tail else "")
+        return result.exit == 0, detail
+
+    @staticmethod
+    def _record(worker: ContainerWorker, delta: Delta, traces: list[BatchTrace], report: PackReport,
+                bytes_sent: int, t0: float, t1: float) -> None:
+        """Account a landed push: counters, and pack/push spans on every batch it carried."""
+        worker.bytes_sent += bytes_sent
+        worker.files_sent += report.files
+        detail = {"files": report.files, "deletes": len(delta.deletes), "bytes": bytes_sent}
+        for trace in traces:
+            # Packing is interleaved with pushing (streamed): the span shows its own time only.
+            trace.add("pack", t0, t0 + report.seconds, detail={"container": worker.ref.label, "files": report.files, "streamed": True})
+            trace.add(f"push:{worker.ref.label}", t0, t1, detail=detail)
+            for key, value in detail.items():
+                trace.stats[key] = trace.stats.get(key, 0) + value
+            for dest, path, message in report.errors:
+                trace.errors.append(f"{path}: {message} (not sent to {dest})")
+        for _dest, path, message in report.errors:
+            log.error("cannot read", path=path, error=message, hint="check the file's permissions")
+        if report.torn:
+            log.info("file changed while sending; will re-send", paths=report.torn[:5])
+

@@ -1,0 +1,139 @@
+"""Reconcile: compare a container's whole tree with the local one and send the difference.
+
+Done at start, whenever a container is new or restarted, after a channel broke, and when the
+watcher may have missed events. The local side is scanned (hashes cached by inode, size and
+times); the container lists itself — quickly (size + mtime) where syncd's record of what it
+last sent there (syncd/known.py) can vouch for a file, hashing in the container only what
+that record cannot prove. `compute_reconcile` is the comparison alone: `syncd sync --dry-run`,
+`syncd demo` and `syncd doctor` call it without a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+import structlog
+
+from syncd.clock import Clock
+from syncd.core.manifest import Manifest, diff
+from syncd.core.mapping import UnsafePath, most_specific
+from syncd.known import KnownStore, Record, record_of, resolve
+from syncd.memory import give_back
+from syncd.model import Delta, Desired, Entry, Kind
+from syncd.push import Pusher
+from syncd.scan import HashCache, scan_source
+from syncd.settings import Settings
+from syncd.trace import BatchTrace
+from syncd.transports.base import ContainerRef, TransportError
+from syncd.workers import ContainerWorker, TargetRuntime
+
+log = structlog.get_logger("syncd")
+
+
+def desired_state(target: TargetRuntime, services: set[str] | None, hashes: HashCache,
+                  errors: list[tuple[str, str]]) -> Desired:
+    """Every mapped, non-ignored local path of the target, keyed by container path. Blocking
+    (it reads the tree): call it in a worker thread."""
+    desired: Desired = {}
+    for svc in target.services:
+        if services is not None and svc.cfg.name not in services:
+            continue
+        for m in svc.mappings:
+            tree = scan_source(m.src, svc.rules.ignored, hashes, errors, svc.rules.open_below)
+            for raw, lf in tree.items():
+                if len(svc.mappings) > 1 and most_specific(svc.mappings, raw) is not m:
+                    continue  # a more specific mapping sends it
+                try:
+                    desired[m.dest_of(raw)] = lf
+                except UnsafePath:
+                    continue
+    return desired
+
+
+@dataclass
+class Comparison:
+    """What a reconcile would send: the delta, what the container holds, unreadable local
+    paths, and the reconcile's trace so far (scan and manifest spans)."""
+
+    delta: Delta
+    remote: Manifest
+    errors: list[tuple[str, str]]
+    trace: BatchTrace
+
+
+async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Record, hashes: HashCache,
+                            clock: Clock, services: set[str] | None = None) -> Comparison:
+    """Compare the container's tree below the target's destinations with the local one.
+    `known`: what syncd last sent there (lets a quick listing stand in for hashes)."""
+    trace = BatchTrace(0, clock.now(), reconcile=True)
+    trace.services = [s.cfg.name for s in target.services if services is None or s.cfg.name in services]
+    t0 = clock.now()
+    errors: list[tuple[str, str]] = []
+    desired = await anyio.to_thread.run_sync(desired_state, target, services, hashes, errors)
+    t1 = clock.now()
+    trace.add("scan", t0, t1, detail={"paths": len(desired)})
+    remote = await target.transport.manifest(ref, target.dests)
+    sizes = {d: lf.size for d, lf in desired.items() if lf is not None and lf.entry.kind is Kind.FILE}
+    unsure = resolve(remote, known, sizes)
+    if unsure:  # the local size, but the record cannot prove the bytes: hash them in the container
+        digests = await target.transport.hash(ref, unsure)
+        for dest in unsure:
+            e = remote[dest]
+            remote[dest] = Entry(Kind.FILE, digests.get(dest, "?"), e.exec, size=e.size, mtime=e.mtime)
+    trace.add(f"manifest:{ref.label}", t1, clock.now(), detail={"paths": len(remote), "hashed": len(unsure)})
+    delta = diff(desired, remote, full=True, owned=lambda d: target.owned(d, remote[d].kind, services))
+    trace.paths = len(desired)
+    return Comparison(delta, remote, errors, trace)
+
+
+class Reconciler:
+    """A worker's reconcile: compare, send, remember what was sent, record the trace."""
+
+    def __init__(self, hashes: HashCache, known: KnownStore, pusher: Pusher, clock: Clock, settings: Settings,
+                 held: Callable[[], dict[str, str]], emit: Callable[[dict], None]):
+        self.hashes = hashes
+        self.known = known
+        self.pusher = pusher
+        self.clock = clock
+        self.settings = settings
+        self._held = held  # services whose last build failed -> why (left out, see below)
+        self._emit = emit  # a finished record: trace file, metrics, status page
+
+    def known_of(self, worker: ContainerWorker) -> Record:
+        return {**self.known.load(worker.key), **record_of(worker.last_manifest)}
+
+    async def reconcile(self, worker: ContainerWorker, jobs: list, services: set[str] | None = None) -> bool:
+        """Compare the whole local tree with the container and push the difference. Services
+        whose build failed are held: left out, and reconciled once a build succeeds (the
+        engine asks for it). False: some local paths could not be read."""
+        target = worker.target
+        names = {s.cfg.name for s in target.services}
+        held = {n: why for n, why in self._held().items() if n in names}
+        if held:
+            services = (services if services is not None else names) - set(held)
+            worker.held_back |= set(held)
+        found = await compute_reconcile(target, worker.ref, self.known_of(worker), self.hashes, self.clock, services)
+        trace = found.trace
+        for name, why in held.items():
+            trace.errors.append(f"service '{name}': build {why}; held: nothing of it sent to {worker.ref.label} "
+                                "until a build succeeds")
+        for path, message in found.errors:
+            trace.errors.append(f"{path}: {message}")
+            log.error("cannot read", path=path, error=message, hint="check the file's permissions")
+        worker.manifest = found.remote
+        try:
+            await self.pusher.send(worker, found.delta, [trace] + [j.trace for j in jobs])
+        except TransportError:
+            worker.forget_manifest()
+            raise
+        if worker.manifest is not None:  # (None: another reconcile was asked for meanwhile)
+            self.known.save(worker.key, record_of(worker.manifest))
+        record = trace.finish(self.clock.now())
+        self._emit(record)
+        log.info("reconciled", container=worker.ref.label, puts=len(found.delta.puts),
+                 deletes=len(found.delta.deletes), ms=record["spans"][-1]["ms"])
+        if len(found.delta.puts) + len(found.remote) >= self.settings.batches.trim_after_paths:
+            await give_back()
+        return not found.errors

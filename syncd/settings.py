@@ -1,0 +1,90 @@
+"""Every timing constant of the daemon, in one place, grouped by the part it tunes.
+
+The user-facing ones (the quiet period, the longest a batch waits) are in the config file's
+`[daemon]` table; these are the engine's own. They are passed down (never read from module
+globals), so a test shrinks an interval instead of sleeping through it:
+
+    Settings(workers=WorkerSettings(backoff_start=0.05))
+
+Defaults are what the daemon runs with; each says why it is what it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverySettings:
+    """How containers are followed (TargetRuntime.supervise)."""
+
+    interval: float = 2.0  # poll for containers (a transport without a change feed)
+    watched_interval: float = 30.0  # with a change feed (pod watch): only a safety net, a LIST costs the API server
+    # While a target is unavailable (engine or API server away) retries back off only to this:
+    # a target that returns is used again within a few seconds.
+    unavailable_retry_max: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """A container worker's retries (core.worker.next_step)."""
+
+    backoff_start: float = 0.5
+    backoff_max: float = 30.0
+    # An error retrying cannot fix until the user acts (no `tar` in the image, no such container
+    # in the pod): asked again this rarely, and `syncd status` says it waits for a fix.
+    permanent_retry: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """Cutting and handling batches (engine)."""
+
+    # A watcher batch larger than this is a burst: coalesced even when it sets off a build.
+    early_cut_max: int = 100
+    # A reconcile this large hands its freed heap back to the system (syncd/memory.py).
+    trim_after_paths: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    """The file watcher (watch.py)."""
+
+    step_ms: int = 5  # watchfiles' poll of its event queue: bounds added latency and idle wakeups
+    poll_ms: int = 300  # the polling fallback's interval
+    block_ms: int = 5000  # how long one watch() call may block (stop is checked every step)
+    restart_start: float = 0.5  # re-creating a failed watcher backs off from here ...
+    restart_max: float = 30.0  # ... to here
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """The long-lived exec per container (transports/session.py)."""
+
+    ready_timeout: float = 10.0  # the session script must say it runs within this
+    answer_timeout: float = 600.0  # one request (a big apply) may take this long
+    keepalive_every: float = 5.0  # ping an idle session this often: a dead connection is noticed in seconds
+    keepalive_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecSettings:
+    """One-off execs (per-exec transports, actions, steps)."""
+
+    timeout: float = 600.0  # a Kubernetes exec that has not ended by then is given up
+    api_request_timeout: float = 15.0  # a Kubernetes API call (list pods)
+    restart_grace: int = 2  # `restart = "container"`: seconds between TERM and KILL
+    pod_watch_retry_max: float = 4.0  # a broken pod watch retries this often at most
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
+    batches: BatchSettings = field(default_factory=BatchSettings)
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    session: SessionSettings = field(default_factory=SessionSettings)
+    exec: ExecSettings = field(default_factory=ExecSettings)
+
+
+DEFAULT_SETTINGS = Settings()

@@ -1,0 +1,199 @@
+"""What the exec-based transports (Docker, Kubernetes) share, written once.
+
+A subclass says how to run one exec (`_exec`, returning an `ExecResult`), how to open the
+session's channel (`_open_channel`), whether a per-exec apply needs byte-counted framing
+(`_framed`), and how to find containers. Everything else — the session when the container can
+run one, one exec per request when it cannot, reading exit statuses into errors that say what
+the image lacks — lives here.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator, Sequence
+
+import anyio
+
+from syncd.core.manifest import Manifest
+from syncd.model import DestPath
+from syncd.settings import DEFAULT_SETTINGS, Settings
+from syncd.transports.base import (
+    ApplyRequest,
+    ApplyResult,
+    CommandResult,
+    ContainerRef,
+    ExecResult,
+    PendingApply,
+    TransportError,
+    Unsupported,
+)
+from syncd.transports.session import Channel, Session, SessionError, SessionPool, call, say_fallback
+from syncd.transports.shell import (
+    APPLY_SCRIPT,
+    FRAMED_APPLY_SCRIPT,
+    MANIFEST_SCRIPT,
+    encode_head,
+    frame_chunks,
+    parse_hash_list,
+    parse_manifest,
+    rechunk,
+    removed_symlinks,
+)
+
+
+class ExecTransport:
+    """The Transport contract on top of `_exec` and a session per container."""
+
+    target: str
+    has_change_feed = False
+
+    def __init__(self, target: str, sessions: bool = True, settings: Settings = DEFAULT_SETTINGS):
+        self.target = target
+        self.settings = settings
+        self._pool = SessionPool(self._open_channel, say_fallback, settings.session) if sessions else None
+
+    # --- what a subclass provides ----------------------------------------------------------
+
+    def _exec(self, ref: ContainerRef, argv: list[str], stdin: Iterator[bytes] | None) -> ExecResult:
+        """Run argv in the container, streaming `stdin` (then closing it); blocking."""
+        raise NotImplementedError
+
+    def _open_channel(self, ref: ContainerRef) -> Channel:
+        """A long-lived exec's stdin/stdout for the session script; blocking."""
+        raise NotImplementedError
+
+    def _framed(self, ref: ContainerRef) -> bool:
+        """Must a per-exec apply frame its tar stream (the channel cannot close stdin)?"""
+        return False
+
+    async def containers(self) -> list[ContainerRef]:
+        raise NotImplementedError
+
+    # --- the contract ------------------------------------------------------------------------
+
+    async def wait_changed(self) -> None:
+        raise Unsupported(f"{self.target}: no change feed")
+
+    async def restart(self, ref: ContainerRef) -> None:
+        raise Unsupported(f"{ref.label}: this runtime cannot restart a container")
+
+    def mode(self, ref: ContainerRef) -> str:
+        return self._pool.mode(ref) if self._pool else "per-exec (sessions off)"
+
+    async def manifest(self, ref: ContainerRef, dests: Sequence[DestPath]) -> Manifest:
+        session = await self._session(ref)
+        if session is not None:
+            answer = await call(self._pool, ref, session.manifest, list(dests), timeout=self._answer_timeout)
+            self._check(ref, "reading the container tree", ExecResult(answer.rc, b"", answer.output if answer.rc else b""))
+            return parse_manifest(answer.output)
+        result = await self._run_exec(ref, ["sh", "-c", MANIFEST_SCRIPT, "syncd-manifest", *dests], None)
+        self._check(ref, "reading the container tree", result)
+        return parse_manifest(result.stdout)
+
+    async def hash(self, ref: ContainerRef, paths: Sequence[DestPath]) -> dict[DestPath, str]:
+        session = await self._session(ref)
+        if session is None:
+            return {}  # per-exec listings carry hashes already: nothing is left undecided
+        answer = await call(self._pool, ref, session.hash, list(paths), timeout=self._answer_timeout)
+        self._check(ref, "hashing container files", ExecResult(answer.rc, b"", answer.output if answer.rc else b""))
+        return parse_hash_list(answer.output)
+
+    async def apply(self, ref: ContainerRef, request: ApplyRequest) -> ApplyResult:
+        try:
+            pending = await self.apply_start(ref, request)
+        except Unsupported:
+            return await self._apply_per_exec(ref, request)
+        return await pending()
+
+    async def apply_start(self, ref: ContainerRef, request: ApplyRequest) -> PendingApply:
+        session = await self._session(ref)
+        if session is None:
+            raise Unsupported(f"{ref.label}: no session: one exec per batch")
+        try:
+            fut, sent = await anyio.to_thread.run_sync(session.apply, request.root, request.deletes, request.tar,
+                                                       request.guard, abandon_on_cancel=True)
+        except SessionError as e:
+            if self._pool is not None:
+                self._pool.drop(ref, str(e))
+            raise TransportError(f"{ref.label}: session lost: {e}", "syncd reconciles on a new session") from None
+
+        async def answer() -> ApplyResult:
+            got = await call(self._pool, ref, lambda: fut, timeout=self._answer_timeout)
+            output = got.output.decode("utf-8", "replace")
+            self._check(ref, "applying the batch", ExecResult(got.rc, b"", got.output))
+            return ApplyResult(bytes_sent=sent(), removed_symlinks=removed_symlinks(output), output=output)
+
+        return answer
+
+    async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
+        result = await self._run_exec(ref, argv, None)
+        err = result.stderr or (result.detail.encode() if result.exit else b"")
+        return CommandResult.of(result.exit, result.stdout, err)
+
+    async def run_step(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
+        session = await self._session(ref)
+        if session is None:
+            return await self.run(ref, argv)
+        answer = await call(self._pool, ref, session.run, shlex.join(argv), timeout=self._answer_timeout)
+        return CommandResult(answer.rc, answer.output.decode("utf-8", "replace"))
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close_all()
+
+    def session_of(self, ref: ContainerRef) -> Session | None:
+        """The container's open session, if it has one (diagnostics; the fault tests cut its
+        connection)."""
+        return self._pool.open_session(ref) if self._pool is not None else None
+
+    def drop_session(self, ref: ContainerRef, why: str) -> None:
+        """Close the container's session; the next request opens a new one."""
+        if self._pool is not None:
+            self._pool.drop(ref, why)
+
+    # --- shared machinery ----------------------------------------------------------------------
+
+    @property
+    def _answer_timeout(self) -> float:
+        return self.settings.session.answer_timeout
+
+    async def _session(self, ref: ContainerRef) -> Session | None:
+        if self._pool is None:
+            return None
+        return await anyio.to_thread.run_sync(self._pool.get, ref, abandon_on_cancel=True)
+
+    async def _run_exec(self, ref: ContainerRef, argv: list[str], stdin: Iterator[bytes] | None) -> ExecResult:
+        return await anyio.to_thread.run_sync(self._exec, ref, argv, stdin, abandon_on_cancel=True)
+
+    async def _apply_per_exec(self, ref: ContainerRef, request: ApplyRequest) -> ApplyResult:
+        framed = self._framed(ref)  # v4 Kubernetes exec cannot close stdin: byte-counted chunks
+
+        def stream() -> Iterator[bytes]:
+            yield encode_head(request.guard, request.deletes)
+            yield from (frame_chunks(request.tar) if framed else rechunk(request.tar))  # few large writes
+
+        argv = ["sh", "-c", FRAMED_APPLY_SCRIPT if framed else APPLY_SCRIPT, "syncd-apply", request.root]
+        result = await self._run_exec(ref, argv, stream())
+        self._check(ref, "applying the batch", result)
+        output = (result.stderr or result.stdout).decode("utf-8", "replace")
+        return ApplyResult(bytes_sent=result.sent, removed_symlinks=removed_symlinks(output), output=output)
+
+    @staticmethod
+    def _check(ref: ContainerRef, what: str, result: ExecResult) -> None:
+        """An exec's (or a session request's) exit status -> nothing, or a TransportError
+        saying what the image lacks (sh, tar) or what failed, with the tail of its output."""
+        if result.exit == 0:
+            return
+        detail = result.detail
+        text = (result.stderr or result.stdout).decode("utf-8", "replace").strip() or detail
+        tail = "\n".join(text.splitlines()[-5:])
+        image = f" (image {ref.image})" if ref.image else ""
+        no_sh = "executable file not found" in text + detail or "no such file or directory" in detail
+        if no_sh or ("sh" in text and result.exit in (126, 127) and "tar" not in text):
+            raise TransportError(f"{ref.label}{image}: no 'sh' in the container: {tail or detail}",
+                                 "syncd needs a POSIX shell and tar in the image (e.g. add busybox)", permanent=True)
+        if "'tar' not found" in text:
+            raise TransportError(f"{ref.label}{image}: no 'tar' in the container",
+                                 "add tar to the image (apt-get install tar, apk add tar, or COPY a static busybox)",
+                                 permanent=True)
+        raise TransportError(f"{ref.label}: {what} failed (exit {result.exit}): {tail}")
