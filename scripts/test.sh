@@ -17,4 +17,7 @@ for tool in cargo npm psql; do
 done
 (cd examples/fullstack/frontend && npm ci --no-audit --no-fund --loglevel=error)
 command -v kubectl >/dev/null 2>&1 || echo "warning: no kubectl (v1.30+) on PATH: the Kubernetes fixture tests need it and fail under CI" >&2
+# Gates: lint and types (the rule set and why: pyproject.toml), before the slow part.
+python3 -m ruff check syncd
+python3 -m mypy
 exec python3 -m pytest -q -p no:cacheprovider "$@"

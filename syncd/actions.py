@@ -20,7 +20,7 @@ from syncd.config import Action, Config
 from syncd.core.steps import action_order
 from syncd.steps import StepResult, argv_of, run_local
 from syncd.trace import BatchTrace, TraceWriter
-from syncd.transports.base import Transport, TransportError
+from syncd.transports.base import ContainerRef, Transport, TransportError
 
 log = structlog.get_logger("syncd.action")
 
@@ -28,7 +28,7 @@ Line = Callable[[str, str], None]  # on_line(action, line): live output of local
 
 
 class UnknownAction(KeyError):
-    def __init__(self, name: str, known: list[str]):
+    def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(name)
         self.name, self.known = name, known
 
@@ -37,7 +37,7 @@ class UnknownAction(KeyError):
 
 
 class NeedsConfirmation(Exception):
-    def __init__(self, names: list[str]):
+    def __init__(self, names: list[str]) -> None:
         super().__init__(names)
         self.names = names
 
@@ -76,7 +76,7 @@ class ActionReport:
 
 
 class ActionRunner:
-    def __init__(self, cfg: Config, transports: dict[str, Transport], trace: TraceWriter | None = None):
+    def __init__(self, cfg: Config, transports: dict[str, Transport], trace: TraceWriter | None = None) -> None:
         self.cfg = cfg
         self.transports = transports
         self.trace = trace or TraceWriter(None)
@@ -142,7 +142,7 @@ class ActionRunner:
         if action.env:  # containers get the env through `env`, which every image with sh has
             argv = ["env", *(f"{k}={v}" for k, v in action.env.items()), *argv]
 
-        async def in_container(ref) -> None:  # noqa: ANN001
+        async def in_container(ref: ContainerRef) -> None:
             t0 = time.time()
             try:
                 res = await transport.run(ref, argv)

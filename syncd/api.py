@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,8 +26,8 @@ from aiohttp import web
 from syncd.actions import ActionRunner, NeedsConfirmation, UnknownAction
 from syncd.config import is_loopback
 from syncd.core.access import SECRET_HEADER, AccessPolicy
-from syncd.transports.base import TransportError
 from syncd.daemons import STATE_FILE, RunningDaemon, register, unregister
+from syncd.transports.base import TransportError
 
 if TYPE_CHECKING:
     from syncd.engine import Engine
@@ -72,7 +72,7 @@ class ControlAPI:
     in the user's browser, and a secret (or the token) on every state-changing request."""
 
     def __init__(self, engine: Engine, actions: ActionRunner, token: str | None = None,
-                 hosts: list[str] | tuple[str, ...] = ()):
+                 hosts: list[str] | tuple[str, ...] = ()) -> None:
         from syncd.metrics import Metrics
 
         self.engine = engine
@@ -111,7 +111,8 @@ class ControlAPI:
                 queue.put_nowait(record)
 
     @web.middleware
-    async def _guard(self, request: web.Request, handler):  # noqa: ANN001, ANN202
+    async def _guard(self, request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if self.token is None and not _local_peer(request):
             return web.json_response({"error": "only loopback clients are served unless daemon.api_token is set"},
                                      status=403)
@@ -153,7 +154,7 @@ class ControlAPI:
             while True:
                 try:
                     record = await asyncio.wait_for(queue.get(), timeout=15)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await resp.write(b": keep-alive\n\n")
                     continue
                 kind = "action" if record.get("action") else "batch"
@@ -304,6 +305,5 @@ async def call(daemon: RunningDaemon | str, method: str, path: str, timeout: flo
         connector = aiohttp.TCPConnector()
         base = f"http://{address}"
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
-                                     headers=headers) as session:
-        async with session.request(method, base + path) as resp:
-            return resp.status, await resp.json(content_type=None)
+                                     headers=headers) as session, session.request(method, base + path) as resp:
+        return resp.status, await resp.json(content_type=None)

@@ -35,7 +35,7 @@ def build_names(svc: Service) -> list[str]:
 
 
 class BuildGate:
-    def __init__(self, svc: Service, root: Path, release: Release):
+    def __init__(self, svc: Service, root: Path, release: Release) -> None:
         self.svc = svc
         self.root = root
         self._release = release

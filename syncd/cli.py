@@ -1,4 +1,4 @@
-"""The `syncd` command (DESIGN §4). Exit codes: 0 ok, 1 runtime failure, 2 usage/config."""
+"""The `syncd` command (README: Commands). Exit codes: 0 ok, 1 runtime failure, 2 usage/config."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from syncd.config import Config, ConfigError, find_config, load_config
 from syncd.logs import configure
 
 if TYPE_CHECKING:
-    from syncd.api import RunningDaemon
+    from syncd.daemons import RunningDaemon
+    from syncd.engine import Engine
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _log_format = "console"  # set from --log-format: progress shows as a bar or as log events
@@ -179,7 +180,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _engine(cfg: Config, build: bool = True):  # noqa: ANN202
+def _engine(cfg: Config, build: bool = True) -> Engine:
     from syncd.engine import Engine
     from syncd.progress import Reporter
     from syncd.trace import TraceWriter
@@ -194,7 +195,6 @@ def _engine(cfg: Config, build: bool = True):  # noqa: ANN202
 async def _run(cfg: Config, build: bool = True) -> int:
     from syncd.actions import ActionRunner
     from syncd.api import ControlAPI
-
     from syncd.otel import otel_exporter
 
     engine = _engine(cfg, build)
@@ -234,7 +234,7 @@ async def _sync(cfg: Config, services: list[str] | None, dry_run: bool, build: b
     return EXIT_OK if ok else EXIT_FAIL
 
 
-async def _dry_run(engine, wanted: set[str] | None) -> int:  # noqa: ANN001
+async def _dry_run(engine: Engine, wanted: set[str] | None) -> int:
     from syncd.known import container_key
     from syncd.reconcile import compute_reconcile
     from syncd.transports.base import TransportError
@@ -295,7 +295,8 @@ async def _trigger(cfg: Config, daemon: RunningDaemon | None, name: str, yes: bo
     transports = make_transports(cfg)
     runner = ActionRunner(cfg, transports, TraceWriter(cfg.resolve(cfg.daemon.trace)))
     try:
-        report = await runner.trigger(name, yes, on_line=lambda who, line: console.print(f"{who} | {line}", markup=False, style="dim"))
+        report = await runner.trigger(
+            name, yes, on_line=lambda who, line: console.print(f"{who} | {line}", markup=False, style="dim"))
     except (UnknownAction, NeedsConfirmation) as e:
         errconsole.print(str(e), markup=False)
         return EXIT_USAGE
@@ -331,7 +332,7 @@ def cmd_smoke(cfg: Config, daemon: RunningDaemon | None, args: argparse.Namespac
     for col in ("service", "step", "count", "p50", "p95", "max"):
         table.add_column(col, justify="left" if col in ("service", "step") else "right")
     for name, svc in summary["services"].items():
-        rows = [("live", svc["live"])] + list(svc["spans"].items())
+        rows = [("live", svc["live"]), *list(svc["spans"].items())]
         for step, st in rows:
             if st:
                 table.add_row(name if step == "live" else "", step, str(st["count"]), f"{st['p50']:.0f}",

@@ -65,7 +65,7 @@ def _command(value: Any) -> str | list[str]:
 
 
 # A string runs with `sh -c`; a list is argv.
-Command = Annotated[Union[str, list[str]], PlainValidator(_command)]
+Command = Annotated[str | list[str], PlainValidator(_command)]
 
 
 class _Strict(BaseModel):
@@ -179,7 +179,7 @@ class LocalTarget(_Strict):
     path: str
 
 
-Target = Annotated[Union[KubernetesTarget, DockerTarget, LocalTarget], Field(discriminator="kind")]
+Target = Annotated[KubernetesTarget | DockerTarget | LocalTarget, Field(discriminator="kind")]
 
 
 class Mapping(_Strict):
@@ -315,7 +315,7 @@ def _resolve(root: Path, rel: str) -> Path:
 class ConfigError(Exception):
     """All problems of one config file. `str()` is the user-facing report."""
 
-    def __init__(self, file: Path | str, problems: list[str]):
+    def __init__(self, file: Path | str, problems: list[str]) -> None:
         self.file = str(file)
         self.problems = problems
         super().__init__("\n".join(f"{self.file}: {p}" for p in problems))
@@ -433,7 +433,7 @@ def _file_order(problem: str, raw: dict) -> tuple[int, int]:
         if m[2].isdigit():
             return (section, int(m[2]))
         name = json.loads(m[2]) if m[2].startswith('"') else m[2]
-        tables = raw.get(m[1]) if isinstance(raw.get(m[1]), list) else []
+        tables: list = raw[m[1]] if isinstance(raw.get(m[1]), list) else []
         names = [t.get("name") if isinstance(t, dict) else None for t in tables]
         return (section, names.index(name) if name in names else -1)
     if m[3] is not None and isinstance(raw.get(m[1]), dict):
@@ -545,18 +545,18 @@ def _describe(e: Any, parts: list[str | int], holder: Any, ann: Any, raw: dict) 
     if kind == "extra_forbidden":
         return parts, _unknown_key(str(field), _keys_of(holder))
     if kind == "missing":
-        hint = _REQUIRED_HINTS.get((holder, field))
+        hint = _REQUIRED_HINTS.get((holder, str(field)))
         if (holder, field) == (Service, "target"):
             known = list(raw["targets"]) if isinstance(raw.get("targets"), dict) else []
             hint = f"one of the targets: {', '.join(known)}" if known else "the name of a [targets.NAME] table"
         return parts, "required key is missing" + (f" ({hint})" if hint else "")
     if kind == "union_tag_not_found":
-        return parts + ["kind"], f"required key is missing ({_KIND_HINT})"
+        return [*parts, "kind"], f"required key is missing ({_KIND_HINT})"
     if kind == "union_tag_invalid":
         tag = str(ctx.get("tag", got))
         close = _close(tag, list(_KINDS))
         hint = f"did you mean '{close}'?" if close else "use 'kubernetes', 'docker' or 'local'"
-        return parts + ["kind"], f"unknown kind '{tag}' ({hint})"
+        return [*parts, "kind"], f"unknown kind '{tag}' ({hint})"
     if kind == "literal_error":
         choices = [str(c) for c in get_args(ann)] if get_origin(ann) is Literal else []
         close = _close(str(got), choices) if isinstance(got, str) else None
@@ -600,7 +600,7 @@ def _format_pydantic(err: ValidationError, raw: dict) -> list[str]:
     meant = set()
     for e, parts, message in described:
         if e["type"] == "extra_forbidden" and "did you mean" in message:
-            meant.add(_render(parts[:-1] + [message.split("'")[1]], raw))
+            meant.add(_render([*parts[:-1], message.split("'")[1]], raw))
     problems = []
     for e, parts, message in described:
         if e["type"] in ("missing", "union_tag_not_found") and _render(parts, raw) in meant:
@@ -610,7 +610,7 @@ def _format_pydantic(err: ValidationError, raw: dict) -> list[str]:
             # no kind, so pydantic cannot say which keys are unknown; catch a misspelt `kind`
             for key in e["input"]:
                 if key != "kind" and _close(str(key), ["kind"]):
-                    problems[-1] = f"{_render(parts[:-1] + [key], raw)}: unknown key (did you mean 'kind'?)"
+                    problems[-1] = f"{_render([*parts[:-1], key], raw)}: unknown key (did you mean 'kind'?)"
     return problems
 
 
@@ -627,7 +627,7 @@ def _did_you_mean(missing: Path) -> str:
     close = difflib.get_close_matches(missing.name, names, n=1, cutoff=0.6)
     if not close:
         return ""
-    return str((parent / close[0]))
+    return str(parent / close[0])
 
 
 def _tables(value: Any) -> list[tuple[int, dict]]:
@@ -644,8 +644,8 @@ def _cross_check(raw: dict, root: Path) -> list[str]:
     """Checks across tables and against the disk. Works on the raw TOML (defensively, since it
     may not have passed the schema) so these problems are reported alongside schema ones."""
     problems: list[str] = []
-    targets = raw.get("targets") if isinstance(raw.get("targets"), dict) else None
-    actions = raw.get("actions") if isinstance(raw.get("actions"), dict) else {}
+    targets: dict | None = raw["targets"] if isinstance(raw.get("targets"), dict) else None
+    actions: dict = raw["actions"] if isinstance(raw.get("actions"), dict) else {}
 
     def kind_of(name: Any) -> Any:
         t = targets.get(name) if targets is not None and isinstance(name, str) else None
@@ -694,10 +694,10 @@ def _cross_check(raw: dict, root: Path) -> list[str]:
         elif isinstance(smoke, dict) and isinstance(smoke.get("path"), str) and isinstance(smoke.get("pattern"), str):
             try:
                 text = _resolve(root, smoke["path"]).read_text(encoding="utf-8", errors="replace")
-                found = re.search(smoke["pattern"], text)
+                matches = re.search(smoke["pattern"], text) is not None
             except (OSError, re.error):
-                found = True  # unreadable or a bad pattern: reported elsewhere
-            if found is None:
+                matches = True  # unreadable or a bad pattern: reported elsewhere
+            if not matches:
                 problems.append(f"{where}.smoke.pattern: matches nothing in '{smoke['path']}' "
                                 "(the edit replaces the pattern's group in that file)")
         kind = kind_of(target)
@@ -709,12 +709,14 @@ def _cross_check(raw: dict, root: Path) -> list[str]:
             continue
         where = _render(["actions", name])
         if action.get("cmd") is None and not action.get("deps"):
-            problems.append(f"{where}.cmd: required key is missing ({_CMD_HINT}; or give `deps` for an action that only runs others)")
+            problems.append(f"{where}.cmd: required key is missing "
+                            f"({_CMD_HINT}; or give `deps` for an action that only runs others)")
         cwd = action.get("cwd")
         if isinstance(cwd, str) and not _resolve(root, cwd).is_dir():
             problems.append(f"{where}.cwd: directory '{cwd}' does not exist (relative to {root})")
         if isinstance(cwd, str) and isinstance(action.get("target"), str):
-            problems.append(f"{where}.cwd: only local actions take a cwd (this one runs in target '{action['target']}'; use `cd DIR && ...` in cmd)")
+            problems.append(f"{where}.cwd: only local actions take a cwd "
+                            f"(this one runs in target '{action['target']}'; use `cd DIR && ...` in cmd)")
         target = action.get("target")
         if isinstance(target, str) and targets is not None and target not in targets:
             problems.append(f"{where}.target: {_no_such('target', target, list(targets))}")
@@ -726,12 +728,12 @@ def _cross_check(raw: dict, root: Path) -> list[str]:
     problems += _dep_cycles(actions)
 
     for name, t in (targets or {}).items():
-        if isinstance(t, dict) and t.get("kind") == "local" and isinstance(t.get("path"), str):
-            if _resolve(root, t["path"]) == root:
-                problems.append(
-                    f"{_render(['targets', name, 'path'])}: must not be the config directory itself "
-                    "(name a directory to copy into, e.g. '.syncd/sandbox')"
-                )
+        if isinstance(t, dict) and t.get("kind") == "local" and isinstance(t.get("path"), str) \
+                and _resolve(root, t["path"]) == root:
+            problems.append(
+                f"{_render(['targets', name, 'path'])}: must not be the config directory itself "
+                "(name a directory to copy into, e.g. '.syncd/sandbox')"
+            )
     return problems
 
 
@@ -753,7 +755,8 @@ def _dep_cycles(actions: dict) -> list[str]:
                     if cycle not in reported:
                         reported.add(cycle)
                         chain = " -> ".join([*path, start])
-                        problems.append(f"{_render(['actions', start, 'deps'])}: dependency cycle {chain} (remove one of these deps)")
+                        problems.append(f"{_render(['actions', start, 'deps'])}: dependency cycle {chain} "
+                                        "(remove one of these deps)")
                 elif dep not in path and dep not in done:
                     stack.append((dep, [*path, dep]))
         done.add(start)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -20,7 +21,7 @@ from syncd.config import load_config
 from syncd.engine import Engine
 from syncd.known import container_key
 from syncd.reconcile import compute_reconcile
-from syncd.trace import TraceWriter, percentile, step_name
+from syncd.trace import TraceWriter, percentile, span_step
 from syncd.transports import make_transports
 
 MARKER = ".syncd-demo"
@@ -81,24 +82,35 @@ def lay_out(workdir: Path) -> Path:
     return workdir / "syncd.toml"
 
 
-def scripted_edits(app: Path) -> list[tuple[str, Callable[[], None]]]:
+def scripted_edits(app: Path) -> list[tuple[str, Callable[[], object]]]:
     """Edits a developer makes, each a separate batch: code, new files, renames, deletes."""
     b, f, m = app / "backend/src", app / "frontend/src", app / "migrations"
 
-    def bump(n: int) -> Callable[[], None]:
+    def bump(n: int) -> Callable[[], object]:
         return lambda: (b / "version.rs").write_text(f'pub const VERSION: &str = "{n}";\n')
 
-    edits: list[tuple[str, Callable[[], None]]] = [
+    def make_executable() -> None:
+        (b / "run.sh").write_text("#!/bin/sh\nexec ./api\n")
+        (b / "run.sh").chmod(0o755)
+
+    def burst() -> None:
+        (f / "gen").mkdir(exist_ok=True)
+        for i in range(200):
+            (f / "gen" / f"icon{i}.js").write_text(f"export default {i};\n")
+
+    edits: list[tuple[str, Callable[[], object]]] = [
         ("bump the backend version", bump(2)),
-        ("add a frontend component", lambda: (f / "components/footer.js").write_text("export const footer = () => '<footer/>';\n")),
+        ("add a frontend component",
+         lambda: (f / "components/footer.js").write_text("export const footer = () => '<footer/>';\n")),
         ("add a migration", lambda: (m / "0002_posts.sql").write_text("CREATE TABLE posts (id INTEGER PRIMARY KEY);\n")),
         ("write a log file (ignored by .gitignore)", lambda: (b / "debug.log").write_text("not synced\n")),
         ("rename a component", lambda: (f / "components/footer.js").rename(f / "components/page-footer.js")),
-        ("make a script executable", lambda: ((b / "run.sh").write_text("#!/bin/sh\nexec ./api\n"), (b / "run.sh").chmod(0o755))),
+        ("make a script executable", make_executable),
         ("add a symlink", lambda: (f / "latest.js").symlink_to("index.js")),
-        ("save the same bytes again (costs a hash, not a transfer)", lambda: (f / "index.js").write_bytes((f / "index.js").read_bytes())),
+        ("save the same bytes again (costs a hash, not a transfer)",
+         lambda: (f / "index.js").write_bytes((f / "index.js").read_bytes())),
         ("delete a migration", lambda: (m / "0002_posts.sql").unlink()),
-        ("a burst: 200 generated files", lambda: [(f / "gen").mkdir(exist_ok=True)] + [(f / "gen" / f"icon{i}.js").write_text(f"export default {i};\n") for i in range(200)]),
+        ("a burst: 200 generated files", burst),
         ("remove the generated directory", lambda: shutil.rmtree(f / "gen")),
     ]
     n = 3
@@ -114,9 +126,9 @@ def _table(records: list[dict], title: str) -> Table:
     for col in ("files", "del", "detect", "coalesce", "plan", "pack", "push", "total ms"):
         t.add_column(col, justify="right", no_wrap=True)
     for r in records[-14:]:
-        spans = {}
+        spans: dict[str, float] = {}
         for s in r["spans"]:
-            spans[step_name(s["name"])] = max(spans.get(step_name(s["name"]), 0.0), s["ms"])
+            spans[span_step(s["name"])] = max(spans.get(span_step(s["name"]), 0.0), s["ms"])
         detail = r["spans"][-1]["detail"] or {}
         t.add_row(
             r.get("what", ""),
@@ -153,7 +165,11 @@ async def _demo(config: Path, edits: int, forever: bool) -> int:
                 current["what"] = what
                 edit()
                 before = len(records)
-                await _until(lambda: engine.idle() and (len(records) > before or engine.coalescer.deadline() is None), 10)
+
+                def recorded(n: int = before) -> bool:  # its batch is done (or it was ignored)
+                    return engine.idle() and (len(records) > n or engine.coalescer.deadline() is None)
+
+                await _until(recorded, 10)
                 live.update(_table(records, f"syncd demo: edit {i}/{len(script)}: {what}"))
                 await anyio.sleep(0.3)  # pacing, so a person can follow along
             converged = await _converged(engine)
@@ -161,7 +177,7 @@ async def _demo(config: Path, edits: int, forever: bool) -> int:
             if forever:
                 console.print(f"watching {app} — edit files there; Ctrl-C to stop")
                 current["what"] = "your edit"
-                with anyio.open_signal_receiver(2, 15) as signals:  # SIGINT, SIGTERM
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     async def refresh() -> None:
                         while True:
                             live.update(_table(records, "syncd demo: watching (Ctrl-C to stop)"))
@@ -179,7 +195,7 @@ class _Final:
     """Live's stand-in when the output is not a terminal (a pipe, a CI log): redrawing makes no
     sense there, so only the last table is printed, once, on its own lines."""
 
-    def __init__(self, table: Table):
+    def __init__(self, table: Table) -> None:
         self.table = table
 
     def update(self, table: Table) -> None:
@@ -216,7 +232,7 @@ def _summary(records: list[dict], trace: Path, converged: bool) -> None:
         if r["reconcile"]:
             continue
         for s in r["spans"]:
-            steps.setdefault(step_name(s["name"]), []).append(s["ms"])
+            steps.setdefault(span_step(s["name"]), []).append(s["ms"])
     t = Table(title="per step over the demo's batches (ms)", title_justify="left")
     for col in ("step", "count", "p50", "p95", "max"):
         t.add_column(col, justify="left" if col == "step" else "right")
@@ -224,7 +240,8 @@ def _summary(records: list[dict], trace: Path, converged: bool) -> None:
         t.add_row(name, str(len(values)), f"{percentile(values, 50):.1f}", f"{percentile(values, 95):.1f}", f"{max(values):.1f}")
     console.print(t)
     mark = "[green]✓ every target matches the local tree[/]" if converged else "[red]✗ targets differ[/]"
-    console.print(f"{mark}; trace: {os.path.relpath(trace)} (try `syncd trace -c {os.path.relpath(trace.parent.parent / 'syncd.toml')}`)")
+    config = os.path.relpath(trace.parent.parent / "syncd.toml")
+    console.print(f"{mark}; trace: {os.path.relpath(trace)} (try `syncd trace -c {config}`)")
 
 
 def run_demo(workdir: Path, edits: int, forever: bool) -> int:

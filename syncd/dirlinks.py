@@ -52,7 +52,7 @@ class LinkMap:
     """Puts the paths notify reports back where they really are, and says when its watches
     can no longer be trusted (then: re-create the watcher and compare whole trees)."""
 
-    def __init__(self, roots: list[str]):
+    def __init__(self, roots: list[str]) -> None:
         # longest real root first, so that the closest one wins
         self.roots = sorted(((os.path.abspath(r), os.path.realpath(r)) for r in roots),
                             key=lambda rr: -len(rr[1]))

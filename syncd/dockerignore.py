@@ -177,12 +177,12 @@ def _tokens(p: str) -> list[tuple[int, str]]:
             kind = "regexp" if ch == "]" else kind
         step += 1
     if kind == "prefix":
-        return _literal(p[:-2]) + [(_ANY, ".*")]
+        return [*_literal(p[:-2]), (_ANY, ".*")]
     if kind == "suffix":
         rest = p[2:]
         if rest.startswith("/"):  # `**/abc` is `abc` too
-            return [(_ANY, "(?:.*/)?")] + _literal(rest[1:])
-        return [(_ANY, ".*")] + _literal(rest)
+            return [(_ANY, "(?:.*/)?"), *_literal(rest[1:])]
+        return [(_ANY, ".*"), *_literal(rest)]
     return toks
 
 
@@ -247,7 +247,7 @@ class DockerPatterns:
     """The patterns of one .dockerignore (or any Docker-style ignore list, e.g. compose's
     `develop.watch` ignore), matched against paths relative to its directory."""
 
-    def __init__(self, lines: Iterable[str]):
+    def __init__(self, lines: Iterable[str]) -> None:
         self.patterns: list[Pattern] = []
         self.invalid: list[tuple[str, str]] = []  # (pattern, why)
         for line in read_patterns(lines):
@@ -274,7 +274,7 @@ class DockerPatterns:
         if self._last is None or path in ("", "."):
             return -1
         m = self._last(path)
-        return -1 if m is None else self._n - m.lastindex  # type: ignore[operator]
+        return -1 if m is None or m.lastindex is None else self._n - m.lastindex
 
     def matches(self, path: str) -> bool:
         """Is `path` excluded (left out of the build context)?"""

@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from rich.console import Console
@@ -28,6 +29,12 @@ from syncd.core.steps import step_name
 from syncd.steps import Command
 from syncd.transports import make_transports
 from syncd.transports.base import CommandResult, ContainerRef, Transport, TransportError
+
+if TYPE_CHECKING:
+    from kubernetes import client as kclient
+
+    from syncd.transports.docker import DockerTransport
+    from syncd.transports.kube import KubeTransport
 
 INOTIFY_LIMIT_FILE = Path("/proc/sys/fs/inotify/max_user_watches")
 INOTIFY_SHARE = 0.9  # the limit is per user, shared with editors and other watchers: keep headroom
@@ -74,8 +81,10 @@ def check_docker_engine() -> Check:
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
         return Check("docker engine", False, f"no answer at {host} ({e})", "\n".join([
             "start the Docker engine: `sudo systemctl start docker` (or `sudo dockerd`; Docker Desktop on macOS/Windows)",
-            f"check DOCKER_HOST (now {os.environ.get('DOCKER_HOST') or 'unset: the default socket'}); unset it to use /var/run/docker.sock",
-            "on 'permission denied': give your user access to /var/run/docker.sock (`sudo usermod -aG docker $USER`, log in again)",
+            f"check DOCKER_HOST (now {os.environ.get('DOCKER_HOST') or 'unset: the default socket'}); "
+            "unset it to use /var/run/docker.sock",
+            "on 'permission denied': give your user access to /var/run/docker.sock "
+            "(`sudo usermod -aG docker $USER`, log in again)",
         ]))
     finally:
         if client is not None:
@@ -83,9 +92,9 @@ def check_docker_engine() -> Check:
     return Check("docker engine", True, f"Docker {version} answers at {host}")
 
 
-def check_docker_target(name: str, transport: Transport) -> Iterator[Check]:
+def check_docker_target(name: str, transport: DockerTransport) -> Iterator[Check]:
     try:
-        refs = transport._containers()  # type: ignore[attr-defined] - discovery without an event loop
+        refs = transport.list_containers()  # discovery without an event loop
     except TransportError as e:
         yield Check(f"target {name}", False, e.message, e.hint)
         return
@@ -159,7 +168,7 @@ def check_tools(transport: Transport, ref: ContainerRef) -> Check:
 EXEC_RULE = 'Role rule: {apiGroups: [""], resources: ["pods/exec"], verbs: ["create"]} (and get, list, watch on pods)'
 
 
-def _server_version(cfg) -> str:  # noqa: ANN001 - kubernetes.client.Configuration
+def _server_version(cfg: kclient.Configuration) -> str:
     """GET /version as kubectl asks it (the client's VersionApi asks `/version/`)."""
     from kubernetes import client as kclient
     from kubernetes.client.rest import ApiException
@@ -177,14 +186,14 @@ def _server_version(cfg) -> str:  # noqa: ANN001 - kubernetes.client.Configurati
     return str(json.loads(data).get("gitVersion", "?"))
 
 
-def check_kube_target(name: str, spec: KubernetesTarget, t: Transport) -> Iterator[Check]:
+def check_kube_target(name: str, spec: KubernetesTarget, t: KubeTransport) -> Iterator[Check]:
     from kubernetes import config as kconfig
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
-    where = t._where() + ": "  # type: ignore[attr-defined] - the check's name already says which target
+    where = t.where() + ": "  # the check's name already says which target
     try:
-        cfg = t._load()  # type: ignore[attr-defined]
+        cfg = t.load_kubeconfig()
     except TransportError as e:  # its hint lists the available contexts
         yield Check(f"target {name} kubeconfig", False, e.message.removeprefix(where), e.hint)
         yield skipped(f"API server, pods, exec and tools of target {name}", "no kubeconfig context")
@@ -192,25 +201,26 @@ def check_kube_target(name: str, spec: KubernetesTarget, t: Transport) -> Iterat
     path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     try:
         context = spec.context or kconfig.list_kube_config_contexts(config_file=path)[1]["name"]
-    except Exception:  # noqa: BLE001 - loaded, yet no context listed: the in-cluster config
+    except Exception:
         context = "in-cluster service account"
     yield Check(f"target {name} kubeconfig", True, f"context {context} from {path}")
 
     try:
         version = _server_version(cfg)
     except (ApiException, HTTPError, OSError, ValueError) as e:
-        err = t._api_error(e, "asking for the server version")  # type: ignore[attr-defined]
+        err = t.api_error(e, "asking for the server version")
         yield Check(f"target {name} API server", False, err.message.removeprefix(where), err.hint)
         yield skipped(f"pods, exec and tools of target {name}", "API server not reachable")
         return
     yield Check(f"target {name} API server", True, f"{cfg.host} answers (Kubernetes {version})")
 
     try:
-        refs = t._containers()  # type: ignore[attr-defined] - unlike containers(), starts no pod watch
+        refs = t.list_containers()  # unlike containers(), starts no pod watch
     except TransportError as e:
         hint = e.hint
         if "no Running pod matches" in e.message:  # the daemon's hint is about waiting; doctor's is about fixing
-            hint = f"start the workload, or fix targets.{name}.selector / namespace (`kubectl get pods -n {spec.namespace} -l {spec.selector}`)"
+            hint = (f"start the workload, or fix targets.{name}.selector / namespace "
+                    f"(`kubectl get pods -n {spec.namespace} -l {spec.selector}`)")
         yield Check(f"target {name}", False, e.message.removeprefix(where), hint)
         return
     yield _discovered(name, refs, f"pod(s) matching {spec.selector} in {spec.namespace}")
@@ -236,9 +246,11 @@ def check_local_target(name: str, path: Path) -> Check:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing == path and not path.is_dir():
-        return Check(f"target {name}", False, f"{path} exists but is not a directory", f"fix targets.{name}.path or move the file away")
+        return Check(f"target {name}", False, f"{path} exists but is not a directory",
+                     f"fix targets.{name}.path or move the file away")
     if not os.access(existing, os.W_OK | os.X_OK):
-        return Check(f"target {name}", False, f"{existing} is not writable", f"fix targets.{name}.path or the permissions of {existing}")
+        return Check(f"target {name}", False, f"{existing} is not writable",
+                     f"fix targets.{name}.path or the permissions of {existing}")
     later = "" if existing == path else f" (created on first sync, in {existing})"
     return Check(f"target {name}", True, f"{path} writable{later}")
 
@@ -269,7 +281,8 @@ def local_commands(cfg: Config) -> Iterator[tuple[str, Command, Path, dict[str, 
     Actions are left out: they run only when asked for."""
     for svc in cfg.services:
         for j, b in enumerate(svc.build):
-            yield f"services[{svc.name}].build[{j}] '{step_name(svc.name, b.name, j, len(svc.build))}'", b.cmd, cfg.resolve(b.cwd or "."), b.env
+            who = f"services[{svc.name}].build[{j}] '{step_name(svc.name, b.name, j, len(svc.build))}'"
+            yield who, b.cmd, cfg.resolve(b.cwd or "."), b.env
         if svc.fallback is not None:
             yield f"services[{svc.name}].fallback", svc.fallback, cfg.root, {}
 
@@ -377,11 +390,19 @@ def doctor_checks(config: str | None, inotify_limit_file: Path = INOTIFY_LIMIT_F
                     engine = check_docker_engine()
                     yield engine
                 if engine.ok:
-                    yield from check_docker_target(name, transports[name])
+                    from syncd.transports.docker import DockerTransport
+
+                    docker_t = transports[name]
+                    assert isinstance(docker_t, DockerTransport)
+                    yield from check_docker_target(name, docker_t)
                 else:
                     yield skipped(f"target {name}", "no Docker engine")
             elif isinstance(spec, KubernetesTarget):
-                yield from check_kube_target(name, spec, transports[name])
+                from syncd.transports.kube import KubeTransport
+
+                kube_t = transports[name]
+                assert isinstance(kube_t, KubeTransport)
+                yield from check_kube_target(name, spec, kube_t)
             else:
                 yield check_local_target(name, cfg.resolve(spec.path))
         yield from check_local_tools(cfg)

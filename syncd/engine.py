@@ -11,7 +11,7 @@ those (it is their `WorkerHost`). docs/ARCHITECTURE.md draws the whole pipeline.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ log = structlog.get_logger("syncd")
 
 class Engine:
     def __init__(self, cfg: Config, transports: dict[str, Transport], trace: TraceWriter | None = None,
-                 settings: Settings = DEFAULT_SETTINGS, clock: Clock = SYSTEM_CLOCK):
+                 settings: Settings = DEFAULT_SETTINGS, clock: Clock = SYSTEM_CLOCK) -> None:
         self.cfg = cfg
         self.settings = settings
         self.clock = clock
@@ -92,7 +92,7 @@ class Engine:
     async def push(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> PendingAnswer | None:
         return await self.pusher.send(worker, delta, traces, pipelined=True)
 
-    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None) -> None:
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str | None = None) -> None:
         assert self._tg is not None, "the engine is not running"
         self._tg.start_soon(fn, *args, name=name)
 
@@ -111,10 +111,13 @@ class Engine:
 
     def note_changes(self, paths: set[str], now: float | None = None) -> None:
         self.coalescer.add(paths, self.clock.now() if now is None else now)
-        idle = lambda name: name in self.gates and not self.gates[name].busy  # noqa: E731
-        if self.gates and sets_off_a_build(self.services, idle, paths, self._root, self.settings.batches.early_cut_max):
+        if self.gates and sets_off_a_build(self.services, self._build_idle, paths, self._root,
+                                           self.settings.batches.early_cut_max):
             self.coalescer.hurry()
         self._events.set()
+
+    def _build_idle(self, service: str) -> bool:
+        return service in self.gates and not self.gates[service].busy
 
     async def _watch_loop(self, stop: anyio.Event) -> None:
         roots = self.watch_paths()

@@ -69,7 +69,7 @@ class _Rules:
     Most paths match no rule; one combined regex answers that, instead of one regex per
     rule. Only on a hit does pathspec find the last matching rule (negations included)."""
 
-    def __init__(self, lines: list[str] | tuple[str, ...]):
+    def __init__(self, lines: list[str] | tuple[str, ...]) -> None:
         self.spec = GitIgnoreSpec.from_lines(lines)
         regexes = [p.regex.pattern.replace("(?P<ps_d>", "(?:") for p in self.spec.patterns
                    if p.include is not None and p.regex is not None]
@@ -97,7 +97,7 @@ class IgnoreRules:
     Works on plain absolute path strings: it runs for every file event on the event loop,
     and pathlib's parsing would cost more than the matching itself."""
 
-    def __init__(self, root: Path, patterns: list[str]):
+    def __init__(self, root: Path, patterns: list[str]) -> None:
         self.root = os.path.abspath(root)
         self._defaults = _Rules(DEFAULT_IGNORES)
         self._service = _Rules(patterns)
@@ -157,21 +157,21 @@ class IgnoreRules:
 
         `parent` is the state of the path's directory: not ignored (False), or ignored by a
         .dockerignore whose exceptions may re-include what is below it."""
-        if parent is not False:
-            return self._decide_inside(base, path, is_dir, parent)  # type: ignore[arg-type]
+        if isinstance(parent, DockerPatterns):
+            return self._decide_inside(base, path, is_dir, parent)
         suffix = "/" if is_dir else ""
         rel = path[len(base) + 1 :] + suffix
         ignored = bool(self._defaults.verdict(rel))
         decider: DockerPatterns | None = None  # the .dockerignore that ignored `path`, if it was the last
         at, below = -1, ""
-        for layer, cut, docker in self._chain(base, path[: path.rfind("/")]):
-            if docker:
-                k = layer.last_match(path[cut:])  # type: ignore[union-attr]
+        for layer, cut, _docker in self._chain(base, path[: path.rfind("/")]):
+            if isinstance(layer, DockerPatterns):
+                k = layer.last_match(path[cut:])
                 if k >= 0:
-                    ignored = not layer.patterns[k].exception  # type: ignore[union-attr]
-                    decider, at, below = layer, k, path[cut:]  # type: ignore[assignment]
+                    ignored = not layer.patterns[k].exception
+                    decider, at, below = layer, k, path[cut:]
             else:
-                v = layer.verdict(path[cut:] + suffix)  # type: ignore[union-attr]
+                v = layer.verdict(path[cut:] + suffix)
                 if v is not None:
                     ignored, decider = v, None
         v = self._service.verdict(rel)
@@ -185,20 +185,20 @@ class IgnoreRules:
         exceptions can re-include (git semantics for the others), and later ones may ignore."""
         ignored, decider, at, below = True, None, -1, ""
         seen = False
-        for layer, cut, docker in self._chain(base, path[: path.rfind("/")]):
+        for layer, cut, _docker in self._chain(base, path[: path.rfind("/")]):
             if layer is opener:
                 seen = True
-                k = layer.last_match(path[cut:])
-                ignored = k < 0 or not layer.patterns[k].exception
-                decider, at, below = layer, k, path[cut:]
+                k = opener.last_match(path[cut:])
+                ignored = k < 0 or not opener.patterns[k].exception
+                decider, at, below = opener, k, path[cut:]
                 if ignored and not is_dir:
                     return True  # nothing after it can re-include
             elif seen:
-                if docker:
-                    k = layer.last_match(path[cut:])  # type: ignore[union-attr]
-                    if k >= 0 and not layer.patterns[k].exception:  # type: ignore[union-attr]
-                        ignored, decider, at, below = True, layer, k, path[cut:]  # type: ignore[assignment]
-                elif layer.verdict(path[cut:] + ("/" if is_dir else "")):  # type: ignore[union-attr]
+                if isinstance(layer, DockerPatterns):
+                    k = layer.last_match(path[cut:])
+                    if k >= 0 and not layer.patterns[k].exception:
+                        ignored, decider, at, below = True, layer, k, path[cut:]
+                elif layer.verdict(path[cut:] + ("/" if is_dir else "")):
                     ignored, decider = True, None
         if self._service.verdict(path[len(base) + 1 :] + ("/" if is_dir else "")):
             ignored, decider = True, None

@@ -14,7 +14,7 @@ class BatchJob:
     """One batch's trace and how many parties still owe it an answer (`expect` /
     `finish_one`); `on_done` runs once, when the last one answers."""
 
-    def __init__(self, trace: BatchTrace, on_done: Callable[[BatchJob], None]):
+    def __init__(self, trace: BatchTrace, on_done: Callable[[BatchJob], None]) -> None:
         self.trace = trace
         self.outstanding = 0
         self._on_done = on_done

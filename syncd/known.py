@@ -30,7 +30,7 @@ def record_of(manifest: Manifest) -> Record:
 
 
 class KnownStore:
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir / "known"
 
     def _path(self, container_key: str) -> Path:

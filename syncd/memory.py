@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Callable
 from functools import lru_cache
 
 import anyio
 
 
 @lru_cache(maxsize=1)
-def _trim():  # noqa: ANN202 - a ctypes function or None
+def _trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     try:
         return ctypes.CDLL(name).malloc_trim if name else None

@@ -1,4 +1,4 @@
-"""Prometheus metrics from trace records (DESIGN §6), for the control API's `/metrics`.
+"""Prometheus metrics from trace records (docs/ARCHITECTURE.md, "The trace"), for the control API's `/metrics`.
 
 Each `Metrics` has its own `CollectorRegistry` (never the process-global one), so several
 engines or tests in one process do not collide. Feed it every record the `TraceWriter`
@@ -52,7 +52,7 @@ def _number(value: object) -> float:
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.span_seconds = Histogram("syncd_span_seconds", "Duration of trace spans (steps of a batch), seconds",
@@ -80,7 +80,8 @@ class Metrics:
             else:
                 seconds = _number(span.get("ms")) / 1000
             self.span_seconds.labels(span=step, target=target).observe(max(0.0, seconds))
-            detail = span.get("detail") if isinstance(span.get("detail"), dict) else {}
+            raw = span.get("detail")
+            detail: dict = raw if isinstance(raw, dict) else {}
             if step == "push":
                 self.bytes_sent.labels(target=target).inc(max(0.0, _number(detail.get("bytes"))))
                 self.files_sent.labels(target=target).inc(max(0.0, _number(detail.get("files"))))

@@ -1,4 +1,4 @@
-"""Optional OpenTelemetry export of trace records (DESIGN §6): one record, one trace.
+"""Optional OpenTelemetry export of trace records (docs/ARCHITECTURE.md, "The trace"): one record, one trace.
 
 Off unless the SDK is installed (`pip install 'syncd[otel]'`) and the environment asks for it
 with the standard variables: `OTEL_EXPORTER_OTLP_ENDPOINT` or
@@ -32,7 +32,7 @@ Scalar = str | int | float | bool
 def to_ns(t: float) -> int:
     """Unix seconds (float) -> integer nanoseconds, without the float error of `t * 1e9`."""
     whole = int(t // 1)
-    return whole * 1_000_000_000 + int(round((t - whole) * 1e9))
+    return whole * 1_000_000_000 + round((t - whole) * 1e9)
 
 
 def flatten(detail: Any, prefix: str = "syncd") -> dict[str, Scalar]:
@@ -120,14 +120,14 @@ def build_callback(provider: Any) -> Callable[[dict], None]:
 class RecordExporter:
     """The callback `otel_exporter` returns: call it with each record; `shutdown()` flushes."""
 
-    def __init__(self, provider: Any):
+    def __init__(self, provider: Any) -> None:
         self.provider = provider
         self._export = build_callback(provider)
 
     def __call__(self, record: dict) -> None:
         try:
             self._export(record)
-        except Exception as e:  # noqa: BLE001 - telemetry never stops a sync
+        except Exception as e:
             log.warning("OpenTelemetry export failed", error=str(e), batch=record.get("batch"))
 
     def force_flush(self) -> None:
@@ -154,12 +154,12 @@ def otel_exporter() -> Callable[[dict], None] | None:
     try:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
     except ImportError:
         log.warning("OTEL_* is set but the OpenTelemetry SDK is not installed; not exporting traces",
                     hint="pip install 'syncd[otel]'")
         return None
-    exporters = []
+    exporters: list[SpanExporter] = []
     for kind in wanted:
         if kind == "otlp":
             try:

@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import IO
 
 from syncd.core.mapping import relative_name
 from syncd.model import DestPath, Entry, Kind, Put
@@ -62,7 +63,7 @@ def _unchanged(before: os.stat_result, after: os.stat_result, size: int) -> bool
             and before.st_ctime_ns == after.st_ctime_ns and before.st_ino == after.st_ino)
 
 
-def _read_stable(path: str) -> tuple[bytes, os.stat_result] | None | str:
+def _read_stable(path: str) -> tuple[bytes, os.stat_result] | str | None:
     """Read a small file whole; retry when it changed underneath us. None: vanished;
     "torn": still changing after 3 reads (not sent; the watcher brings it again)."""
     for _ in range(3):
@@ -150,7 +151,7 @@ def _pack_small(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
     if got is None:
         report.vanished.append(put.dest)
         return
-    if got == "torn":
+    if isinstance(got, str):  # "torn"
         report.torn.append(put.dest)
         return
     data, st = got
@@ -166,19 +167,19 @@ def _pack_small(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
     yield block
 
 
-def _snapshot(path: str):  # noqa: ANN202
+def _snapshot(path: str) -> tuple[IO[bytes], os.stat_result, str] | str | None:
     """Copy a large file to an unnamed temporary file (page cache, not memory), checking
     that nothing wrote to it meanwhile: what is sent is one complete version, never a torn
     one. Returns (spool at offset 0, stat, sha1), None when it vanished, "torn" when it kept
     changing over 3 tries (not sent; the watcher brings it again)."""
     for _ in range(3):
         try:
-            f = open(path, "rb")
+            f = open(path, "rb")  # noqa: SIM115 - closed by the `with` below; the open alone may fail
         except (FileNotFoundError, NotADirectoryError):
             return None
         with f:
             before = os.fstat(f.fileno())
-            spool = tempfile.TemporaryFile()
+            spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
             h = hashlib.sha1()
             n = 0
             while chunk := f.read(CHUNK):
@@ -198,7 +199,7 @@ def _pack_large(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
     if got is None:
         report.vanished.append(put.dest)
         return
-    if got == "torn":
+    if isinstance(got, str):  # "torn"
         report.torn.append(put.dest)
         return
     spool, st, digest = got

@@ -6,11 +6,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+if TYPE_CHECKING:
+    from syncd.pack import PackReport
 
 log = structlog.get_logger("syncd")
 
@@ -28,7 +31,7 @@ class Sink(Protocol):
 class LogSink:
     """One `progress` event per second (and a last one): what a JSON-log reader sees."""
 
-    def __init__(self, label: str, files: int, nbytes: int):
+    def __init__(self, label: str, files: int, nbytes: int) -> None:
         self.label, self.files, self.bytes = label, files, nbytes
         self._last = 0.0
         self._done = (0, 0)
@@ -53,7 +56,7 @@ class LogSink:
 class BarSink:
     """A rich progress bar on stderr (files and bytes)."""
 
-    def __init__(self, label: str, files: int, nbytes: int, console: Console):
+    def __init__(self, label: str, files: int, nbytes: int, console: Console) -> None:
         self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("files"), DownloadColumn(), TimeRemainingColumn(), console=console,
                                   transient=False)
@@ -72,7 +75,7 @@ class BarSink:
 class Reporter:
     """Chooses the sink: a bar when stderr is a terminal and logs are for people."""
 
-    def __init__(self, log_format: str = "console"):
+    def __init__(self, log_format: str = "console") -> None:
         self.bar = log_format == "console" and sys.stderr.isatty()
         self._console = Console(stderr=True) if self.bar else None
 
@@ -84,7 +87,7 @@ class Reporter:
         return LogSink(label, files, nbytes)
 
 
-def tracked(chunks: Iterator[bytes], report, sink: Sink) -> Iterator[bytes]:  # noqa: ANN001 - a PackReport
+def tracked(chunks: Iterator[bytes], report: PackReport, sink: Sink) -> Iterator[bytes]:
     """Pass the tar stream through, telling `sink` how far the packer got (≤ 10 times/s)."""
     last = 0.0
     try:

@@ -32,7 +32,7 @@ Spawn = Callable[..., None]  # spawn(async_fn, *args, name=...): run in the daem
 
 
 class Pusher:
-    def __init__(self, clock: Clock, spawn: Spawn, progress: Reporter | None = None):
+    def __init__(self, clock: Clock, spawn: Spawn, progress: Reporter | None = None) -> None:
         self.clock = clock
         self.spawn = spawn
         self.progress = progress or Reporter("json")  # the CLI swaps in its own (a bar on a terminal)
@@ -149,7 +149,8 @@ class Pusher:
         detail = {"files": report.files, "deletes": len(delta.deletes), "bytes": bytes_sent}
         for trace in traces:
             # Packing is interleaved with pushing (streamed): the span shows its own time only.
-            trace.add("pack", t0, t0 + report.seconds, detail={"container": worker.ref.label, "files": report.files, "streamed": True})
+            trace.add("pack", t0, t0 + report.seconds,
+                      detail={"container": worker.ref.label, "files": report.files, "streamed": True})
             trace.add(f"push:{worker.ref.label}", t0, t1, detail=detail)
             for key, value in detail.items():
                 trace.stats[key] = trace.stats.get(key, 0) + value

@@ -92,7 +92,7 @@ class Reconciler:
     """A worker's reconcile: compare, send, remember what was sent, record the trace."""
 
     def __init__(self, hashes: HashCache, known: KnownStore, pusher: Pusher, clock: Clock, settings: Settings,
-                 held: Callable[[], dict[str, str]], emit: Callable[[dict], None]):
+                 held: Callable[[], dict[str, str]], emit: Callable[[dict], None]) -> None:
         self.hashes = hashes
         self.known = known
         self.pusher = pusher

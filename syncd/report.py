@@ -1,4 +1,4 @@
-"""Reports over trace records (DESIGN §6): `syncd trace` and the Chrome / Perfetto export.
+"""Reports over trace records (docs/ARCHITECTURE.md, "The trace"): `syncd trace` and the Chrome / Perfetto export.
 
 Everything but `cmd_trace` is a pure function over a list of records as `read_trace` returns
 them: `{"batch", "reconcile", "ok", "errors", "services", "spans": [...], "action"?}` with the
@@ -184,14 +184,15 @@ def chrome_trace(records: list[dict]) -> dict:
     t0 = min(float(s["start"]) for r in recs for s in r["spans"])
 
     def us(t: float) -> int:
-        return int(round((float(t) - t0) * 1e6))
+        return round((float(t) - t0) * 1e6)
 
     next_tid = 1
     for rec in recs:
         total = total_span(rec)
+        assert total is not None  # is_record() admits only records with one
         others = [s for s in rec["spans"] if s is not total]
         # (ts, end, span) in µs; place total first, then the rest by start, longer first
-        timed = [(us(total["start"]), max(us(total["start"]), us(total["end"])), total)]  # type: ignore[index]
+        timed = [(us(total["start"]), max(us(total["start"]), us(total["end"])), total)]
         timed += sorted(((us(s["start"]), max(us(s["start"]), us(s["end"])), s) for s in others),
                         key=lambda t: (t[0], -t[1]))
         lanes: list[list[tuple[int, int]]] = []  # per lane: the stack of open (start, end)
@@ -200,7 +201,7 @@ def chrome_trace(records: list[dict]) -> dict:
             for lane, stack in enumerate(lanes):
                 while stack and stack[-1][1] <= ts and len(stack) > (lane == 0):  # total stays lane 0's root
                     stack.pop()
-                if not stack or stack[-1][0] <= ts and end <= stack[-1][1]:  # nests in what is open here
+                if not stack or (stack[-1][0] <= ts and end <= stack[-1][1]):  # nests in what is open here
                     stack.append((ts, end))
                     break
             else:
@@ -381,14 +382,14 @@ def cmd_trace(path: Path, console: Console, since: str | None, service: str | No
                       markup=False, highlight=False, style="red")
         for rec in shown:
             console.print(f"{_thread_name(rec)} at {_when(record_start(rec))}:", **PLAIN)
-            errors = list(rec.get("errors") or [])
+            errors: list[str] = [str(e) for e in rec.get("errors") or []]
             if not errors:  # a failed span that added no error line
                 errors = [f"{sp['name']} failed" + (f": {sp['detail']['error']}" if isinstance(sp.get("detail"), dict)
                                                     and sp["detail"].get("error") else "")
                           for sp in rec["spans"] if not sp.get("ok", True) and sp["name"] != "total"]
-            for e in errors or ["(no error recorded)"]:
-                lines = str(e).splitlines() or [""]
-                console.print("  " + lines[0], **PLAIN)
-                for line in lines[1:]:
-                    console.print("    " + line, **PLAIN)
+            for message in errors or ["(no error recorded)"]:
+                first, *more = str(message).splitlines() or [""]
+                console.print("  " + first, **PLAIN)
+                for rest in more:
+                    console.print("    " + rest, **PLAIN)
     return 0

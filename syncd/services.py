@@ -5,7 +5,6 @@ every event)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 

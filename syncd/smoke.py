@@ -137,7 +137,7 @@ class Edit:
     """One reversible change: a fresh marker in a pattern's group (changes what is deployed), a
     marker comment appended to a file, or a marker file."""
 
-    def __init__(self, cfg: Config, svc: Service):
+    def __init__(self, cfg: Config, svc: Service) -> None:
         self.pattern: re.Pattern[str] | None = None
         if svc.smoke is not None:
             self.path = cfg.resolve(svc.smoke.path)
@@ -213,7 +213,7 @@ class Driver(Protocol):
 class OwnEngine:
     """No daemon runs for the config: smoke runs an engine of its own (stopped at the end)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config) -> None:
         from syncd.engine import Engine
 
         self.engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
@@ -241,7 +241,7 @@ class RunningDaemonDriver:
     """A daemon runs for the config: the edits are timed by it, asked through its control API
     (never a second engine building and pushing the same edits)."""
 
-    def __init__(self, cfg: Config, daemon: RunningDaemon):
+    def __init__(self, cfg: Config, daemon: RunningDaemon) -> None:
         self.cfg = cfg
         self.daemon = daemon
 
@@ -287,14 +287,18 @@ class RunningDaemonDriver:
 
 class Smoke:
     def __init__(self, cfg: Config, services: list[str] | None, iterations: int, timeout: float,
-                 progress: Callable[[str], None] = lambda _m: None, daemon: RunningDaemon | None = None):
+                 progress: Callable[[str], None] = lambda _m: None, daemon: RunningDaemon | None = None) -> None:
         self.cfg = cfg
         self.services = [s for s in cfg.services if not services or s.name in services]
         self.iterations = iterations
         self.timeout = timeout
         self.progress = progress
-        self.own: OwnEngine | None = OwnEngine(cfg) if daemon is None else None
-        self.driver: Driver = self.own if self.own is not None else RunningDaemonDriver(cfg, daemon)  # type: ignore[arg-type]
+        self.own: OwnEngine | None = None
+        self.driver: Driver
+        if daemon is None:
+            self.own = self.driver = OwnEngine(cfg)
+        else:
+            self.driver = RunningDaemonDriver(cfg, daemon)
         self.edits: list[Edit] = []
         self.interrupted = False
 

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from syncd.trace import step_order
 
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":

@@ -36,7 +36,7 @@ from syncd.transports.base import (
 class ManualClock:
     """A Clock that moves only when told to (`advance`)."""
 
-    def __init__(self, now: float = 1_800_000_000.0, monotonic: float = 1000.0):
+    def __init__(self, now: float = 1_800_000_000.0, monotonic: float = 1000.0) -> None:
         self._now = now
         self._mono = monotonic
 
@@ -106,7 +106,7 @@ class MemoryTransport:
 
     has_change_feed = False
 
-    def __init__(self, target: str, containers: int = 1):
+    def __init__(self, target: str, containers: int = 1) -> None:
         self.target = target
         self.containers_: dict[str, MemoryContainer] = {}
         self.available = True  # False: containers() fails, as an engine that went away
@@ -219,7 +219,7 @@ class RecordingTransport:
     runs a hook before a method (to interleave a fault at an exact point), and can transform
     the tar stream of applies (e.g. slow it down so a fault lands mid-batch)."""
 
-    def __init__(self, inner: Transport):
+    def __init__(self, inner: Transport) -> None:
         self.inner = inner
         self.target = inner.target
         self.has_change_feed = inner.has_change_feed
@@ -269,30 +269,30 @@ class RecordingTransport:
         return ApplyRequest(request.root, request.deletes, request.puts, self.payload(request.tar))
 
     async def containers(self) -> list[ContainerRef]:
-        return await self._call("containers", None, None)  # type: ignore[no-any-return]
+        return await self._call("containers", None, None)
 
     async def wait_changed(self) -> None:
         await self.inner.wait_changed()
 
     async def manifest(self, ref: ContainerRef, dests: Sequence[DestPath]) -> Manifest:
-        return await self._call("manifest", ref, list(dests), ref, dests)  # type: ignore[no-any-return]
+        return await self._call("manifest", ref, list(dests), ref, dests)
 
     async def hash(self, ref: ContainerRef, paths: Sequence[DestPath]) -> dict[DestPath, str]:
-        return await self._call("hash", ref, list(paths), ref, paths)  # type: ignore[no-any-return]
+        return await self._call("hash", ref, list(paths), ref, paths)
 
     async def apply(self, ref: ContainerRef, request: ApplyRequest) -> ApplyResult:
         detail = {"deletes": list(request.deletes), "puts": list(request.puts)}
-        return await self._call("apply", ref, detail, ref, self._wrap(request))  # type: ignore[no-any-return]
+        return await self._call("apply", ref, detail, ref, self._wrap(request))
 
     async def apply_start(self, ref: ContainerRef, request: ApplyRequest) -> PendingApply:
         detail = {"deletes": list(request.deletes), "puts": list(request.puts)}
-        return await self._call("apply_start", ref, detail, ref, self._wrap(request))  # type: ignore[no-any-return]
+        return await self._call("apply_start", ref, detail, ref, self._wrap(request))
 
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
-        return await self._call("run", ref, list(argv), ref, argv)  # type: ignore[no-any-return]
+        return await self._call("run", ref, list(argv), ref, argv)
 
     async def run_step(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
-        return await self._call("run_step", ref, list(argv), ref, argv)  # type: ignore[no-any-return]
+        return await self._call("run_step", ref, list(argv), ref, argv)
 
     async def restart(self, ref: ContainerRef) -> None:
         await self._call("restart", ref, None, ref)

@@ -1,4 +1,5 @@
-"""Per-batch trace records (DESIGN §6): one JSON object per line, one span per step."""
+"""Per-batch trace records: one JSON object per line, one span per step (the span names and
+their order: docs/ARCHITECTURE.md, "The trace")."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def _clipped(span: Span, start: float) -> Span:
 class TraceWriter:
     """Appends records to the trace file (one line each, flushed: other tools tail it)."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None) -> None:
         self.path = path
         self.records: list[dict] = []  # the last few, for the console and tests
         if path is not None:
@@ -116,22 +117,6 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, int(q) - 1))]
 
 
-def step_name(span_name: str) -> str:
-    """`push:web/app-1` -> `push`; per-step tables group by the step, not the container."""
+def span_step(span_name: str) -> str:
+    """`push:web/app-1` -> `push`: the step, whatever the container or service."""
     return span_name.split(":", 1)[0]
-
-
-def summarize(records: list[dict]) -> dict[str, dict[str, float]]:
-    by_step: dict[str, list[float]] = {}
-    for rec in records:
-        for span in rec.get("spans", []):
-            by_step.setdefault(step_name(span["name"]), []).append(float(span["ms"]))
-    return {
-        name: {
-            "count": len(v),
-            "p50": percentile(v, 50),
-            "p95": percentile(v, 95),
-            "max": max(v),
-        }
-        for name, v in by_step.items()
-    }

@@ -171,7 +171,7 @@ def _force_polling() -> bool:
 class _Stop:
     """What RustNotify.watch() polls every step (from its worker thread)."""
 
-    def __init__(self, stop: anyio.Event):
+    def __init__(self, stop: anyio.Event) -> None:
         self.stop = stop
 
     def is_set(self) -> bool:
@@ -181,7 +181,7 @@ class _Stop:
 class Watcher:
     """One RustNotify (inotify, or polling after a limit), plus what is needed to check it."""
 
-    def __init__(self, roots: list[Path], settings: WatchSettings | None = None):
+    def __init__(self, roots: list[Path], settings: WatchSettings | None = None) -> None:
         self.settings = settings or WatchSettings()
         self.roots = [str(r) for r in roots]
         self.polling = _force_polling()
@@ -202,7 +202,7 @@ class Watcher:
                 which = _is_limit(e)
                 if which is None:
                     raise
-                self._say_limit(which, str(e))
+                self.say_limit(which, str(e))
         self._open_polling()
 
     def _open_inotify(self) -> None:
@@ -247,7 +247,7 @@ class Watcher:
         self.overflow_at = None
         self.notify = RustNotify(self.roots, False, True, self.settings.poll_ms, True, True)
 
-    def _say_limit(self, which: str, error: str) -> None:
+    def say_limit(self, which: str, error: str) -> None:
         if which == "watches":
             log.error("inotify watch limit reached", error=error, roots=self.roots,
                       limit=_limit("max_inotify_watches", "max_user_watches"),
@@ -360,7 +360,7 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
             except WatchfilesRustInternalError as e:
                 which = _is_limit(e)
                 if which is not None and not watcher.polling:
-                    watcher._say_limit(which, str(e))
+                    watcher.say_limit(which, str(e))
                 else:
                     log.error("file watcher failed", error=str(e), hint="re-creating it")
                 await _reopen(watcher, stop, polling=which is not None)
@@ -373,7 +373,8 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
             links = watcher.links
             # A few stat calls per directory: inline for the usual handful of paths (a thread
             # hop costs more than that), in a worker thread for a burst.
-            raw, unplaced = links.place(raw) if len(raw) <= 64 else await anyio.to_thread.run_sync(links.place, raw)
+            events, unplaced = links.place(raw) if len(raw) <= 64 else await anyio.to_thread.run_sync(links.place, raw)
+            raw = events
             if watcher.polling:  # polling names what it walked just now: never a stale name
                 raw |= set(unplaced)
                 unplaced = []
@@ -384,7 +385,7 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
                 unplaced = [(c, p) for c, p in unplaced if links.below_link(p) or accept(p, False)]
             isdir: dict[str, bool] = {}
             paths = set()
-            for change, path in raw:
+            for _change, path in raw:
                 if path not in isdir:
                     isdir[path] = os.path.isdir(path)
                 if accept(path, isdir[path]):
@@ -402,7 +403,7 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
             if missing:
                 err = await anyio.to_thread.run_sync(_probe_watch, missing[0])
                 if err == errno.ENOSPC:
-                    watcher._say_limit("watches", f"{missing[0]}: {os.strerror(err)}")
+                    watcher.say_limit("watches", f"{missing[0]}: {os.strerror(err)}")
                 else:
                     log.warning("directories are not watched; re-creating the watcher",
                                 directories=missing[:5], count=len(missing))

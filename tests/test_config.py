@@ -1,4 +1,4 @@
-"""Config loading and validation (DESIGN §4): every mistake is reported at once, each as
+"""Config loading and validation (README: Config): every mistake is reported at once, each as
 `key.path: what is wrong (hint)`, against real TOML files and real source trees."""
 
 from __future__ import annotations

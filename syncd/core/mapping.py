@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 import posixpath
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from syncd.model import DestPath

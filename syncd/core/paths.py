@@ -21,7 +21,8 @@ from syncd.core.mapping import ResolvedMapping, local_rel, most_specific
 class Rules(Protocol):
     """A service's ignore rules (syncd.ignore.IgnoreRules)."""
 
-    reopens: bool
+    @property
+    def reopens(self) -> bool: ...
 
     def ignored(self, path: str | Path, is_dir: bool, src: str | Path) -> bool: ...
 
@@ -29,13 +30,22 @@ class Rules(Protocol):
 
 
 class ServicePaths(Protocol):
-    name: str
-    mappings: tuple[ResolvedMapping, ...]
-    rules: Rules
-    fall_back_on: Sequence[str]
-    triggers: Sequence[str]  # every build step's trigger globs
-    fallback_spec: GitIgnoreSpec
-    trigger_spec: GitIgnoreSpec
+    """One service's rules about local paths (read-only)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def mappings(self) -> tuple[ResolvedMapping, ...]: ...
+    @property
+    def rules(self) -> Rules: ...
+    @property
+    def fall_back_on(self) -> Sequence[str]: ...
+    @property
+    def triggers(self) -> Sequence[str]: ...  # every build step's trigger globs
+    @property
+    def fallback_spec(self) -> GitIgnoreSpec: ...
+    @property
+    def trigger_spec(self) -> GitIgnoreSpec: ...
 
 
 def is_reopened(svc: ServicePaths, path: str, is_dir: bool, src: Path) -> bool:
@@ -61,7 +71,7 @@ def accepts(services: Iterable[ServicePaths], path: str, is_dir: bool, root: str
     return False
 
 
-def watch_sources(services: Iterable[ServicePaths], resolve: Callable[[str], Path]) -> list[Path]:
+def watch_sources(services: Sequence[ServicePaths], resolve: Callable[[str], Path]) -> list[Path]:
     """Every mapping's source, and the fixed part of every fallback and build trigger glob."""
     paths = [m.src for s in services for m in s.mappings]
     for svc in services:

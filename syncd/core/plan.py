@@ -98,7 +98,7 @@ def plan_batch(
             touched = True
         tp.desired.update(mine)
         if touched and svc.name not in tp.services:
-            targets[svc.target] = TargetPlan(tp.target, tp.desired, tp.services + (svc.name,))
+            targets[svc.target] = TargetPlan(tp.target, tp.desired, (*tp.services, svc.name))
         if mine or builds:
             shares[svc.name] = ServicePlan(svc.name, svc.target, mine, builds)
     for raw in local:
@@ -114,7 +114,7 @@ def _builds(svc: ServicePlanInput, local: Mapping[str, LocalFile | None], rels: 
     the paths that matched one."""
     if not svc.builds:
         return (), []
-    live = {raw: rel for (raw, state), rel in zip(local.items(), rels)
+    live = {raw: rel for (raw, state), rel in zip(local.items(), rels, strict=False)
             if not ignored(svc.name, Path(raw), state is not None and state.entry.kind.value == "d", root)}
     steps = [i for i, trigger in enumerate(svc.builds) if triggered(trigger, live.values())]
     hits = [raw for raw, rel in live.items() if any(triggered(svc.builds[i], [rel]) for i in steps)]

@@ -49,14 +49,14 @@ class ContainerRef:
 class TransportError(Exception):
     """A failure on one target/container, with a line telling the user what to do."""
 
-    def __init__(self, message: str, hint: str = "", *, permanent: bool = False):
+    def __init__(self, message: str, hint: str = "", *, permanent: bool = False) -> None:
         self.message = message
         self.hint = hint
         self.permanent = permanent
         super().__init__(message + (f" — {hint}" if hint else ""))
 
 
-class Unsupported(TransportError):  # noqa: N818 - a capability answer, not an error condition
+class Unsupported(TransportError):
     """This transport (or this container) cannot do that; the caller uses its fallback."""
 
 

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import anyio
 import docker
@@ -46,7 +46,7 @@ def engine_errors(label: str, doing: str) -> Iterator[None]:
 class DockerChannel:
     """A long-lived exec's stdin/stdout, for the session."""
 
-    def __init__(self, api: docker.APIClient, container_id: str, argv: list[str]):
+    def __init__(self, api: docker.APIClient, container_id: str, argv: list[str]) -> None:
         ex = api.exec_create(container_id, argv, stdin=True, stdout=True, stderr=True)
         self._sock = api.exec_start(ex["Id"], socket=True)
         self._raw: socket.socket = getattr(self._sock, "_sock", self._sock)
@@ -62,15 +62,13 @@ class DockerChannel:
         return b""
 
     def close(self) -> None:
-        try:
+        with suppress(OSError):
             self._raw.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._raw.close()
 
 
 class DockerTransport(ExecTransport):
-    def __init__(self, target: str, spec: DockerTarget, sessions: bool = True, settings: Settings = DEFAULT_SETTINGS):
+    def __init__(self, target: str, spec: DockerTarget, sessions: bool = True, settings: Settings = DEFAULT_SETTINGS) -> None:
         self.spec = spec
         self._client: docker.DockerClient | None = None
         super().__init__(target, sessions, settings)
@@ -110,9 +108,9 @@ class DockerTransport(ExecTransport):
         return difflib.get_close_matches(self.spec.container or "", [n for n in names if n], n=2, cutoff=0.7)
 
     async def containers(self) -> list[ContainerRef]:
-        return await anyio.to_thread.run_sync(self._containers, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(self.list_containers, abandon_on_cancel=True)
 
-    def _containers(self) -> list[ContainerRef]:
+    def list_containers(self) -> list[ContainerRef]:
         client = self._engine()
         try:
             if self.spec.container:
@@ -188,15 +186,11 @@ class DockerTransport(ExecTransport):
         except OSError:
             pass  # the process exited early (e.g. no tar): its exit code and stderr say why
         finally:
-            try:
+            with suppress(OSError):
                 raw.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
         reader.join(timeout=300)
-        try:
+        with suppress(OSError):
             sock.close()
-        except OSError:
-            pass
         with engine_errors(ref.label, "reading the exit code"):
             return ExecResult(self._exit_code(api, ex["Id"]), bytes(out), bytes(err), sent)
 

@@ -47,7 +47,7 @@ class ExecTransport:
     target: str
     has_change_feed = False
 
-    def __init__(self, target: str, sessions: bool = True, settings: Settings = DEFAULT_SETTINGS):
+    def __init__(self, target: str, sessions: bool = True, settings: Settings = DEFAULT_SETTINGS) -> None:
         self.target = target
         self.settings = settings
         self._pool = SessionPool(self._open_channel, say_fallback, settings.session) if sessions else None

@@ -8,6 +8,7 @@ watch wakes container discovery at once when pods come, go or restart.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,12 +21,14 @@ import anyio.from_thread
 import anyio.lowlevel
 import structlog
 import urllib3
+from anyio.lowlevel import EventLoopToken
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from kubernetes import watch as kwatch
 from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import stream as kstream
+from kubernetes.stream.ws_client import WSClient
 
 from syncd.config import KubernetesTarget
 from syncd.core.backoff import backoff
@@ -44,7 +47,7 @@ class KubeChannel:
     """A long-lived exec WebSocket's stdin/stdout, for the session (either subprotocol:
     the session protocol is byte-counted, it never needs a stdin close)."""
 
-    def __init__(self, ws) -> None:  # noqa: ANN001 - kubernetes.stream.ws_client.WSClient
+    def __init__(self, ws: WSClient) -> None:
         self.ws = ws
 
     def send(self, data: bytes) -> None:
@@ -69,7 +72,7 @@ class KubeChannel:
 class KubeTransport(ExecTransport):
     has_change_feed = True  # a pod watch (see wait_changed)
 
-    def __init__(self, target: str, spec: KubernetesTarget, sessions: bool = True, settings: Settings = DEFAULT_SETTINGS):
+    def __init__(self, target: str, spec: KubernetesTarget, sessions: bool = True, settings: Settings = DEFAULT_SETTINGS) -> None:
         self.spec = spec
         self._cfg: kclient.Configuration | None = None
         self._api: kclient.CoreV1Api | None = None
@@ -92,10 +95,10 @@ class KubeTransport(ExecTransport):
 
     # --- configuration -----------------------------------------------------------------
 
-    def _where(self) -> str:
+    def where(self) -> str:
         return f"kubernetes target '{self.target}' (namespace {self.spec.namespace}, selector {self.spec.selector})"
 
-    def _load(self) -> kclient.Configuration:
+    def load_kubeconfig(self) -> kclient.Configuration:
         with self._load_lock:
             return self._load_locked()
 
@@ -111,7 +114,7 @@ class KubeTransport(ExecTransport):
             else:
                 kconfig.load_incluster_config(client_configuration=cfg)
         except (ConfigException, OSError, TypeError) as e:
-            raise TransportError(f"{self._where()}: cannot load kubeconfig: {e}", self._context_hint(), permanent=True) from None
+            raise TransportError(f"{self.where()}: cannot load kubeconfig: {e}", self._context_hint(), permanent=True) from None
         self._cfg = cfg
         self._api = kclient.CoreV1Api(kclient.ApiClient(cfg))
         self._exec_api = kclient.CoreV1Api(kclient.ApiClient(cfg))  # dedicated: stream() patches it
@@ -126,32 +129,32 @@ class KubeTransport(ExecTransport):
         except (ConfigException, OSError, TypeError):
             return "point KUBECONFIG at a kubeconfig (kind/k3d write one), or run inside the cluster"
 
-    def _api_error(self, e: Exception, doing: str) -> TransportError:
+    def api_error(self, e: Exception, doing: str) -> TransportError:
         """Turn a client error into a message with a remediation line."""
         if isinstance(e, ApiException):
             status = e.status or 0
             message = _status_message(e.body) or e.reason or str(e)
             if status == 401:
-                return TransportError(f"{self._where()}: {doing}: unauthorized ({message})",
+                return TransportError(f"{self.where()}: {doing}: unauthorized ({message})",
                                       "the kubeconfig credentials were rejected: refresh them (re-login / renew the token)")
             if status == 403:
                 verb = "create pods/exec" if "exec" in doing else "list and watch pods"
-                return TransportError(f"{self._where()}: {doing}: forbidden ({message})",
+                return TransportError(f"{self.where()}: {doing}: forbidden ({message})",
                                       f"RBAC: grant the verbs `{verb}` in namespace {self.spec.namespace} "
                                       f"(`kubectl auth can-i {verb.split()[0]} {verb.split()[-1]} -n {self.spec.namespace}`)")
-            return TransportError(f"{self._where()}: {doing}: HTTP {status}: {message}")
+            return TransportError(f"{self.where()}: {doing}: HTTP {status}: {message}")
         host = self._cfg.host if self._cfg else "?"
-        return TransportError(f"{self._where()}: API server unreachable at {host} ({type(e).__name__})",
+        return TransportError(f"{self.where()}: API server unreachable at {host} ({type(e).__name__})",
                               "check the cluster is up (`kubectl cluster-info`); syncd keeps watching and retries")
 
     # --- discovery ---------------------------------------------------------------------
 
     async def containers(self) -> list[ContainerRef]:
         await self._ensure_watch()
-        return await anyio.to_thread.run_sync(self._containers, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(self.list_containers, abandon_on_cancel=True)
 
-    def _containers(self) -> list[ContainerRef]:
-        self._load()
+    def list_containers(self) -> list[ContainerRef]:
+        self.load_kubeconfig()
         assert self._api is not None
         try:
             pods = self._api.list_namespaced_pod(
@@ -159,23 +162,24 @@ class KubeTransport(ExecTransport):
                 _request_timeout=self.settings.exec.api_request_timeout
             ).items
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
-            raise self._api_error(e, "listing pods") from None
+            raise self.api_error(e, "listing pods") from None
         refs: list[ContainerRef] = []
         problems: list[TransportError] = []
         for pod in pods:
+            pod_name = pod.metadata.name if pod.metadata is not None else "?"
             try:
                 ref = self._pod_container(pod)
             except TransportError as e:
                 problems.append(e)
-                self._report(pod.metadata.name, e)
+                self._report(str(pod_name), e)
                 continue
             if ref is not None:
-                self._reported.pop(pod.metadata.name, None)
+                self._reported.pop(str(pod_name), None)
                 refs.append(ref)
         if not refs and problems:
             raise problems[0]
         if not refs:
-            raise TransportError(f"{self._where()}: no Running pod matches",
+            raise TransportError(f"{self.where()}: no Running pod matches",
                                  "changes are kept and applied when a pod appears "
                                  f"(`kubectl get pods -n {self.spec.namespace} -l {self.spec.selector}`)")
         return refs
@@ -186,10 +190,13 @@ class KubeTransport(ExecTransport):
             log.warning("pod not usable", target=self.target, pod=pod, error=e.message, hint=e.hint)
 
     def _pod_container(self, pod: kclient.V1Pod) -> ContainerRef | None:
-        name = pod.metadata.name
-        if pod.metadata.deletion_timestamp is not None or pod.status.phase != "Running":
+        meta, spec, state = pod.metadata, pod.spec, pod.status
+        if meta is None or spec is None or state is None:
+            return None  # (the API server always sends them; the client's types allow None)
+        name = str(meta.name)
+        if meta.deletion_timestamp is not None or state.phase != "Running":
             return None  # being deleted, pending or finished: not a place to sync to
-        names = [c.name for c in pod.spec.containers]
+        names = [c.name for c in spec.containers]
         wanted = self.spec.container
         if wanted is None:
             if len(names) > 1:
@@ -199,8 +206,8 @@ class KubeTransport(ExecTransport):
         elif wanted not in names:
             raise TransportError(f"pod {name} has no container '{wanted}' (it has: {', '.join(names)})",
                                  f"fix targets.{self.target}.container", permanent=True)
-        status = next((s for s in (pod.status.container_statuses or []) if s.name == wanted), None)
-        image = next(c.image for c in pod.spec.containers if c.name == wanted)
+        status = next((s for s in (state.container_statuses or []) if s.name == wanted), None)
+        image = next(c.image or "" for c in spec.containers if c.name == wanted)
         if status is None or status.state is None or status.state.running is None:
             waiting = status.state.waiting if status and status.state else None
             why = f"{waiting.reason}: {waiting.message or ''}".strip(": ") if waiting else "not started"
@@ -209,9 +216,9 @@ class KubeTransport(ExecTransport):
                                  "syncd reconciles it as soon as it runs")
         return ContainerRef(
             self.target,
-            f"{pod.metadata.uid}/{wanted}",
+            f"{meta.uid}/{wanted}",
             name,
-            generation=f"{pod.metadata.uid}/{status.container_id}/{status.restart_count}",
+            generation=f"{meta.uid}/{status.container_id}/{status.restart_count}",
             image=image,
             container=wanted,
         )
@@ -226,21 +233,19 @@ class KubeTransport(ExecTransport):
         self._watch_thread = threading.Thread(target=self._watch, args=(token,), daemon=True, name=f"watch {self.target}")
         self._watch_thread.start()
 
-    def _notify(self, token: object) -> None:
+    def _notify(self, token: EventLoopToken) -> None:
         def fire() -> None:
             if self._changed is not None:
                 self._changed.set()
 
-        try:
-            anyio.from_thread.run_sync(fire, token=token)  # type: ignore[arg-type]
-        except RuntimeError:
-            pass  # the event loop is gone (shutting down)
+        with contextlib.suppress(RuntimeError):  # the event loop is gone (shutting down)
+            anyio.from_thread.run_sync(fire, token=token)
 
-    def _watch(self, token: object) -> None:
+    def _watch(self, token: EventLoopToken) -> None:
         failures = 0
         while not self._stopping.is_set():
             try:
-                self._load()
+                self.load_kubeconfig()
                 assert self._api is not None
                 w = kwatch.Watch()
                 for _event in w.stream(self._api.list_namespaced_pod, self.spec.namespace,
@@ -251,7 +256,7 @@ class KubeTransport(ExecTransport):
                     if self._stopping.is_set():
                         w.stop()
                         return
-            except Exception:  # noqa: BLE001 - any failure: discovery reports it; retry the watch
+            except Exception:
                 failures += 1  # (capped low: a returning API server is noticed within seconds)
                 if self._stopping.wait(backoff(failures, 0.5, self.settings.exec.pod_watch_retry_max)):
                     return
@@ -265,9 +270,9 @@ class KubeTransport(ExecTransport):
 
     # --- exec ----------------------------------------------------------------------------
 
-    def _connect(self, ref: ContainerRef, argv: list[str], stdin: bool):  # noqa: ANN202
+    def _connect(self, ref: ContainerRef, argv: list[str], stdin: bool) -> WSClient:
         """Open the exec WebSocket (the API server answers errors before upgrading)."""
-        self._load()
+        self.load_kubeconfig()
         assert self._exec_api is not None
         try:
             with self._exec_lock:
@@ -279,7 +284,7 @@ class KubeTransport(ExecTransport):
         except ApiException as e:
             raise self._exec_error(ref, e) from None
         except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise self._api_error(e, f"exec in pod {ref.name}") from None
+            raise self.api_error(e, f"exec in pod {ref.name}") from None
         self.protocols[ref.name] = ws.subprotocol or ""
         return ws
 
@@ -313,7 +318,7 @@ class KubeTransport(ExecTransport):
                 drain(1.0)
             drain(0)
             status = ws.read_channel(STATUS)
-        except (OSError, Exception) as e:  # noqa: BLE001 - websocket errors: connection dropped
+        except (OSError, Exception) as e:
             if isinstance(e, TransportError):
                 raise
             raise TransportError(f"{ref.label}: exec connection dropped ({type(e).__name__}: {e})",
@@ -328,11 +333,11 @@ class KubeTransport(ExecTransport):
         status, message = _handshake_status(e)
         pod = ref.name
         if status == 403:
-            return TransportError(f"{self._where()}: exec into pod {pod} forbidden ({message})",
+            return TransportError(f"{self.where()}: exec into pod {pod} forbidden ({message})",
                                   f"RBAC: grant `create` on `pods/exec` in namespace {self.spec.namespace} "
                                   f"(`kubectl auth can-i create pods/exec -n {self.spec.namespace}`)")
         if status == 401:
-            return TransportError(f"{self._where()}: unauthorized ({message})", "refresh the kubeconfig credentials")
+            return TransportError(f"{self.where()}: unauthorized ({message})", "refresh the kubeconfig credentials")
         if status == 404:
             return TransportError(f"{ref.label}: pod {pod} not found ({message})", "it was deleted; syncd follows the selector")
         if status == 400 and "container" in message:

@@ -35,7 +35,7 @@ from syncd.transports.base import (
 class _IterReader:
     """A read()-able view of a chunk iterator, so tarfile can stream from it."""
 
-    def __init__(self, chunks: Iterator[bytes]):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._buf = b""
         self.consumed = 0
@@ -61,7 +61,7 @@ class _IterReader:
 class LocalTransport:
     has_change_feed = False
 
-    def __init__(self, target: str, path: Path):
+    def __init__(self, target: str, path: Path) -> None:
         self.target = target
         self.base = Path(os.path.abspath(path))
         self._hashes = HashCache()
@@ -166,7 +166,9 @@ class LocalTransport:
             for name in deletes:
                 _remove(self.host_path(f"{prefix}/{name}"))
             reader = _IterReader(tar)
-            with tarfile.open(fileobj=reader, mode="r|", encoding="utf-8", errors="surrogateescape") as tf:
+            # (the stubs know no file object without seek(); a pipe mode streams from one)
+            with tarfile.open(fileobj=reader, mode="r|", encoding="utf-8",  # type: ignore[call-overload]  # see above
+                              errors="surrogateescape") as tf:
                 for member in tf:
                     if member.name.startswith("/") or ".." in member.name.split("/"):
                         raise UnsafePath(f"tar member {member.name!r} is absolute or contains '..'")

@@ -20,6 +20,7 @@ Nothing is written in the container outside the requested destinations.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -40,7 +41,8 @@ log = structlog.get_logger("syncd.session")
 SESSION_SCRIPT = r"""# syncd-session: applies syncd's batches; ends when syncd disconnects
 LC_ALL=C; export LC_ALL
 # What the session needs beyond sh builtins; without it, syncd uses one exec per batch.
-[ "$(printf ab | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || { echo "@@X dd with iflag=fullblock is missing"; exit 0; }
+[ "$(printf ab | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] ||
+  { echo "@@X dd with iflag=fullblock is missing"; exit 0; }
 command -v tar >/dev/null 2>&1 || { echo "@@X tar is missing"; exit 0; }
 @GUARD@
 apply_req() {
@@ -104,7 +106,7 @@ class SessionError(Exception):
 class SessionUnavailable(Exception):
     """The session cannot run in this container; `reason` says why (use per-batch exec)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
 
@@ -120,7 +122,7 @@ class Session:
     """Requests go out in order under a lock; a reader thread matches answers to requests by
     sequence number, so several requests can be in flight (pipelining)."""
 
-    def __init__(self, channel: Channel, label: str, settings: SessionSettings | None = None):
+    def __init__(self, channel: Channel, label: str, settings: SessionSettings | None = None) -> None:
         self.channel = channel
         self.label = label
         self.settings = settings or SessionSettings()
@@ -159,10 +161,8 @@ class Session:
             return
         self.error = why
         self._closed.set()
-        try:
+        with contextlib.suppress(OSError):
             self.channel.close()
-        except OSError:
-            pass
         if not self._ready.done():
             self._ready.set_result(why)
         with self._pending_lock:
@@ -188,7 +188,7 @@ class Session:
                 self.channel.send(line.encode())
                 for chunk in payload:
                     self.channel.send(chunk)
-            except Exception as e:  # noqa: BLE001 - any channel failure: the connection is gone
+            except Exception as e:
                 self.close(f"connection lost while sending ({type(e).__name__}: {e})")
                 raise SessionError(self.error) from None
             self.last_activity = time.monotonic()
@@ -237,7 +237,7 @@ class Session:
                 self._buf += data
                 self.last_activity = time.monotonic()
                 self._parse()
-        except Exception as e:  # noqa: BLE001 - whatever broke the stream, the session is over
+        except Exception as e:
             self.close(f"connection lost ({type(e).__name__}: {e})")
 
     _READY = re.compile(rb"@@(READY|X)( [^\n]*)?\n")
@@ -316,7 +316,7 @@ def _frames(tar: Iterator[bytes]) -> Iterator[bytes]:
 class ProcessChannel:
     """The session script in a local process (tests run it under dash, bash and busybox)."""
 
-    def __init__(self, argv: list[str]):
+    def __init__(self, argv: list[str]) -> None:
         import subprocess
 
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -328,13 +328,11 @@ class ProcessChannel:
 
     def recv(self) -> bytes:
         assert self.proc.stdout is not None
-        return self.proc.stdout.read1(1 << 16)
+        return self.proc.stdout.read1(1 << 16)  # type: ignore[attr-defined]  # a BufferedReader (stdout=PIPE)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.proc.kill()
-        except OSError:
-            pass
 
 
 class SessionPool:
@@ -342,7 +340,7 @@ class SessionPool:
     run, the container is remembered as per-exec (said once in the log and in status)."""
 
     def __init__(self, opener: Callable[[ContainerRef], Channel], on_fallback: Callable[[ContainerRef, str], None],
-                 settings: SessionSettings | None = None):
+                 settings: SessionSettings | None = None) -> None:
         self._opener = opener
         self._on_fallback = on_fallback
         self.settings = settings or SessionSettings()
