@@ -691,15 +691,8 @@ def _cross_check(raw: dict, root: Path) -> list[str]:
         smoke = svc.get("smoke")
         if isinstance(smoke, dict) and isinstance(smoke.get("path"), str) and not _resolve(root, smoke["path"]).exists():
             problems.append(f"{where}.smoke.path: path '{smoke['path']}' does not exist (relative to {root})")
-        elif isinstance(smoke, dict) and isinstance(smoke.get("path"), str) and isinstance(smoke.get("pattern"), str):
-            try:
-                text = _resolve(root, smoke["path"]).read_text(encoding="utf-8", errors="replace")
-                matches = re.search(smoke["pattern"], text) is not None
-            except (OSError, re.error):
-                matches = True  # unreadable or a bad pattern: reported elsewhere
-            if not matches:
-                problems.append(f"{where}.smoke.pattern: matches nothing in '{smoke['path']}' "
-                                "(the edit replaces the pattern's group in that file)")
+        # (Whether smoke.pattern matches the file is checked when `syncd smoke` starts: the file
+        # is a source the user edits, and a config must not turn invalid mid-edit.)
         kind = kind_of(target)
         if svc.get("restart") == "container" and kind in ("kubernetes", "local"):
             problems.append(f"{where}.restart: 'container' only works for docker targets, not {kind}; use 'process'")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from trees import Tree, container_tree, tar_tree
+from trees import Tree, container_tree, reread, tar_tree
 
 NAMESPACE = "dev"
 IMAGE = "syncd-test/busybox:latest"
@@ -115,6 +115,9 @@ class RealCluster:
         pytest.skip("a real cluster's subprotocols cannot be restricted by the test")
 
     def tree(self, pod: str, dest: str, container: str = "app") -> Tree:
+        return reread(lambda: self._tree(pod, dest, container))
+
+    def _tree(self, pod: str, dest: str, container: str) -> Tree:
         from kubernetes.stream import stream
 
         ws = stream(self.exec_api.connect_get_namespaced_pod_exec, pod, NAMESPACE,

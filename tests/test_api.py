@@ -156,11 +156,22 @@ def test_metrics_count_the_batches_that_ran(daemon: Daemon) -> None:
     for i in range(3):
         (daemon.root / "src" / f"m{i}.txt").write_text(f"{i}\n")
         daemon.wait_box(f"m{i}.txt", f"{i}\n")
-    time.sleep(0.3)
-    records = [json.loads(x) for x in (daemon.root / ".syncd" / "trace.jsonl").read_text().splitlines()]
-    code, body = daemon.http("GET", "/metrics")
-    assert code == 200
-    families = {f.name: f for f in text_string_to_metric_families(body)}
+
+    def read() -> tuple[list[dict], dict]:
+        records = [json.loads(x) for x in (daemon.root / ".syncd" / "trace.jsonl").read_text().splitlines()]
+        code, body = daemon.http("GET", "/metrics")
+        assert code == 200
+        return records, {f.name: f for f in text_string_to_metric_families(body)}
+
+    deadline = time.monotonic() + 20
+    while True:  # until the last batch's record is written (a file, then the metrics: read both again)
+        records, families = read()
+        counted = sum(s.value for s in families["syncd_span_seconds"].samples
+                      if s.name == "syncd_span_seconds_count" and s.labels["span"] == "total")
+        if sum(1 for r in records if not r["reconcile"]) >= 3 and counted == len(records):
+            break
+        assert time.monotonic() < deadline, (len(records), counted)
+        time.sleep(0.05)
     totals = [s for s in families["syncd_span_seconds"].samples
               if s.name == "syncd_span_seconds_count" and s.labels["span"] == "total"]
     assert sum(s.value for s in totals) == len(records)

@@ -27,7 +27,7 @@ import pytest
 from dockerd import local_dockerd, start_dockerd, stop_dockerd
 from engine_harness import running, settle, wait_until, write_config
 from syncd.core.worker import WorkerState
-from trees import container_tree, diff_trees, local_tree, tar_tree
+from trees import container_tree, diff_trees, local_tree, reread, tar_tree
 
 REPO = Path(__file__).resolve().parents[1]
 QUEUE_SYSCTL = Path("/proc/sys/fs/inotify/max_queued_events")
@@ -73,8 +73,11 @@ def trace_records(path: Path) -> list[dict]:
 def exec_tree(container, dest: str) -> dict:  # noqa: ANN001
     """The tree below `dest` via `tar` in the container: Docker's archive API does not see into
     tmpfs mounts (`docker cp` neither)."""
-    out, _err = container.exec_run(["tar", "cf", "-", "-C", dest, "."], demux=True).output
-    return tar_tree(out or b"", lambda name: name.removeprefix("./"))
+    def read() -> dict:
+        out, _err = container.exec_run(["tar", "cf", "-", "-C", dest, "."], demux=True).output
+        return tar_tree(out or b"", lambda name: name.removeprefix("./"))
+
+    return reread(read)
 
 
 def inotify_fds() -> set[int]:
@@ -483,11 +486,12 @@ async def test_file_rewritten_while_read_is_never_sent_torn(tmp_path: Path, make
         await settle(engine, src, timeout=60)
         watcher = threading.Thread(target=observe, daemon=True)
         watcher.start()
-        await anyio.sleep(0.5)
+        await wait_until(lambda: len(observations) >= 3, what="the observer to be watching")
         await anyio.to_thread.run_sync(rewrite, time.time() + 8.0)
         reliability.tried(rewrites)
         await settle(engine, src, timeout=90)
-        await anyio.sleep(0.5)  # a few observations of the final state
+        seen = len(observations)
+        await wait_until(lambda: len(observations) >= seen + 3, what="a few observations of the final state")
         container.exec_run(["touch", "/tmp/stop-observing"])
         await anyio.to_thread.run_sync(watcher.join, 30)
 

@@ -198,7 +198,8 @@ def test_compile_error_keeps_the_last_good_binary(app: App) -> None:
     assert "error[E0308]: mismatched types" in errors and "src/version.rs" in errors, errors
     assert not any(s["name"].startswith("push:") for s in failed["spans"])
     assert "build failed" in app.log.read_text() or "error[E0308]" in app.log.read_text()
-    time.sleep(1.0)  # (nothing may arrive: give a wrongly sent binary time to show)
+    # Once the daemon is idle, nothing more is on its way: the container kept the last good binary.
+    app.wait(lambda: json.loads(app.syncd("status", "--json", "--last", "0").stdout or "{}").get("idle"), "the daemon idle")
     assert app.get("backend", "/version") == "backend v2\n"
     app.edit("backend/src/version.rs", r"VERSION: &str = 3", 'VERSION: &str = "v3"')
     app.wait(lambda: app.get("backend", "/version") == "backend v3\n", "the fixed backend")

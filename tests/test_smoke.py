@@ -56,6 +56,30 @@ def smoke(root: Path, *args: str, env: dict[str, str] | None = None, timeout: fl
                           capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def _descendant_runs(pid: int, program: str) -> bool:
+    """Is `program` running below process `pid`? (/proc: parent links and command lines)"""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(stat_fields[1])
+            names[int(entry.name)] = (entry / "comm").read_text().strip()
+        except (OSError, IndexError, ValueError):
+            continue
+    for child, name in names.items():
+        if name != program:
+            continue
+        up = child
+        while up in parents and up > 1:
+            up = parents[up]
+            if up == pid:
+                return True
+    return False
+
+
 def snapshot(root: Path) -> dict:
     return local_tree(root, skip={".syncd", "smoke.xml", "smoke.json", "over.xml", "k.xml"})
 
@@ -116,10 +140,10 @@ def test_smoke_interrupted_mid_run_leaves_nothing_behind(tmp_path: Path, make_co
                              "--iterations", "5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     edited = tmp_path / "api" / "src" / "main.txt"
     deadline = time.monotonic() + 120
-    while "syncd smoke" not in edited.read_text():  # the edit is in place (and its 2 s build running)
+    # the edit is in place and its 2 s build running (the build's `sleep` is smoke's descendant)
+    while "syncd smoke" not in edited.read_text() or not _descendant_runs(proc.pid, "sleep"):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
         time.sleep(0.01)
-    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, output
@@ -223,4 +247,12 @@ def test_smoke_beside_a_running_daemon_drives_it(tmp_path: Path) -> None:
         daemon.send_signal(signal.SIGINT)
         assert daemon.wait(30) == 0
         log.close()
+    assert (tmp_path / "api" / "src" / "main.txt").read_text() == 'const VERSION = "v1"\n'
+
+
+def test_a_smoke_pattern_that_matches_nothing_is_refused_before_anything_changes(tmp_path: Path) -> None:
+    local_project(tmp_path, """{ path = "api/src/main.txt", pattern = 'NOT_THERE = "([^"]*)"' }""", "x")
+    out = smoke(tmp_path, "--iterations", "1")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "smoke.pattern" in out.stderr and "matches nothing" in out.stderr and "main.txt" in out.stderr
     assert (tmp_path / "api" / "src" / "main.txt").read_text() == 'const VERSION = "v1"\n'

@@ -161,9 +161,9 @@ async def test_failed_build_leaves_the_container_alone_until_fixed(tmp_path: Pat
         # Nothing of the broken change reached the container: not even the source.
         assert box(tmp_path, "app/src/main.txt") == "v1\n" and box(tmp_path, "app/bin/app.bin") == "v1\n"
         # A file that triggers no build is held too while the build is broken.
+        seen = engine.batches_done
         (app / "src" / "README").write_text("docs\n")
-        await anyio.sleep(0.3)
-        await wait_until(engine.idle, what="idle")
+        await wait_until(lambda: engine.batches_done > seen and engine.idle(), what="the README's batch to be done")
         assert box(tmp_path, "app/src/README") is None
         (app / "src" / "main.txt").write_text("v3\n")
         await wait_until(lambda: box(tmp_path, "app/bin/app.bin") == "v3\n", what="the fixed build")
@@ -239,7 +239,6 @@ async def test_no_span_exceeds_its_records_total_when_a_build_outlasts_a_batch(t
     async with running(load_config(tmp_path / "syncd.toml")) as engine:
         (app / "src" / "main.txt").write_text("edit 0\n")
         await wait_until(lambda: engine.gates["app"].running != "", what="the build to start")
-        await anyio.sleep(0.4)
         (app / "src" / "notes.md").write_text("held while it builds\n")  # joins the running build
         await wait_until(lambda: box(tmp_path, "app/src/notes.md") == "held while it builds\n", timeout=30,
                          what="the held file")
@@ -379,5 +378,13 @@ async def test_restart_container_after_a_push(tmp_path: Path, make_container) ->
         assert c.exec_run(["cat", "/app/app.conf"]).output == b"v2\n"
         record = next(r for r in reversed(engine.trace.records) if any(s["name"] == "restart:app" for s in r["spans"]))
         assert record["ok"] and [s["name"] for s in record["spans"]].index("restart:app") > 0
-        await anyio.sleep(1.0)
-        assert starts() == 3  # the reconcile of the restarted container found nothing to push: no restart loop
+        # The restarted container is reconciled; that reconcile finds nothing to push, so it
+        # sets off no restart of its own (no restart loop).
+        after = record["spans"][-1]["end"]
+        await wait_until(lambda: any(r["reconcile"] and r["spans"][-1]["start"] >= after for r in engine.trace.records),
+                         what="the reconcile of the restarted container")
+        await wait_until(engine.idle, what="idle")
+        last = next(r for r in reversed(engine.trace.records) if r["reconcile"])
+        assert not any(s["name"].startswith(("push:", "restart:")) and (s["detail"] or {}).get("files", 1)
+                       for s in last["spans"]), last["spans"]
+        assert starts() == 3

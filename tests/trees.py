@@ -2,6 +2,10 @@
 
 The container side is read through Docker's archive API (not through syncd's own code), so
 a bug in syncd's manifest script cannot hide a bug in its sync.
+
+A tree may still be moving while it is read (a file written mid-archive makes the tar end
+early; a local file removed mid-walk vanishes): such a torn read is "not equal yet", never an
+error — the observers read again (a few times, then give up loudly).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import io
 import os
 import stat
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +23,27 @@ from pathlib import Path
 Tree = dict[str, tuple]
 
 
+TORN_RETRIES = 20
+
+
+def reread(read: Callable[[], Tree], torn: tuple[type[BaseException], ...] = (tarfile.ReadError, EOFError)) -> Tree:
+    """`read()` again while it tears (the tree moved under it); the last failure is raised."""
+    for attempt in range(TORN_RETRIES):
+        try:
+            return read()
+        except torn:
+            if attempt == TORN_RETRIES - 1:
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
 def local_tree(root: Path, skip: set[str] | None = None) -> Tree:
     """Every entry below `root` (not following symlinks); `skip`: top-level names left out."""
+    return reread(lambda: _local_tree(root, skip), (FileNotFoundError, NotADirectoryError))
+
+
+def _local_tree(root: Path, skip: set[str] | None) -> Tree:
     out: Tree = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
@@ -43,12 +67,16 @@ def container_tree(container, dest: str) -> Tree:  # noqa: ANN001 - a docker Con
     """The tree below `dest` in a running container, via `GET /containers/{id}/archive`."""
     import docker.errors
 
-    try:
-        stream, _stat = container.get_archive(dest)
-    except docker.errors.NotFound:
-        return {}
-    # The archive API names members "<basename of dest>/…": drop that first component.
-    return tar_tree(b"".join(stream), lambda name: name.split("/", 1)[1] if "/" in name else "")
+    def read() -> Tree:
+        try:
+            stream, _stat = container.get_archive(dest)
+        except docker.errors.NotFound:
+            return {}
+        # The archive API names members "<basename of dest>/…": drop that first component.
+        return tar_tree(b"".join(stream), lambda name: name.split("/", 1)[1] if "/" in name else "")
+
+    # A file written while the engine archives it ends the tar early ("unexpected end of data").
+    return reread(read, (tarfile.ReadError, EOFError))
 
 
 def tar_tree(data: bytes, relative: Callable[[str], str]) -> Tree:
