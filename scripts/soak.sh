@@ -10,6 +10,7 @@
 #
 #   bash scripts/soak.sh                      # 40 sequences x 60 steps per target, a random seed
 #   bash scripts/soak.sh -k local             # extra pytest arguments are passed on
+#   python scripts/reliability.py --soak      # the same run, recorded as rows of docs/RELIABILITY.md
 #
 # Environment (all optional):
 #   SYNCD_STATEFUL_EXAMPLES   sequences per target         (default here: 40)

@@ -579,7 +579,8 @@ def _run(env: Env, reliability, soak: bool = False) -> None:  # noqa: ANN001
             verdict = ("equal trees after every quiescence" if not failed
                        else f"trees differed ({len(stats.lost)} lines; see lost)" if stats.lost else "failed (see the test)")
             shrunk = " (counts include hypothesis' shrinking)" if failed and SHRINK else ""
-            reliability.outcome = f"{stats.summary()}{shrunk}; {verdict}; seed {seed_}, {time.monotonic() - t0:.0f} s"
+            reliability.outcome = (f"{examples} sequences x {steps} steps asked: {stats.summary()}{shrunk}; {verdict}; "
+                                   f"seed {seed_}, {time.monotonic() - t0:.0f} s")
         line = (f"{env.kind}: {'FAILED' if failed else 'passed'}; {examples} x {steps} steps asked; {stats.summary()}, "
                 f"{stats.noops} no-op steps, seed {seed_}, {time.monotonic() - t0:.1f} s; "
                 f"per rule: {dict(sorted(stats.rules.items()))}")
@@ -652,15 +653,20 @@ def test_stateful_fixture(tmp_path: Path, cluster, reliability) -> None:  # noqa
 SOAK_SEED = _int_env("SYNCD_STATEFUL_SEED", random.SystemRandom().randrange(1 << 32))
 
 
+SOAKED = pytest.mark.reliability("randomized file operations + daemon events, long", kind="soak")
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(_int_env("SYNCD_STATEFUL_TIMEOUT", 6 * 3600))
-@pytest.mark.parametrize("kind", ["local", pytest.param("docker", marks=pytest.mark.docker),
-                                  pytest.param("fixture", marks=pytest.mark.docker)])
-def test_stateful_soak(kind: str, tmp_path: Path, request) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("kind", [pytest.param("local", marks=SOAKED),
+                                  pytest.param("docker", marks=[pytest.mark.docker, SOAKED]),
+                                  pytest.param("fixture", marks=[pytest.mark.docker, SOAKED])])
+def test_stateful_soak(kind: str, tmp_path: Path, request, reliability) -> None:  # noqa: ANN001
+    """scripts/soak.sh runs it; `python scripts/reliability.py --soak` records it in docs/RELIABILITY.md."""
     if kind == "local":
         env = _local_env(tmp_path)
     elif kind == "docker":
         env = _docker_env(tmp_path, request.getfixturevalue("make_container"), request.getfixturevalue("docker_client"))
     else:
         env = _fixture_env(tmp_path, request.getfixturevalue("cluster"))
-    _run(env, None, soak=True)
+    _run(env, reliability, soak=True)
