@@ -80,10 +80,12 @@ def main() -> int:
         return code or 1
     data = json.loads(DATA.read_text()) if DATA.exists() else {"rows": [], "runs": {}}
     mine = {r["name"] for r in rows}
-    # This mode's rows replace their namesakes; rows of the other mode stay as they were.
-    keep = [r for r in data["rows"] if (r["kind"] == "soak") != soak and r["name"] not in mine]
+    # Rows run now replace their namesakes. A full run of the cases (no selection) also drops
+    # case rows it no longer has (renamed or removed tests); soak rows stay until re-soaked.
+    full = not soak and not extra
+    keep = [r for r in data["rows"] if r["name"] not in mine and not (full and r["kind"] != "soak")]
     data["rows"] = keep + rows
-    data["runs"]["soak" if soak else "cases"] = {
+    data["runs"][" ".join(["soak" if soak else "cases", *extra])] = {
         "cases": len(rows), "seconds": round(seconds), "host": platform.node() or "this machine",
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     DATA.parent.mkdir(parents=True, exist_ok=True)

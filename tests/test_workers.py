@@ -1,0 +1,121 @@
+"""The engine over the in-memory transport (syncd.testing): failures scripted exactly where they
+should land, intervals shrunk through Settings instead of slept through. Fast: no Docker, no
+container, no directory standing in for one."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from engine_harness import running, settle, wait_until, write_config
+from storms import storm
+from syncd.core.worker import WorkerState
+from syncd.settings import Settings, WorkerSettings
+from syncd.testing import MemoryTransport, RecordingTransport
+from syncd.transports.base import TransportError
+from trees import diff_trees, local_tree
+
+pytestmark = pytest.mark.anyio
+
+CONFIG = """
+[daemon]
+debounce_ms = 10
+max_batch_wait_ms = 300
+trace = ".syncd/trace.jsonl"
+[targets.t]
+kind = "local"
+path = "unused"
+[[services]]
+name = "app"
+target = "t"
+sync = [{ src = "src", dest = "/app/src" }]
+"""
+
+FAST = Settings(workers=WorkerSettings(backoff_start=0.02, backoff_max=0.2, permanent_retry=0.3))
+
+
+def memory_tree(memory: MemoryTransport, top: str = "/app/src") -> dict:
+    """A MemoryContainer's tree in tests/trees.py's form (path relative to `top`)."""
+    [c] = memory.containers_.values()
+    out: dict = {}
+    for path, entry in c.tree(top).items():
+        rel = path[len(top) + 1:]
+        if not rel:
+            continue
+        kind = entry.kind.value
+        out[rel] = ("f", entry.digest, entry.exec) if kind == "f" else ("l", entry.link) if kind == "l" else ("d",)
+    return out
+
+
+def setup(tmp_path: Path) -> tuple[Path, MemoryTransport, RecordingTransport]:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a.txt").write_text("a\n")
+    memory = MemoryTransport("t")
+    return src, memory, RecordingTransport(memory)
+
+
+async def test_a_storm_converges_in_memory(tmp_path: Path) -> None:
+    src, memory, recording = setup(tmp_path)
+    async with running(write_config(tmp_path, CONFIG), transports={"t": recording}, settings=FAST) as engine:
+        storm(src, random.Random(7), ops=120)
+        await settle(engine, src)
+        assert diff_trees(local_tree(src), memory_tree(memory)) == []
+        assert recording.calls_to("apply") >= 2 and recording.calls_to("manifest") == 1  # reconciled once, then pushed
+
+
+async def test_a_failed_push_backs_off_reconciles_and_converges(tmp_path: Path) -> None:
+    src, memory, recording = setup(tmp_path)
+    async with running(write_config(tmp_path, CONFIG), transports={"t": recording}, settings=FAST) as engine:
+        [worker] = engine.targets["t"].workers.values()
+        recording.fail_next("apply", TransportError("disk full", "free some space"), times=3)
+        (src / "d" / "b.txt").write_text("b\n")
+        await wait_until(lambda: worker.failures >= 1, what="the first failure")
+        assert worker.last_error.startswith("disk full")
+        await settle(engine, src)
+        assert diff_trees(local_tree(src), memory_tree(memory)) == []
+        failed = [c for c in recording.calls if c.method == "apply" and c.outcome != "ok"]
+        assert len(failed) == 3 and recording.calls_to("manifest") >= 2  # each failure: compare again
+        assert worker.failures == 0 and worker.state is WorkerState.IDLE
+
+
+async def test_a_permanent_error_waits_for_a_fix_and_says_so(tmp_path: Path) -> None:
+    src, memory, recording = setup(tmp_path)
+    async with running(write_config(tmp_path, CONFIG), transports={"t": recording}, settings=FAST) as engine:
+        [worker] = engine.targets["t"].workers.values()
+        recording.fail_next("apply", TransportError("no 'tar' in the container", "add tar", permanent=True), times=2)
+        (src / "d" / "c.txt").write_text("c\n")
+        await wait_until(lambda: worker.state is WorkerState.WAITING_FOR_FIX, what="waiting for a fix")
+        status = engine.status()["targets"]["t"]["containers"]["t-0"]
+        assert status["state"] == "waiting for a fix (retrying every 0s)" and "no 'tar'" in status["error"]
+        await settle(engine, src)  # the user "fixed" it: the third try goes through
+        assert diff_trees(local_tree(src), memory_tree(memory)) == []
+
+
+async def test_a_symlink_removed_in_the_way_makes_the_worker_compare_again(tmp_path: Path) -> None:
+    src, memory, recording = setup(tmp_path)
+    async with running(write_config(tmp_path, CONFIG), transports={"t": recording}, settings=FAST) as engine:
+        [c] = memory.containers_.values()
+        c.remove("/app/src/d")
+        c.links["/app/src/d"] = "/etc"  # planted behind syncd's back
+        manifests = recording.calls_to("manifest")
+        (src / "d" / "e.txt").write_text("e\n")
+        await settle(engine, src)
+        assert recording.calls_to("manifest") > manifests  # the removal was reported: a reconcile followed
+        assert diff_trees(local_tree(src), memory_tree(memory)) == []
+
+
+async def test_a_target_that_goes_away_is_asked_again_and_reconciled(tmp_path: Path) -> None:
+    src, memory, recording = setup(tmp_path)
+    fast = Settings(workers=FAST.workers, discovery=type(FAST.discovery)(interval=0.05, unavailable_retry_max=0.1))
+    async with running(write_config(tmp_path, CONFIG), transports={"t": recording}, settings=fast) as engine:
+        memory.available = False
+        await wait_until(lambda: engine.targets["t"].error != "", what="the target unavailable")
+        (src / "d" / "while-away.txt").write_text("kept\n")
+        await wait_until(lambda: any("not synced" in e for r in engine.trace.records for e in r["errors"]),
+                         what="the batch to find no container (the change is kept)")
+        memory.available = True
+        await settle(engine, src)
+        assert diff_trees(local_tree(src), memory_tree(memory)) == []
