@@ -2,7 +2,8 @@
 
 syncd syncs such a link as a link; it never reads through it. Two places need care:
 
-- **The watcher.** notify (under watchfiles, which offers no switch) follows symlinks to
+- **The watcher** (the watchfiles fallback only: syncd's own inotify reader never follows a
+  link). notify (under watchfiles, which offers no switch) follows symlinks to
   directories and watches their targets too. inotify keeps one watch per inode, so once a
   directory is also reachable through a link, notify may report changes made in the real
   directory under the *link's* path (`src/link/f` for `src/real/f`): read as is, the real edit
@@ -26,9 +27,11 @@ def _dir_link_target(path: str) -> str | None:
     try:
         if not stat.S_ISLNK(os.lstat(path).st_mode) or not os.path.isdir(path):
             return None
+        # realpath itself can raise when a link on the way goes away while it is resolved
+        # (it lstat()s, then readlink()s): the link is gone, as if it never was one.
+        return os.path.realpath(path)
     except OSError:
         return None
-    return os.path.realpath(path)
 
 
 def _is_real_dir(path: str) -> bool:
@@ -138,7 +141,10 @@ class LinkMap:
         place when the path goes through a link, _OUTSIDE, or _MISSING."""
         if not os.path.isdir(d):
             return _MISSING
-        real = os.path.realpath(d)
+        try:
+            real = os.path.realpath(d)
+        except OSError:  # a link on the way went away while it was resolved
+            return _MISSING
         for root, real_root in self.roots:
             if _under(real, real_root):
                 where = root + real[len(real_root):]

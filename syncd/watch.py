@@ -1,9 +1,13 @@
-"""watchfiles adapter: raw filesystem events -> sets of changed paths, ignores applied early.
+"""The file watcher: raw filesystem events -> sets of changed paths, ignores applied early.
 
 Ignored paths are filtered before they reach the coalescer, so they never wake the pipeline.
-watchfiles' own grouping is kept minimal (`step`); coalescing is done by `core.coalesce`.
+On Linux the inotify descriptor is read directly (syncd/inotify.py): nothing runs while
+nothing changes, a batch ends after `WatchSettings.step_ms` of quiet, the kernel's queue
+overflow is reported as it happens, and symlinks are never followed. Where inotify cannot be
+used (not Linux, `WATCHFILES_FORCE_POLLING`, or an inotify limit was hit) watchfiles polls;
+coalescing is done by `core.coalesce` either way.
 
-The watcher itself can fail in ways watchfiles does not report (watchfiles 1.3 / notify 8):
+The polling path (watchfiles 1.3 / notify 8) can fail in ways watchfiles does not report:
 - **inotify watch limit** (`fs.inotify.max_user_watches`): notify stops adding watches at the
   first ENOSPC; watchfiles swallows the error when `ignore_permission_denied` is set, so part
   of the tree is silently unwatched. The watcher is therefore created without that flag first
@@ -33,6 +37,7 @@ import anyio
 import structlog
 from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
 
+from syncd import inotify
 from syncd.core.backoff import backoff
 from syncd.dirlinks import LinkMap
 from syncd.settings import WatchSettings
@@ -248,14 +253,7 @@ class Watcher:
         self.notify = RustNotify(self.roots, False, True, self.settings.poll_ms, True, True)
 
     def say_limit(self, which: str, error: str) -> None:
-        if which == "watches":
-            log.error("inotify watch limit reached", error=error, roots=self.roots,
-                      limit=_limit("max_inotify_watches", "max_user_watches"),
-                      sysctl="fs.inotify.max_user_watches", hint=WATCHES_HINT.format(poll_ms=self.settings.poll_ms))
-        else:
-            log.error("inotify instance limit reached", error=error,
-                      limit=_limit("max_inotify_instances", "max_user_instances"),
-                      sysctl="fs.inotify.max_user_instances", hint=INSTANCES_HINT.format(poll_ms=self.settings.poll_ms))
+        _say_limit(which, error, self.roots, self.settings)
 
     def close(self) -> None:
         if self.notify is not None:
@@ -314,11 +312,26 @@ class Watcher:
 
 async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait_ms: int,
                   on_lost: Lost | None = None, settings: WatchSettings | None = None) -> AsyncIterator[set[str]]:
-    """Changed paths that `accept` lets through, a set per watchfiles batch, until `stop`.
+    """Changed paths that `accept` lets through, a set per quiet step, until `stop`.
 
+    On Linux the inotify descriptor is read directly (syncd/inotify.py); elsewhere, when
+    polling is forced, or once an inotify limit is hit, watchfiles polls the tree.
     `on_lost(reason)` is called when events may have been lost (see the module docstring);
     the caller should then compare whole trees (a reconcile)."""
+    settings = settings or WatchSettings()
+    lost = _reporter(on_lost)
+    polling = _force_polling() or not inotify.available()
+    if not polling:
+        async for paths in _inotify_changes(roots, accept, stop, max_wait_ms, lost, settings):
+            yield paths
+        if stop.is_set():
+            return
+        polling = True  # a limit was hit: said, and the trees will be compared
+    async for paths in _notify_changes(roots, accept, stop, max_wait_ms, lost, settings, polling):
+        yield paths
 
+
+def _reporter(on_lost: Lost | None) -> Callable[..., None]:
     def lost(reason: str, sure: bool = True, **detail: object) -> None:
         say = log.warning if sure else log.info
         say("file events may have been lost", reason=reason, **detail,
@@ -326,8 +339,96 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
         if on_lost is not None:
             on_lost(reason)
 
-    settings = settings or WatchSettings()
+    return lost
+
+
+async def _inotify_changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait_ms: int,
+                           lost: Callable[..., None], settings: WatchSettings) -> AsyncIterator[set[str]]:
+    """The inotify descriptor, read when it is readable (no wake-ups while idle); a batch ends
+    after `step_ms` without a new event (at most `max_wait_ms` after its first). Returns when
+    `stop` is set, or when a limit is hit (said first; the caller polls from then on)."""
+    tree = inotify.InotifyTree([str(r) for r in roots])
+    failures = 0
+    while True:
+        try:
+            # (in the event loop: the watches exist before the caller's next step)
+            opened = tree.open()
+            break
+        except inotify.WatchLimit as e:
+            _say_limit(e.which, str(e), [str(r) for r in roots], settings)
+            return
+        except OSError as e:
+            failures += 1
+            delay = backoff(failures, settings.restart_start, settings.restart_max)
+            log.error("cannot start the file watcher", error=str(e), roots=tree.roots,
+                      hint=f"retrying in {delay:.1f}s; check that the mapped sources exist")
+            with anyio.move_on_after(delay):
+                await stop.wait()
+            if stop.is_set():
+                return
+    if failures:
+        lost("the file watcher started late")
+    _say_unreadable(opened.unreadable)
+    step, longest = settings.step_ms / 1000, max(max_wait_ms, settings.step_ms) / 1000
+    try:
+        while not stop.is_set():
+            with anyio.move_on_after(1.0):  # (only to look at `stop` now and then)
+                await anyio.wait_readable(tree.fd)
+            batch = tree.read()
+            if not batch.paths and not batch.overflowed:
+                continue
+            deadline = time.monotonic() + longest
+            while time.monotonic() < deadline:  # the quiet step: more may be on its way
+                with anyio.move_on_after(min(step, deadline - time.monotonic())) as quiet:
+                    await anyio.wait_readable(tree.fd)
+                if quiet.cancelled_caught:
+                    break
+                more = tree.read()
+                batch.paths |= more.paths
+                batch.overflowed |= more.overflowed
+                batch.roots_lost += more.roots_lost
+                batch.unreadable += more.unreadable
+            _say_unreadable(batch.unreadable)
+            if batch.overflowed:
+                again = await anyio.to_thread.run_sync(tree.rewatch)
+                _say_unreadable(again.unreadable)
+                lost("inotify queue overflow", events=len(batch.paths), remedy=QUEUE_HINT)
+            if batch.roots_lost:
+                lost("a watched directory was removed or moved", directories=batch.roots_lost[:5])
+            paths = {p for p in batch.paths if accept(p, inotify.is_dir(p))}
+            if paths:
+                yield paths
+    except inotify.WatchLimit as e:
+        _say_limit(e.which, str(e), tree.roots, settings)
+        lost("the inotify watch limit was reached while running", limit=e.which)
+    finally:
+        tree.close()
+
+
+def _say_unreadable(dirs: list[str]) -> None:
+    if dirs:
+        log.warning("some directories cannot be watched", directories=dirs[:5], count=len(dirs),
+                    hint="make them readable by this user or move them out of the synced sources; until "
+                         "then changes below them are not seen (`syncd resync` compares whole trees)")
+
+
+def _say_limit(which: str, error: str, roots: list[str], settings: WatchSettings) -> None:
+    if which == "watches":
+        log.error("inotify watch limit reached", error=error, roots=roots,
+                  limit=_limit("max_inotify_watches", "max_user_watches"),
+                  sysctl="fs.inotify.max_user_watches", hint=WATCHES_HINT.format(poll_ms=settings.poll_ms))
+    else:
+        log.error("inotify instance limit reached", error=error,
+                  limit=_limit("max_inotify_instances", "max_user_instances"),
+                  sysctl="fs.inotify.max_user_instances", hint=INSTANCES_HINT.format(poll_ms=settings.poll_ms))
+
+
+async def _notify_changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait_ms: int,
+                          lost: Callable[..., None], settings: WatchSettings,
+                          polling: bool) -> AsyncIterator[set[str]]:
+    """watchfiles (notify): polling, or inotify where syncd/inotify.py cannot be used."""
     watcher = Watcher(roots, settings)
+    watcher.polling = watcher.polling or polling
     failures = 0
     while True:
         try:

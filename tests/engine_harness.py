@@ -80,4 +80,29 @@ async def settle(engine: Engine, src: Path, timeout: float = 30.0) -> None:
                 return False
         return True
 
-    await wait_until(done, timeout, "the marker to reach every container")
+    try:
+        await wait_until(done, timeout, "the marker to reach every container")
+    except AssertionError as e:
+        raise AssertionError(f"{e} ({_not_settled(engine, digest)})") from None
+
+
+def _not_settled(engine: Engine, digest: str) -> str:
+    """What keeps the engine from being settled, for the failure message."""
+    why = []
+    if engine.coalescer.deadline() is not None:
+        why.append(f"a batch is open ({engine.coalescer.pending} paths)")
+    if engine.jobs_open:
+        why.append(f"{len(engine.jobs_open)} batch(es) unfinished: "
+                   + ", ".join(f"#{j.trace.batch_id} owes {j.outstanding}" for j in list(engine.jobs_open)[:5]))
+    for name, g in engine.gates.items():
+        if g.running or g.wanted:
+            why.append(f"build {name}: {g.state}")
+    for t in engine.targets.values():
+        if not t.workers:
+            why.append(f"target {t.name}: no container ({t.error})")
+        for w in t.workers.values():
+            hits = [(d, e.digest[:8]) for d, e in (w.manifest or {}).items() if d.endswith("/.settle-marker")]
+            why.append(f"{w.ref.label}: {w.status_text}, {len(w.pending)} pending, {len(w.jobs)} jobs, "
+                       f"manifest {'unknown' if w.manifest is None else len(w.manifest)}, markers {hits[:3]} "
+                       f"(want {digest[:8]})")
+    return "; ".join(why) or "nothing: it settled just after the deadline"

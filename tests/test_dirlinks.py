@@ -183,3 +183,21 @@ async def test_short_lived_temp_dirs_under_ignored_paths_are_not_a_loss(tree) ->
         assert lost == [], lost[:3]
         assert not any(r["reconcile"] for r in engine.trace.records[1:]), "a whole-tree comparison ran"
     assert (sandbox / "real" / "f").read_text() == "v2" and not (sandbox / "target").exists()
+
+
+def test_a_link_that_vanishes_while_it_is_resolved_is_no_link(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """realpath lstat()s, then readlink()s: a link removed in between made it raise, and the
+    exception stopped the (polling) watcher, found by the docker soak. Now: not a link."""
+    from syncd import dirlinks
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+
+    def vanished(path: str, **_kw: object) -> str:
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    links = LinkMap([str(tmp_path)])
+    monkeypatch.setattr(dirlinks.os.path, "realpath", vanished)
+    assert dirlinks._dir_link_target(str(tmp_path / "link")) is None
+    links.note(str(tmp_path / "link"))
+    assert links.links == {} and not links.stale

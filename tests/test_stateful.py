@@ -595,7 +595,7 @@ def _local_env(tmp_path: Path) -> Env:
     (tmp_path / "src").mkdir()
     cfg = write_config(tmp_path, CONFIG.format(target='kind = "local"\npath = "sandbox"'))
     sandbox = tmp_path / "sandbox" / "app" / "src"
-    return Env("local", tmp_path / "src", cfg, lambda: local_tree(sandbox), Stats(), settle_timeout=5)
+    return Env("local", tmp_path / "src", cfg, lambda: local_tree(sandbox), Stats(), settle_timeout=15)  # (deep renames: each re-adds many watches)
 
 
 def _docker_env(tmp_path: Path, make_container, docker_client) -> Env:  # noqa: ANN001
