@@ -3,11 +3,12 @@
 Ignored paths are filtered before they reach the coalescer, so they never wake the pipeline.
 On Linux the inotify descriptor is read directly (syncd/inotify.py): nothing runs while
 nothing changes, a batch ends after `WatchSettings.step_ms` of quiet, the kernel's queue
-overflow is reported as it happens, and symlinks are never followed. Where inotify cannot be
-used (not Linux, `WATCHFILES_FORCE_POLLING`, or an inotify limit was hit) watchfiles polls;
-coalescing is done by `core.coalesce` either way.
+overflow is reported as it happens, and symlinks are never followed. When polling is forced
+(`WATCHFILES_FORCE_POLLING`, WSL) or an inotify limit was hit, syncd/poll.py walks the tree;
+where inotify does not exist (not Linux) watchfiles watches natively. Coalescing is done by
+`core.coalesce` either way.
 
-The polling path (watchfiles 1.3 / notify 8) can fail in ways watchfiles does not report:
+The watchfiles path (watchfiles 1.3 / notify 8) can fail in ways watchfiles does not report:
 - **inotify watch limit** (`fs.inotify.max_user_watches`): notify stops adding watches at the
   first ENOSPC; watchfiles swallows the error when `ignore_permission_denied` is set, so part
   of the tree is silently unwatched. The watcher is therefore created without that flag first
@@ -40,6 +41,7 @@ from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
 from syncd import inotify
 from syncd.core.backoff import backoff
 from syncd.dirlinks import LinkMap
+from syncd.poll import Poller
 from syncd.settings import WatchSettings
 
 log = structlog.get_logger("syncd")
@@ -50,6 +52,7 @@ Accept = Callable[[str, bool], bool]
 Lost = Callable[[str], None]
 
 ADDED = 1  # watchfiles.Change.added
+POLL_DUTY = 5  # a polling walk that took t s waits at least 5t before the next one (<= 20 % of a core)
 
 WATCHES_HINT = ("raise it: `sudo sysctl fs.inotify.max_user_watches=524288` (to persist: "
                 "`echo fs.inotify.max_user_watches=524288 | sudo tee /etc/sysctl.d/90-syncd-inotify.conf`), "
@@ -314,21 +317,50 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
                   on_lost: Lost | None = None, settings: WatchSettings | None = None) -> AsyncIterator[set[str]]:
     """Changed paths that `accept` lets through, a set per quiet step, until `stop`.
 
-    On Linux the inotify descriptor is read directly (syncd/inotify.py); elsewhere, when
-    polling is forced, or once an inotify limit is hit, watchfiles polls the tree.
-    `on_lost(reason)` is called when events may have been lost (see the module docstring);
-    the caller should then compare whole trees (a reconcile)."""
+    On Linux the inotify descriptor is read directly (syncd/inotify.py); when polling is forced
+    or an inotify limit is hit, the tree is polled (syncd/poll.py); elsewhere watchfiles
+    watches natively. `on_lost(reason)` is called when events may have been lost (see the
+    module docstring); the caller should then compare whole trees (a reconcile)."""
     settings = settings or WatchSettings()
     lost = _reporter(on_lost)
-    polling = _force_polling() or not inotify.available()
-    if not polling:
-        async for paths in _inotify_changes(roots, accept, stop, max_wait_ms, lost, settings):
+    if _force_polling():
+        async for paths in _poll_changes(roots, accept, stop, lost, settings, None):
             yield paths
+        return
+    if not inotify.available():
+        async for paths in _notify_changes(roots, accept, stop, max_wait_ms, lost, settings, False):
+            yield paths
+        return
+    hit: list[str] = []  # set when a limit ends the inotify watcher: why events may be lost
+    async for paths in _inotify_changes(roots, accept, stop, max_wait_ms, lost, settings, hit):
+        yield paths
+    if stop.is_set():
+        return
+    async for paths in _poll_changes(roots, accept, stop, lost, settings, hit[0] if hit else None):
+        yield paths
+
+
+async def _poll_changes(roots: list[Path], accept: Accept, stop: anyio.Event, lost: Callable[..., None],
+                        settings: WatchSettings, reason: str | None) -> AsyncIterator[set[str]]:
+    """Walk the tree every `poll_ms` (longer when a walk is slow: polling never takes more than
+    1/POLL_DUTY of a core) and report what changed since the last walk."""
+    poller = Poller([str(r) for r in roots])
+    await anyio.to_thread.run_sync(poller.start)
+    log.info("watching by polling", every_ms=settings.poll_ms, roots=poller.roots)
+    if reason:  # after the baseline walk: the comparison covers whatever that walk cannot
+        lost(reason)
+    every = settings.poll_ms / 1000
+    while not stop.is_set():
+        with anyio.move_on_after(every):
+            await stop.wait()
         if stop.is_set():
             return
-        polling = True  # a limit was hit: said, and the trees will be compared
-    async for paths in _notify_changes(roots, accept, stop, max_wait_ms, lost, settings, polling):
-        yield paths
+        t0 = time.monotonic()
+        raw = await anyio.to_thread.run_sync(poller.poll)
+        every = max(settings.poll_ms / 1000, (time.monotonic() - t0) * POLL_DUTY)
+        paths = {p for p in raw if accept(p, poller.is_dir(p))}
+        if paths:
+            yield paths
 
 
 def _reporter(on_lost: Lost | None) -> Callable[..., None]:
@@ -343,10 +375,12 @@ def _reporter(on_lost: Lost | None) -> Callable[..., None]:
 
 
 async def _inotify_changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait_ms: int,
-                           lost: Callable[..., None], settings: WatchSettings) -> AsyncIterator[set[str]]:
+                           lost: Callable[..., None], settings: WatchSettings,
+                           hit: list[str]) -> AsyncIterator[set[str]]:
     """The inotify descriptor, read when it is readable (no wake-ups while idle); a batch ends
     after `step_ms` without a new event (at most `max_wait_ms` after its first). Returns when
-    `stop` is set, or when a limit is hit (said first; the caller polls from then on)."""
+    `stop` is set, or when a limit is hit (said first, and why events may be lost put in `hit`:
+    the caller polls from then on, and reports the loss once its first walk is done)."""
     tree = inotify.InotifyTree([str(r) for r in roots])
     failures = 0
     while True:
@@ -356,6 +390,7 @@ async def _inotify_changes(roots: list[Path], accept: Accept, stop: anyio.Event,
             break
         except inotify.WatchLimit as e:
             _say_limit(e.which, str(e), [str(r) for r in roots], settings)
+            hit.append("polling started before the first walk")  # (the start-up reconcile may come first)
             return
         except OSError as e:
             failures += 1
@@ -400,7 +435,7 @@ async def _inotify_changes(roots: list[Path], accept: Accept, stop: anyio.Event,
                 yield paths
     except inotify.WatchLimit as e:
         _say_limit(e.which, str(e), tree.roots, settings)
-        lost("the inotify watch limit was reached while running", limit=e.which)
+        hit.append(f"the inotify {e.which} limit was reached while running")
     finally:
         tree.close()
 
