@@ -61,7 +61,8 @@ class Engine:
             name: TargetRuntime(name, transports[name], [s for s in self.services if s.cfg.target == name], self, cfg.root)
             for name in sorted({s.cfg.target for s in self.services})
         }
-        self.coalescer = Coalescer(cfg.daemon.debounce_ms / 1000, cfg.daemon.max_batch_wait_ms / 1000)
+        self.coalescer = Coalescer(cfg.daemon.debounce_ms / 1000, cfg.daemon.max_batch_wait_ms / 1000,
+                                   small=settings.batches.small_batch)
         self.pusher = Pusher(clock, self.spawn)
         self.reconciler = Reconciler(self.hashes, self.known, self.pusher, clock, settings, self.held_services,
                                      self._emit)

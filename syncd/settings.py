@@ -42,6 +42,9 @@ class BatchSettings:
 
     # A watcher batch larger than this is a burst: coalesced even when it sets off a build.
     early_cut_max: int = 100
+    # A change of at most this many paths after a calm moment is cut without the quiet period
+    # (the watcher already waited for its own quiet step): an editor's save goes out at once.
+    small_batch: int = 20
     # A reconcile this large hands its freed heap back to the system (syncd/memory.py).
     trim_after_paths: int = 10_000
 
@@ -74,7 +77,7 @@ class ExecSettings:
     timeout: float = 600.0  # a Kubernetes exec that has not ended by then is given up
     api_request_timeout: float = 15.0  # a Kubernetes API call (list pods)
     restart_grace: int = 2  # `restart = "container"`: seconds between TERM and KILL
-    pod_watch_retry_max: float = 4.0  # a broken pod watch retries this often at most
+    feed_retry_max: float = 4.0  # a broken change feed (pod watch, docker events) retries this often at most
 
 
 @dataclass(frozen=True, slots=True)

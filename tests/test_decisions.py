@@ -53,3 +53,35 @@ def test_coalescing_on_a_manual_clock() -> None:
     batch = c.cut(clock.now())
     assert batch is not None and "/a" in batch.paths and len(batch.paths) > 100
     assert c.deadline() is None
+
+
+def test_a_small_change_after_calm_is_cut_at_once_a_burst_waits_for_quiet() -> None:
+    clock = ManualClock()
+    c = Coalescer(debounce=0.02, max_wait=2.0, small=20)
+    c.add({"/src/a.rs"}, clock.now())  # an editor's save, nothing before it
+    assert c.deadline() == clock.now()
+    first = c.cut(clock.now())
+    assert first is not None and first.early and first.paths == {"/src/a.rs"}
+    # a burst: the next set arrives within the quiet period of the last one -> quiet applies
+    clock.advance(0.005)
+    c.add({"/src/b.rs"}, clock.now())
+    assert c.deadline() == pytest.approx(clock.now() + 0.02)
+    clock.advance(0.01)
+    c.add({"/src/c.rs"}, clock.now())
+    clock.advance(0.02)
+    second = c.cut(clock.now())
+    assert second is not None and not second.early and second.paths == {"/src/b.rs", "/src/c.rs"}
+    # a large set after calm: a checkout, not a save -> quiet applies
+    clock.advance(1.0)
+    c.add({f"/src/f{i}" for i in range(500)}, clock.now())
+    assert c.deadline() == pytest.approx(clock.now() + 0.02)
+    clock.advance(0.02)
+    assert c.cut(clock.now()) is not None
+    # calm again: a small change goes at once
+    clock.advance(1.0)
+    c.add({"/src/d.rs"}, clock.now())
+    assert c.deadline() == clock.now()
+    # (off by default: small=0 keeps the old behaviour)
+    plain = Coalescer(debounce=0.02, max_wait=2.0)
+    plain.add({"/x"}, 0.0)
+    assert plain.deadline() == pytest.approx(0.02)
