@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
 
 from syncd.config import DockerTarget, KubernetesTarget
@@ -32,6 +33,7 @@ class Subject:
     exists: Callable[[str], bool]  # container path
     can_restart: bool = False
     pipelines: bool = False
+    change: Callable[[], None] | None = None  # a lifecycle change discovery must hear of (with a change feed)
 
 
 def _tar(files: dict[str, bytes], dirs: tuple[str, ...] = (), links: dict[str, str] | None = None,
@@ -82,7 +84,8 @@ async def subject(request, tmp_path: Path) -> AsyncIterator[Subject]:  # noqa: A
             c.exec_run(["sh", "-c", f"mkdir -p {target} $(dirname {path}) && ln -s {target} {path}"])
 
         yield Subject(t, ref, plant, lambda p: c.exec_run(["test", "-e", p]).exit_code == 0 or
-                      c.exec_run(["test", "-L", p]).exit_code == 0, can_restart=True, pipelines=True)
+                      c.exec_run(["test", "-L", p]).exit_code == 0, can_restart=True, pipelines=True,
+                      change=lambda: c.restart(timeout=0))
         await t.close()
     elif kind == "kubernetes":
         cluster = request.getfixturevalue("cluster")
@@ -100,7 +103,8 @@ async def subject(request, tmp_path: Path) -> AsyncIterator[Subject]:  # noqa: A
         def plant(path: str, target: str) -> None:
             cmds.append(f"mkdir -p {target} $(dirname {path}) && ln -s {target} {path}")
 
-        subject = Subject(t, ref, plant, lambda p: True, pipelines=True)
+        subject = Subject(t, ref, plant, lambda p: True, pipelines=True,
+                          change=lambda: cluster.create_pod("web-1", {"app": "web"}))
         subject.run = run  # type: ignore[attr-defined]
         subject.pending = cmds  # type: ignore[attr-defined]
         yield subject
@@ -181,6 +185,33 @@ async def test_capabilities_answer_or_say_unsupported(subject: Subject) -> None:
             await t.wait_changed()
     step = await t.run_step(ref, ["true"])
     assert step.exit == 0
+
+
+async def test_a_change_feed_wakes_discovery_when_containers_change(subject: Subject) -> None:
+    """With a change feed, discovery polls only as a safety net (every 30 s): the feed itself must
+    report a container that restarts or a pod that comes, or they would go unseen that long."""
+    t = subject.transport
+    if not t.has_change_feed:
+        assert subject.change is None
+        return
+    assert subject.change is not None
+    while True:  # drain what the feed says when it opens (a pod watch lists what exists)
+        with anyio.move_on_after(1.0) as quiet:
+            await t.wait_changed()
+        if quiet.cancelled_caught:
+            break
+    woke = anyio.Event()
+
+    async def wait() -> None:
+        await t.wait_changed()
+        woke.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        await anyio.to_thread.run_sync(subject.change)
+        with anyio.fail_after(20):  # generous on a loaded machine; the poll would take 30 s
+            await woke.wait()
+    assert len(await t.containers()) >= 1
 
 
 async def test_a_container_that_is_gone_is_a_transport_error(subject: Subject) -> None:

@@ -3,7 +3,10 @@
 Requests go through the container's session (transports/session.py) or, where it cannot run,
 one exec each (transports/exec.py): stdin carries the escaped delete list, then the tar
 stream, and is half-closed when the stream ends. The `docker` client is synchronous, so every
-call runs in a worker thread; the event loop never blocks on the engine.
+call runs in a worker thread; the event loop never blocks on the engine. The engine's event
+stream (`docker events`, filtered to the target's containers) wakes discovery as soon as one
+starts, stops or restarts, so a new container is found in well under a second, not at the
+next poll.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import difflib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 import anyio
@@ -25,11 +28,15 @@ from syncd.config import DockerTarget
 from syncd.settings import DEFAULT_SETTINGS, Settings
 from syncd.transports.base import ContainerRef, ExecResult, TransportError
 from syncd.transports.exec import ExecTransport
+from syncd.transports.feed import ChangeFeed
 from syncd.transports.session import SESSION_SCRIPT
 
 ENGINE_HINT = "start the Docker engine (dockerd / Docker Desktop) or set DOCKER_HOST"
 # What talking to an engine that is gone raises: docker-py's own errors do not cover requests'.
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
+# Container events that change what discovery finds. Not exec_*: every push runs an exec, and
+# waking discovery for each would cost a listing per push.
+LIFECYCLE_EVENTS = ("create", "start", "restart", "die", "stop", "kill", "destroy", "rename", "pause", "unpause")
 
 
 @contextmanager
@@ -68,9 +75,13 @@ class DockerChannel:
 
 
 class DockerTransport(ExecTransport):
+    has_change_feed = True  # the engine's event stream (see _follow_events)
+
     def __init__(self, target: str, spec: DockerTarget, sessions: bool = True, settings: Settings = DEFAULT_SETTINGS) -> None:
         self.spec = spec
         self._client: docker.DockerClient | None = None
+        self._events: docker.types.CancellableStream | None = None  # the open event stream (closed to stop)
+        self._feed = ChangeFeed(f"docker events of {target}", self._follow_events, settings.exec.feed_retry_max)
         super().__init__(target, sessions, settings)
 
     def _open_channel(self, ref: ContainerRef) -> DockerChannel:
@@ -108,6 +119,7 @@ class DockerTransport(ExecTransport):
         return difflib.get_close_matches(self.spec.container or "", [n for n in names if n], n=2, cutoff=0.7)
 
     async def containers(self) -> list[ContainerRef]:
+        self._feed.start()
         return await anyio.to_thread.run_sync(self.list_containers, abandon_on_cancel=True)
 
     def list_containers(self) -> list[ContainerRef]:
@@ -144,6 +156,29 @@ class DockerTransport(ExecTransport):
             )
             for c in running
         ]
+
+    # --- engine events: wake discovery when containers change ---------------------------
+
+    def _follow_events(self, notify: Callable[[], None], stopping: threading.Event) -> None:
+        where = {"container": [self.spec.container]} if self.spec.container else {
+            "label": [f"{k}={v}" for k, v in (self.spec.labels or {}).items()]}
+        client = docker.from_env(timeout=None)  # its own connection: the stream blocks between events
+        try:
+            self._events = client.api.events(decode=True, filters={"type": "container", "event": list(LIFECYCLE_EVENTS), **where})
+            # Open: look once now. A container that started between the first listing and this
+            # moment sent its event before anyone listened.
+            notify()
+            for _event in self._events:
+                notify()
+                if stopping.is_set():
+                    return
+        finally:
+            self._events = None
+            client.close()
+
+    async def wait_changed(self) -> None:
+        """Returns when the engine reported a container event (the caller bounds the wait)."""
+        await self._feed.wait()
 
     # --- exec ----------------------------------------------------------------------------
 
@@ -221,6 +256,11 @@ class DockerTransport(ExecTransport):
         await anyio.to_thread.run_sync(restart, abandon_on_cancel=True)
 
     async def close(self) -> None:
+        self._feed.stop()
+        events = self._events
+        if events is not None:
+            with suppress(Exception):  # unblocks the feed's read; it may be closing already
+                events.close()
         await super().close()
         if self._client is not None:
             self._client.close()

@@ -8,20 +8,18 @@ watch wakes container discovery at once when pods come, go or restart.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import structlog
 import urllib3
-from anyio.lowlevel import EventLoopToken
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 from kubernetes import watch as kwatch
@@ -31,10 +29,10 @@ from kubernetes.stream import stream as kstream
 from kubernetes.stream.ws_client import WSClient
 
 from syncd.config import KubernetesTarget
-from syncd.core.backoff import backoff
 from syncd.settings import DEFAULT_SETTINGS, Settings
 from syncd.transports.base import ContainerRef, ExecResult, TransportError
 from syncd.transports.exec import ExecTransport
+from syncd.transports.feed import ChangeFeed
 from syncd.transports.session import SESSION_SCRIPT
 
 log = structlog.get_logger("syncd.kube")
@@ -79,9 +77,7 @@ class KubeTransport(ExecTransport):
         self._exec_api: kclient.CoreV1Api | None = None
         self._exec_lock = threading.Lock()
         self._load_lock = threading.Lock()  # the watch thread and discovery both load the config
-        self._changed: anyio.Event | None = None
-        self._watch_thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._feed = ChangeFeed(f"pods of {target}", self._follow_pods, settings.exec.feed_retry_max)
         self._reported: dict[str, str] = {}  # pod -> last problem logged (no repeats)
         self.protocols: dict[str, str] = {}  # pod -> negotiated exec subprotocol
         super().__init__(target, sessions, settings)
@@ -150,7 +146,7 @@ class KubeTransport(ExecTransport):
     # --- discovery ---------------------------------------------------------------------
 
     async def containers(self) -> list[ContainerRef]:
-        await self._ensure_watch()
+        self._feed.start()
         return await anyio.to_thread.run_sync(self.list_containers, abandon_on_cancel=True)
 
     def list_containers(self) -> list[ContainerRef]:
@@ -225,48 +221,20 @@ class KubeTransport(ExecTransport):
 
     # --- pod watch: wake discovery when pods change ------------------------------------
 
-    async def _ensure_watch(self) -> None:
-        if self._watch_thread is not None:
-            return
-        self._changed = anyio.Event()
-        token = anyio.lowlevel.current_token()
-        self._watch_thread = threading.Thread(target=self._watch, args=(token,), daemon=True, name=f"watch {self.target}")
-        self._watch_thread.start()
-
-    def _notify(self, token: EventLoopToken) -> None:
-        def fire() -> None:
-            if self._changed is not None:
-                self._changed.set()
-
-        with contextlib.suppress(RuntimeError):  # the event loop is gone (shutting down)
-            anyio.from_thread.run_sync(fire, token=token)
-
-    def _watch(self, token: EventLoopToken) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                self.load_kubeconfig()
-                assert self._api is not None
-                w = kwatch.Watch()
-                for _event in w.stream(self._api.list_namespaced_pod, self.spec.namespace,
-                                       label_selector=self.spec.selector, timeout_seconds=60,
-                                       _request_timeout=75):
-                    failures = 0
-                    self._notify(token)
-                    if self._stopping.is_set():
-                        w.stop()
-                        return
-            except Exception:
-                failures += 1  # (capped low: a returning API server is noticed within seconds)
-                if self._stopping.wait(backoff(failures, 0.5, self.settings.exec.pod_watch_retry_max)):
-                    return
+    def _follow_pods(self, notify: Callable[[], None], stopping: threading.Event) -> None:
+        self.load_kubeconfig()
+        assert self._api is not None
+        w = kwatch.Watch()
+        for _event in w.stream(self._api.list_namespaced_pod, self.spec.namespace,
+                               label_selector=self.spec.selector, timeout_seconds=60, _request_timeout=75):
+            notify()
+            if stopping.is_set():
+                w.stop()
+                return
 
     async def wait_changed(self) -> None:
         """Returns when the pod watch saw a change (the caller bounds the wait)."""
-        await self._ensure_watch()
-        assert self._changed is not None
-        await self._changed.wait()
-        self._changed = anyio.Event()
+        await self._feed.wait()
 
     # --- exec ----------------------------------------------------------------------------
 
@@ -345,7 +313,7 @@ class KubeTransport(ExecTransport):
         return TransportError(f"{ref.label}: exec failed: HTTP {status or '?'}: {message}")
 
     async def close(self) -> None:
-        self._stopping.set()
+        self._feed.stop()
         await super().close()
 
 
