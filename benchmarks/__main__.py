@@ -35,7 +35,8 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--only", choices=SECTIONS, default=None,
                    help="run one section: docker (docker target), kube (kubernetes target, API-server fixture), "
                         "reconcile (`syncd sync` of a large tree), idle (the daemon watching a large tree) or "
-                        "fullstack (the example app: edit -> build -> push -> restart -> new response)")
+                        "fullstack (the example app: edit -> build -> push -> restart -> new response) or scale (big trees "
+                        "beside the tar floor, replicas, discovery)")
     p.add_argument("--reconcile-files", type=int, default=None,
                    help="files in the reconcile tree, 2-18 KB of random bytes each (default 20000: ~200 MB)")
     p.add_argument("--reconcile-repeats", type=int, default=None,
@@ -48,20 +49,30 @@ def parse(argv: list[str] | None) -> Options:
                    help="the idle daemon's two (or more) containers: docker,kube (default) or docker,docker")
     p.add_argument("--fullstack-edits", type=int, default=None,
                    help="fullstack: counted edits per kind (Rust, frontend) and by-hand builds per kind (default 10)")
+    p.add_argument("--scale-files", default=None,
+                   help="scale: tree sizes of the curve, comma-separated (default 10000,100000; add 300000 for the long run)")
+    p.add_argument("--scale-idle-seconds", type=float, default=None, help="scale: idle window per tree size (default 10)")
+    p.add_argument("--scale-edits", type=int, default=None, help="scale: single-file edits per tree size (default 20)")
     p.add_argument("--keep", action="store_true", help="keep the workspace (syncd.log, trace) for inspection")
     a = p.parse_args(argv)
     quick = {"edits": 10, "burst": 100, "baseline_runs": 5, "cp_sample": 25, "put_sample": 0, "kubectl_sample": 25,
              "reconcile_files": 1000, "reconcile_repeats": 1, "idle_files": 5000, "idle_seconds": 5.0, "idle_settle": 1.0,
-             "fullstack_edits": 3}
+             "fullstack_edits": 3, "scale_files": "2000", "scale_idle_seconds": 3.0, "scale_edits": 5}
     full = {"edits": 60, "burst": 1000, "baseline_runs": 20, "cp_sample": 200, "put_sample": 0, "kubectl_sample": 200,
             "reconcile_files": 20_000, "reconcile_repeats": 3, "idle_files": 100_000, "idle_seconds": 30.0, "idle_settle": 5.0,
-            "fullstack_edits": 10}
+            "fullstack_edits": 10, "scale_files": "10000,100000", "scale_idle_seconds": 10.0, "scale_edits": 20}
     defaults = quick if a.quick else full
     pick = {k: getattr(a, k) if getattr(a, k) is not None else v for k, v in defaults.items()}
     if pick["edits"] < 1 or pick["burst"] < 1 or pick["baseline_runs"] < 1 or pick["fullstack_edits"] < 1:
         p.error("--edits, --burst, --baseline-runs and --fullstack-edits must be >= 1")
     if pick["reconcile_files"] < 1 or pick["reconcile_repeats"] < 1 or pick["idle_files"] < 1 or pick["idle_seconds"] <= 0 or pick["idle_settle"] < 0:
         p.error("--reconcile-files, --reconcile-repeats and --idle-files must be >= 1, --idle-seconds > 0, --idle-settle >= 0")
+    try:
+        pick["scale_files"] = tuple(int(n) for n in str(pick["scale_files"]).split(",") if n.strip())
+    except ValueError:
+        p.error("--scale-files: comma-separated file counts, e.g. 10000,100000,300000")
+    if not pick["scale_files"] or min(pick["scale_files"]) < 1 or pick["scale_idle_seconds"] <= 0 or pick["scale_edits"] < 1:
+        p.error("--scale-files must name sizes >= 1, --scale-idle-seconds > 0, --scale-edits >= 1")
     kinds = tuple(k.strip() for k in a.idle_targets.split(",") if k.strip())
     if len(kinds) < 1 or any(k not in ("docker", "kube") for k in kinds) or kinds.count("kube") > 1:
         p.error("--idle-targets: a comma-separated list of docker and at most one kube, e.g. docker,kube")

@@ -31,7 +31,7 @@ BURST_TIMEOUT = 120.0
 READY_TIMEOUT = 60.0
 FILE_BYTES = 100
 SYNC_DEST = "/app/src"
-SECTIONS = ("docker", "kube", "reconcile", "idle", "fullstack")
+SECTIONS = ("docker", "kube", "reconcile", "idle", "fullstack", "scale")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -53,6 +53,9 @@ class Options:
     idle_settle: float = 5.0  # wait after the start-up reconcile before sampling
     idle_targets: tuple[str, ...] = ("docker", "kube")  # one session each
     fullstack_edits: int = 10  # counted edits per kind (Rust, frontend) and by-hand builds per kind
+    scale_files: tuple[int, ...] = (10_000, 100_000)  # the scale curve's tree sizes (300,000: opt-in)
+    scale_idle_seconds: float = 10.0  # idle sampling window per tree size
+    scale_edits: int = 20  # single-file edits timed per tree size
 
     @property
     def sections(self) -> tuple[str, ...]:

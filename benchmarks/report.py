@@ -40,6 +40,8 @@ def render(results: dict, console: Console) -> None:
         render_idle(results["idle"], console)
     if "fullstack" in sections:
         render_fullstack(results["fullstack"], console)
+    if "scale" in sections:
+        render_scale(results["scale"], console)
     console.print()
     lags = [s["single_file"]["syncd"]["observer_stream_lag_p50_ms"]
             for s in ([results] if "docker" in sections else []) + ([results["kube"]] if "kube" in sections else [])]
@@ -188,6 +190,27 @@ def render_idle(i: dict, console: Console) -> None:
     conv = ", ".join(f"{k} {n:,}" for k, n in i["container_files"].items())
     table.add_row("containers hold", "yes" if i["converged"] else "[red]NO[/]", f"files: {conv}")
     console.print(table)
+
+
+def render_scale(sc: dict, console: Console) -> None:
+    console.print()
+    table = Table(title="Scale: files of 100 B into 2 fresh containers; floor = tar -c | docker exec -i tar -x, both at once",
+                  title_justify="left")
+    for col in ("files", "floor", "syncd sync", "÷ floor", "peak RSS", "no-diff sync", "run → converged",
+                "idle RSS", "idle CPU", "edit p50/p95"):
+        table.add_column(col, justify="right")
+    for n, c in sorted(sc["curve"].items(), key=lambda kv: int(kv[0])):
+        st, idle, one = c["startup"], c["idle"], c["single_file"]
+        table.add_row(f"{int(n):,}", f"{c['floor_s']:.2f} s", f"{st['wall_s']:.2f} s" + ("" if st["complete"] else " [red]incomplete[/]"),
+                      f"{c['startup_over_floor']:.2f}×", f"{st['peak_rss_mib']:.0f} MiB", f"{c['nodiff']['wall_s']:.2f} s",
+                      f"{c['restart_converged_s']:.2f} s", f"{idle['rss_mib_median']:.0f} MiB", f"{idle['cpu_pct']:.2f} %",
+                      f"{one['p50_ms']:.1f}/{one['p95_ms']:.1f} ms")
+    console.print(table)
+    fo, d = sc["fan_out"], sc["discovery"]
+    rows = ", ".join(f"{r['replicas']} → {r['seconds']:.2f} s" for r in fo["rows"].values())
+    console.print(f"fan-out, {fo['files']:,}-file burst: {rows}; 10 replicas / 1 = {fo['ten_over_one']:.2f}×", markup=False)
+    console.print(f"discovery, docker run → files there: p50 {d['p50_ms']:.0f} ms, max {d['max_ms']:.0f} ms "
+                  f"({d['observed']}/{d['runs']} runs)", markup=False)
 
 
 FULLSTACK_ROWS = {"rust": "Rust", "frontend": "frontend"}

@@ -1,5 +1,5 @@
-"""`python -m benchmarks --quick` runs end to end, all five sections (docker, kube, reconcile,
-idle, fullstack; reconcile and idle with tiny trees), and writes sane JSON (no timing goals
+"""`python -m benchmarks --quick` runs end to end, all six sections (docker, kube, reconcile,
+idle, fullstack, scale; reconcile, idle and scale with tiny trees), and writes sane JSON (no timing goals
 asserted: keys and plausibility only)."""
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ METHODS = ("syncd", "docker_cp", "put_archive")
 KUBE_METHODS = ("syncd", "kubectl_cp")
 GOALS = ("single_file_p50_ms", "single_file_p95_ms", "burst_ratio_vs_docker_cp", "kube_single_file_p50_ms",
          "kube_burst_ratio_vs_kubectl_cp", "reconcile_empty_s", "reconcile_nodiff_s", "idle_rss_mib", "idle_cpu_pct",
-         "fullstack_rust_overhead_ms", "fullstack_frontend_overhead_ms")
+         "scale_startup_over_floor", "scale_restart_s", "scale_fanout_10_over_1", "scale_discovery_ms",
+         "scale_idle_rss_mib", "fullstack_rust_overhead_ms", "fullstack_frontend_overhead_ms")
 FULLSTACK_PARTS = {"rust": ("detect", "build", "push", "run", "restart", "ready"),
                    "frontend": ("detect", "build", "push", "ready")}
 # Tiny reconcile/idle trees keep the whole run well inside the timeout (~45 s for docker, kube,
 # reconcile and idle; the fullstack section's 1 + 3 edits per kind, its builds by hand and its
 # set-up - PostgreSQL, two containers, cold cargo and esbuild builds - add ~20-30 s).
-TINY = ["--reconcile-files", "300", "--idle-files", "500", "--idle-seconds", "2", "--idle-settle", "0.5"]
+TINY = ["--reconcile-files", "300", "--idle-files", "500", "--idle-seconds", "2", "--idle-settle", "0.5",
+        "--scale-files", "400", "--scale-idle-seconds", "1", "--scale-edits", "3"]
 
 
 def check_section(s: dict, methods: tuple[str, ...], settings: dict) -> None:
@@ -60,14 +62,14 @@ def test_quick_benchmark_writes_plausible_json(docker_client, kubectl, tmp_path:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", *TINY, "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=145,
+        cwd=REPO, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = json.loads(out.read_text())
 
     assert {"timestamp", "machine", "settings", "single_file", "burst", "targets", "pass", "syncd_trace", "kube",
-            "reconcile", "idle", "fullstack", "run_seconds"} <= r.keys()
-    assert r["settings"]["sections"] == ["docker", "kube", "reconcile", "idle", "fullstack"]
+            "reconcile", "idle", "fullstack", "scale", "run_seconds"} <= r.keys()
+    assert r["settings"]["sections"] == ["docker", "kube", "reconcile", "idle", "fullstack", "scale"]
     assert r["machine"]["nproc"] >= 1 and r["machine"]["docker_server"]
 
     # docker section: top level, as before the kube section existed
@@ -77,10 +79,11 @@ def test_quick_benchmark_writes_plausible_json(docker_client, kubectl, tmp_path:
         assert isinstance(target["pass"], bool) and target["valid"], (name, target)
         # 0 % idle CPU is real; an overhead may be <= 0 (syncd no slower than the build by hand)
         assert target["value"] > 0 or name == "idle_cpu_pct" or name.startswith("fullstack_"), (name, target)
-        assert target["full_size"] is False  # a quick run is smaller than the issue's sizes
+        # a quick run is smaller than the issue's sizes (fan-out and discovery have one size)
+        assert target["full_size"] is (name in ("scale_fanout_10_over_1", "scale_discovery_ms")), name
         assert target["goal"] and target["bound"]
         assert (target["missed_by"] is None) == target["pass"]
-    assert r["targets"]["single_file_p50_ms"]["goal"] == "<= 35" and r["targets"]["single_file_p95_ms"]["goal"] == "<= 60"
+    assert r["targets"]["single_file_p50_ms"]["goal"] == "<= 20" and r["targets"]["single_file_p95_ms"]["goal"] == "<= 35"
     assert r["targets"]["burst_ratio_vs_docker_cp"]["goal"] == ">= 20"
     assert r["targets"]["kube_single_file_p50_ms"]["goal"] == "<= 45"
     assert isinstance(r["pass"], bool) and r["pass"] == all(t["pass"] for t in r["targets"].values())
@@ -123,6 +126,17 @@ def test_quick_benchmark_writes_plausible_json(docker_client, kubectl, tmp_path:
     assert idle["batches_during_window"] == 0
     assert idle["syncd_exit_code_on_sigterm"] == 0
     assert "Idle" in proc.stdout and "VmHWM" in proc.stdout
+
+    # scale: the tar floor beside syncd sync into 2 containers, restart, idle, edits; fan-out; discovery
+    sc = r["scale"]
+    c = sc["curve"]["400"]
+    assert c["tree"]["files"] == 400 and c["floor_s"] > 0 and c["startup_over_floor"] > 0
+    assert c["startup"]["exit_code"] == 0 and c["startup"]["complete"] and c["startup"]["container_files"] == [400, 400]
+    assert c["startup"]["peak_rss_mib"] > 10 and c["nodiff"]["exit_code"] == 0 and c["restart_converged_s"] > 0
+    assert c["single_file"]["observed"] == 3 and c["single_file"]["verified"] and c["idle"]["rss_mib_median"] > 10
+    assert set(sc["fan_out"]["rows"]) == {"1", "3", "10"} and all(x["complete"] for x in sc["fan_out"]["rows"].values())
+    assert sc["discovery"]["observed"] == sc["discovery"]["runs"] and sc["discovery"]["p50_ms"] > 0
+    assert "Scale" in proc.stdout and "fan-out" in proc.stdout
 
     # fullstack: the example app, Rust and frontend edits -> new HTTP answer, split by span; by-hand builds
     f = r["fullstack"]

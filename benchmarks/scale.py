@@ -1,0 +1,290 @@
+"""The scale section: a big tree of small files (100 B each, 100 per directory) and many replicas,
+syncd beside the floor — C programs moving the same bytes — in the same run.
+
+Per tree size (`--scale-files`, default 10,000 and 100,000; 300,000 opt-in):
+  floor    — `tar -c -C TREE . | docker exec -i C tar -x -C /app/src`, into every container at once
+             (fresh containers, as syncd gets): what the bytes cost without syncd;
+  start-up — `syncd sync` into two fresh containers of one labelled target: wall clock, peak RSS;
+             the ratio to the floor is the figure;
+  no-diff  — `syncd sync` again, nothing changed;
+  restart  — `syncd run` started over the unchanged tree: until every container's reconcile record;
+             then the idle daemon sampled (RSS, CPU % over `--scale-idle-seconds`) and single-file
+             edits timed in one replica (edit -> visible, observed inside the container).
+Fan-out: a 1,000-file burst into 1 / 3 / 10 replicas of one labelled target, until the last replica
+holds every file; the figure is the 10-replica time over the 1-replica time.
+Discovery: a labelled container started (`docker run`) under a running daemon, until its first file
+is there (the engine's event stream wakes discovery; the poll is only a safety net).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import docker
+from docker.models.containers import Container
+
+from benchmarks.baselines import syncd_pusher
+from benchmarks.common import (
+    DEBOUNCE_MS,
+    IMAGE,
+    SYNC_DEST,
+    Options,
+    burst_files,
+    measure_edits,
+    percentile,
+    read_trace,
+    remove_container,
+    stop_process,
+    syncd_cli,
+    tail,
+)
+from benchmarks.idle import make_small_tree, sample
+
+TIMEOUT = 1800.0
+FANOUT = (1, 3, 10)
+FANOUT_FILES = 1000
+DISCOVERY_TRIES = 5
+
+
+def _config(work: Path, label: str) -> Path:
+    cfg = work / "syncd.toml"
+    cfg.write_text(f"""[daemon]
+debounce_ms = {DEBOUNCE_MS}
+max_batch_wait_ms = 2000
+trace = ".syncd/trace.jsonl"
+
+[targets.web]
+kind = "docker"
+labels = {{ "syncd-bench-scale" = "{label}" }}
+
+[[services]]
+name = "web"
+target = "web"
+sync = [{{ src = "src", dest = "{SYNC_DEST}" }}]
+""")
+    return cfg
+
+
+def _containers(client: docker.DockerClient, label: str, n: int) -> list[Container]:
+    return [client.containers.run(IMAGE, name=f"syncd-bench-scale-{uuid.uuid4().hex[:8]}", detach=True,
+                                  labels={"syncd-bench-scale": label, "syncd-bench": "1"}) for _ in range(n)]
+
+
+def _count(c: Container, path: str = SYNC_DEST) -> int:
+    code, out = c.exec_run(["sh", "-c", f"find {path} -type f 2>/dev/null | wc -l"])
+    try:
+        return int(out.decode().strip()) if code == 0 else -1
+    except ValueError:
+        return -1
+
+
+def _floor(tree: Path, containers: list[Container]) -> float:
+    """Host `tar -c` piped into each container's `tar -x`, all containers at once."""
+    procs = []
+    t0 = time.monotonic()
+    for c in containers:
+        pack = subprocess.Popen(["tar", "-c", "-C", str(tree), "."], stdout=subprocess.PIPE)
+        unpack = subprocess.Popen(["docker", "exec", "-i", c.id, "sh", "-c", f"mkdir -p {SYNC_DEST} && tar -x -C {SYNC_DEST}"],
+                                  stdin=pack.stdout)
+        assert pack.stdout is not None
+        pack.stdout.close()
+        procs += [pack, unpack]
+    codes = [p.wait(timeout=TIMEOUT) for p in procs]
+    seconds = time.monotonic() - t0
+    if any(codes):
+        raise RuntimeError(f"floor: tar pipelines exited {codes}")
+    return seconds
+
+
+def _timed_sync(cfg: Path, work: Path, label: str) -> dict:
+    """`syncd sync` under a small wrapper that reports the child's peak RSS (ru_maxrss)."""
+    log = work / f"sync-{label}.log"
+    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
+    t0 = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.run([sys.executable, "-c", wrapper, *syncd_cli("sync", cfg)], cwd=work, stdout=out,
+                              stderr=subprocess.PIPE, timeout=TIMEOUT)
+    wall = time.monotonic() - t0
+    try:
+        peak_mib = int(proc.stderr.decode().strip().splitlines()[-1]) / 1024
+    except (ValueError, IndexError):
+        peak_mib = 0.0
+    result = {"wall_s": wall, "exit_code": proc.returncode, "peak_rss_mib": peak_mib}
+    if proc.returncode != 0:
+        result["log_tail"] = tail(log)
+    return result
+
+
+def _start_daemon(cfg: Path, work: Path, containers: int) -> tuple[subprocess.Popen, float]:
+    """`syncd run`, until every container's start-up reconcile has written its record."""
+    trace = work / ".syncd" / "trace.jsonl"
+    before = len(read_trace(trace))
+    log = work / "syncd.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(syncd_cli("run", cfg), cwd=work, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    t0 = time.monotonic()
+    deadline = t0 + TIMEOUT
+    while time.monotonic() < deadline:
+        # one reconcile record per container; its manifest span names the container
+        done = {s["name"] for r in read_trace(trace)[before:] if r.get("reconcile") for s in r.get("spans", [])
+                if s["name"].startswith("manifest:")}
+        if len(done) >= containers:
+            return proc, time.monotonic() - t0
+        if proc.poll() is not None:
+            raise RuntimeError(f"syncd exited with {proc.returncode} before reconciling:\n{tail(log)}")
+        time.sleep(0.02)
+    stop_process(proc)
+    raise RuntimeError(f"syncd did not reconcile {containers} containers in {TIMEOUT:.0f} s:\n{tail(log)}")
+
+
+def one_size(client: docker.DockerClient, work: Path, files: int, opts: Options, progress) -> dict:
+    load = list(os.getloadavg())
+    tree = work / "src"
+    progress(f"scale: {files:,} files of 100 B")
+    info = make_small_tree(tree, files)
+    label = uuid.uuid4().hex[:8]
+    containers: list[Container] = []
+    proc: subprocess.Popen | None = None
+    out: dict = {"files": files, "tree": info, "loadavg_at_start": load}
+    try:
+        containers = _containers(client, f"floor-{label}", 2)
+        out["floor_s"] = _floor(tree, containers)
+        progress(f"scale {files:,}: floor (tar | docker exec tar -x, 2 containers at once) {out['floor_s']:.2f} s")
+        for c in containers:
+            remove_container(c)
+        containers = _containers(client, label, 2)
+        cfg = _config(work, label)
+        out["startup"] = _timed_sync(cfg, work, "startup")
+        out["startup"]["container_files"] = [_count(c) for c in containers]
+        out["startup"]["complete"] = all(n == files for n in out["startup"]["container_files"])
+        out["startup_over_floor"] = out["startup"]["wall_s"] / out["floor_s"] if out["floor_s"] else 0.0
+        progress(f"scale {files:,}: syncd sync into 2 containers {out['startup']['wall_s']:.2f} s "
+                 f"({out['startup_over_floor']:.2f}x the floor), peak RSS {out['startup']['peak_rss_mib']:.0f} MiB")
+        out["nodiff"] = _timed_sync(cfg, work, "nodiff")
+        progress(f"scale {files:,}: syncd sync, nothing differs {out['nodiff']['wall_s']:.2f} s")
+        proc, ready = _start_daemon(cfg, work, len(containers))
+        out["restart_converged_s"] = ready
+        progress(f"scale {files:,}: syncd run over the unchanged tree converged in {ready:.2f} s; idle sample")
+        time.sleep(opts.idle_settle)
+        out["idle"] = {k: v for k, v in sample(proc.pid, opts.scale_idle_seconds).items() if k != "per_thread"}
+        edit = tree / "edit.txt"
+        edit.write_text("start\n")
+        time.sleep(0.5)
+        lat = measure_edits("syncd", containers[0], edit, f"{SYNC_DEST}/edit.txt", syncd_pusher, opts.scale_edits)
+        out["single_file"] = {k: v for k, v in lat.summary().items() if k != "samples_ms"}
+        progress(f"scale {files:,}: idle RSS {out['idle']['rss_mib_median']:.0f} MiB, CPU {out['idle']['cpu_pct']:.2f} %; "
+                 f"single file p50 {out['single_file']['p50_ms']:.1f} ms")
+        return out
+    finally:
+        if proc is not None:
+            stop_process(proc)
+        for c in containers:
+            remove_container(c)
+        subprocess.run(["rm", "-rf", str(tree), str(work / ".syncd")], check=False)
+
+
+def _wait_all(containers: list[Container], path: str, want: int, timeout: float) -> float | None:
+    """Seconds until every container holds `want` files under path (polled in parallel)."""
+    t0 = time.monotonic()
+    done: dict[str, float] = {}
+
+    def watch(c: Container) -> None:
+        while time.monotonic() - t0 < timeout:
+            if _count(c, path) >= want:
+                done[c.id] = time.monotonic()
+                return
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=watch, args=(c,), daemon=True) for c in containers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 5)
+    return max(done.values()) - t0 if len(done) == len(containers) else None
+
+
+def fan_out(client: docker.DockerClient, work: Path, progress) -> dict:
+    """A 1,000-file burst into 1 / 3 / 10 replicas, each count with its own daemon."""
+    rows: dict[str, dict] = {}
+    for n in FANOUT:
+        label = uuid.uuid4().hex[:8]
+        containers = _containers(client, label, n)
+        proc = None
+        sub = work / f"fanout-{n}"
+        (sub / "src").mkdir(parents=True)
+        (sub / "src" / "seed.txt").write_text("seed\n")
+        try:
+            cfg = _config(sub, label)
+            proc, _ = _start_daemon(cfg, sub, n)
+            burst = sub / "src" / "burst"
+            burst.mkdir()
+            t0 = time.monotonic()
+            for name, data in burst_files(FANOUT_FILES, label):
+                (burst / name).write_bytes(data)
+            seconds = _wait_all(containers, f"{SYNC_DEST}/burst", FANOUT_FILES, 120.0)
+            wall = time.monotonic() - t0 if seconds is None else seconds
+            rows[str(n)] = {"replicas": n, "seconds": wall, "complete": seconds is not None}
+            progress(f"scale: {FANOUT_FILES}-file burst into {n} replica(s): {wall:.2f} s")
+        finally:
+            if proc is not None:
+                stop_process(proc)
+            for c in containers:
+                remove_container(c)
+    one = rows[str(FANOUT[0])]["seconds"]
+    return {"files": FANOUT_FILES, "rows": rows,
+            "ten_over_one": rows[str(FANOUT[-1])]["seconds"] / one if one else 0.0,
+            "how": "time from the first file written to the last replica holding all of them (each replica "
+                   "polled with `find | wc -l` every 20 ms, in parallel); one daemon per replica count"}
+
+
+def discovery(client: docker.DockerClient, work: Path, progress) -> dict:
+    """`docker run` of a labelled container under a running daemon -> its files are there."""
+    label = uuid.uuid4().hex[:8]
+    sub = work / "discovery"
+    (sub / "src").mkdir(parents=True)
+    for i in range(20):
+        (sub / "src" / f"f{i:02d}.txt").write_text(f"file {i}\n")
+    first = _containers(client, label, 1)
+    made: list[Container] = list(first)
+    proc = None
+    samples: list[float] = []
+    try:
+        proc, _ = _start_daemon(_config(sub, label), sub, 1)
+        for _ in range(DISCOVERY_TRIES):
+            t0 = time.monotonic()
+            [c] = _containers(client, label, 1)
+            made.append(c)
+            seconds = _wait_all([c], SYNC_DEST, 20, 30.0)
+            if seconds is not None:
+                samples.append(time.monotonic() - t0)
+            remove_container(c)
+        p50 = statistics.median(samples) if samples else 0.0
+        progress(f"scale: docker run -> 20 files there: p50 {p50 * 1000:.0f} ms over {len(samples)} runs")
+        return {"runs": DISCOVERY_TRIES, "observed": len(samples), "p50_ms": p50 * 1000,
+                "max_ms": max(samples, default=0.0) * 1000, "samples_ms": [round(s * 1000, 1) for s in samples],
+                "how": "from `docker run` (detached) being called to all 20 files counted in the new container"}
+    finally:
+        if proc is not None:
+            stop_process(proc)
+        for c in made:
+            remove_container(c)
+
+
+def scale_section(opts: Options, client: docker.DockerClient, work: Path, progress) -> dict:
+    curve = {str(n): one_size(client, work, n, opts, progress) for n in opts.scale_files}
+    return {
+        "loadavg_at_section_start": list(os.getloadavg()),
+        "curve": curve,
+        "fan_out": fan_out(client, work, progress),
+        "discovery": discovery(client, work, progress),
+        "single_file_p50_ms": percentile([c["single_file"]["p50_ms"] for c in curve.values()], 50),
+    }
