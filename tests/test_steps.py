@@ -255,6 +255,8 @@ async def test_no_span_exceeds_its_records_total_when_a_build_outlasts_a_batch(t
 
 
 async def test_a_change_that_builds_is_cut_at_once_others_wait_for_quiet(tmp_path: Path) -> None:
+    """A build trigger, and a small change after calm (an editor's save), are cut as soon as the
+    watcher's step ends; a burst of plain changes waits for the quiet period."""
     app = make_app(tmp_path)
     config(tmp_path, service("app"))
     from syncd.config import load_config
@@ -263,16 +265,28 @@ async def test_a_change_that_builds_is_cut_at_once_others_wait_for_quiet(tmp_pat
         (app / "src" / "main.txt").write_text("v2\n")  # a build trigger, the build idle
         await wait_until(lambda: box(tmp_path, "app/bin/app.bin") == "v2\n", what="the build live")
         await wait_until(engine.idle, what="idle")
+        await anyio.sleep(0.1)  # calm: the build's own output events have come and gone
+        await wait_until(engine.idle, what="idle")
+        before = engine.batches_done
         (app / "out" / "extra.bin").write_text("no build\n")  # synced, sets off no build
         await wait_until(lambda: box(tmp_path, "app/bin/extra.bin") == "no build\n", what="the plain sync")
+        await wait_until(engine.idle, what="idle")
+        small = engine.batches_done
+        await anyio.sleep(0.05)  # calm: more than the 20 ms quiet period since the last change
+        burst = engine.settings.batches.small_batch + 10
+        for i in range(burst):  # one write loop: the watcher hands it over as one set
+            (app / "out" / f"burst{i}.bin").write_text(f"{i}\n")
+        await wait_until(lambda: box(tmp_path, f"app/bin/burst{burst - 1}.bin") == f"{burst - 1}\n", what="the burst")
         await wait_until(engine.idle, what="idle")
     coalesce = {r["batch"]: next(s for s in r["spans"] if s["name"] == "coalesce") for r in engine.trace.records
                 if any(s["name"] == "coalesce" for s in r["spans"])}
     built = [r["batch"] for r in engine.trace.records if any(s["name"].startswith("build:") for s in r["spans"])]
     assert built, engine.trace.records
     assert coalesce[built[0]]["detail"].get("early") is True
-    plain = [i for i in coalesce if i not in built]
-    assert plain and all(not coalesce[i]["detail"].get("early") for i in plain)
+    plain = [i for i in coalesce if before < i <= small]
+    assert plain and all(coalesce[i]["detail"].get("early") for i in plain), coalesce
+    bursts = [i for i in coalesce if i > small]
+    assert bursts and not any(coalesce[i]["detail"].get("early") for i in bursts), coalesce
 
 
 async def test_a_build_failing_while_its_sources_change_again_is_not_reported(tmp_path: Path) -> None:
