@@ -42,6 +42,7 @@ from syncd.watch import changes, watch_roots
 from syncd.workers import ContainerWorker, PendingAnswer, TargetRuntime
 
 log = structlog.get_logger("syncd")
+HASHES_FILE = "hashes"  # in the state directory: the local hash cache (syncd/scan.py)
 
 
 class Engine:
@@ -52,7 +53,7 @@ class Engine:
         self.clock = clock
         self.transports = transports
         self.trace = trace or TraceWriter(None)
-        self.hashes = HashCache()
+        self.hashes = HashCache.load(cfg.state_dir / HASHES_FILE)  # kept across runs: a restart hashes nothing
         self.known = KnownStore(cfg.state_dir)
         self.services = service_runtimes(cfg)
         self.gates = {s.name: BuildGate(s, cfg.root, self.release) for s in cfg.services if s.build}
@@ -65,7 +66,7 @@ class Engine:
                                    small=settings.batches.small_batch)
         self.pusher = Pusher(clock, self.spawn)
         self.reconciler = Reconciler(self.hashes, self.known, self.pusher, clock, settings, self.held_services,
-                                     self._emit)
+                                     self._emit, cfg.state_dir / HASHES_FILE)
         self._events = anyio.Event()
         self.jobs_open: set[BatchJob] = set()
         self.batches_done = 0
@@ -350,6 +351,7 @@ class Engine:
                 for ref in refs:
                     tg.start_soon(one, ContainerWorker(ref, target))
         self._tg = None
+        await self.reconciler.save_hashes()
         return ok
 
     async def run(self, stop: anyio.Event) -> None:
@@ -374,6 +376,8 @@ class Engine:
                 if worker.manifest is not None:
                     self.known.save(worker.key, record_of(worker.confirmed()))
             await target.transport.close()
+        with anyio.CancelScope(shield=True):
+            await self.reconciler.save_hashes()
 
     def idle(self) -> bool:
         """Nothing queued, nothing in flight, every container up to date."""

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import structlog
 
 from syncd.clock import Clock
@@ -53,6 +55,49 @@ def desired_state(target: TargetRuntime, services: set[str] | None, hashes: Hash
 
 
 @dataclass
+class _Scan:
+    done: anyio.Event
+    result: tuple[Desired, list[tuple[str, str]]] | None = None
+
+
+class SharedScans:
+    """Reconciles of one target that ask for its tree at the same moment share one scan: a
+    target's replicas all reconcile at start (and after an engine restart), and each scanning
+    the same 100,000 files would multiply the cost by the replica count. A scan that has begun
+    is never joined: it may have read a path before the joiner's reason to compare (a lost
+    event, a restarted container) changed it."""
+
+    def __init__(self) -> None:
+        self._gathering: dict[tuple[str, frozenset[str] | None], _Scan] = {}
+
+    async def desired(self, target: TargetRuntime, services: set[str] | None,
+                      hashes: HashCache) -> tuple[Desired, list[tuple[str, str]]]:
+        key = (target.name, None if services is None else frozenset(services))
+        joined = self._gathering.get(key)
+        if joined is not None:
+            await joined.done.wait()
+            if joined.result is not None:
+                return joined.result
+            return await self._scan(target, services, hashes)  # (it failed: scan alone)
+        scan = self._gathering[key] = _Scan(anyio.Event())
+        try:
+            await anyio.lowlevel.checkpoint()  # the replicas asking in this same moment join
+            del self._gathering[key]
+            scan.result = await self._scan(target, services, hashes)
+            return scan.result
+        finally:
+            self._gathering.pop(key, None)
+            scan.done.set()
+
+    @staticmethod
+    async def _scan(target: TargetRuntime, services: set[str] | None,
+                    hashes: HashCache) -> tuple[Desired, list[tuple[str, str]]]:
+        errors: list[tuple[str, str]] = []
+        desired = await anyio.to_thread.run_sync(desired_state, target, services, hashes, errors)
+        return desired, errors
+
+
+@dataclass
 class Comparison:
     """What a reconcile would send: the delta, what the container holds, unreadable local
     paths, and the reconcile's trace so far (scan and manifest spans)."""
@@ -64,14 +109,16 @@ class Comparison:
 
 
 async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Record, hashes: HashCache,
-                            clock: Clock, services: set[str] | None = None) -> Comparison:
+                            clock: Clock, services: set[str] | None = None,
+                            scans: SharedScans | None = None) -> Comparison:
     """Compare the container's tree below the target's destinations with the local one.
-    `known`: what syncd last sent there (lets a quick listing stand in for hashes)."""
+    `known`: what syncd last sent there (lets a quick listing stand in for hashes); `scans`:
+    share the local scan with the target's other replicas reconciling at the same moment."""
     trace = BatchTrace(0, clock.now(), reconcile=True)
     trace.services = [s.cfg.name for s in target.services if services is None or s.cfg.name in services]
     t0 = clock.now()
-    errors: list[tuple[str, str]] = []
-    desired = await anyio.to_thread.run_sync(desired_state, target, services, hashes, errors)
+    desired, shared_errors = await (scans or SharedScans()).desired(target, services, hashes)
+    errors = list(shared_errors)
     t1 = clock.now()
     trace.add("scan", t0, t1, detail={"paths": len(desired)})
     remote = await target.transport.manifest(ref, target.dests)
@@ -92,14 +139,17 @@ class Reconciler:
     """A worker's reconcile: compare, send, remember what was sent, record the trace."""
 
     def __init__(self, hashes: HashCache, known: KnownStore, pusher: Pusher, clock: Clock, settings: Settings,
-                 held: Callable[[], dict[str, str]], emit: Callable[[dict], None]) -> None:
+                 held: Callable[[], dict[str, str]], emit: Callable[[dict], None],
+                 hashes_file: Path | None = None) -> None:
         self.hashes = hashes
+        self.hashes_file = hashes_file  # where the hash cache is kept across runs (None: not kept)
         self.known = known
         self.pusher = pusher
         self.clock = clock
         self.settings = settings
         self._held = held  # services whose last build failed -> why (left out, see below)
         self._emit = emit  # a finished record: trace file, metrics, status page
+        self.scans = SharedScans()
 
     def known_of(self, worker: ContainerWorker) -> Record:
         return {**self.known.load(worker.key), **record_of(worker.last_manifest)}
@@ -114,7 +164,8 @@ class Reconciler:
         if held:
             services = (services if services is not None else names) - set(held)
             worker.held_back |= set(held)
-        found = await compute_reconcile(target, worker.ref, self.known_of(worker), self.hashes, self.clock, services)
+        found = await compute_reconcile(target, worker.ref, self.known_of(worker), self.hashes, self.clock, services,
+                                        self.scans)
         trace = found.trace
         for name, why in held.items():
             trace.errors.append(f"service '{name}': build {why}; held: nothing of it sent to {worker.ref.label} "
@@ -134,6 +185,13 @@ class Reconciler:
         self._emit(record)
         log.info("reconciled", container=worker.ref.label, puts=len(found.delta.puts),
                  deletes=len(found.delta.deletes), ms=record["spans"][-1]["ms"])
+        await self.save_hashes(self.settings.batches.save_hashes_after)
         if len(found.delta.puts) + len(found.remote) >= self.settings.batches.trim_after_paths:
             await give_back()
         return not found.errors
+
+    async def save_hashes(self, at_least: int = 1) -> None:
+        """Keep the hash cache for the next run once it holds `at_least` new digests (after a
+        big reconcile at once: a daemon that is killed keeps what its start-up hashed)."""
+        if self.hashes_file is not None and self.hashes.fresh >= at_least:
+            await anyio.to_thread.run_sync(self.hashes.save, self.hashes_file, self.hashes.snapshot())

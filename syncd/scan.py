@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
 import stat
 import struct
@@ -24,12 +25,54 @@ class HashCache:
     """SHA-1 of file contents, recomputed only when (inode, size, mtime_ns, ctime_ns) change.
 
     The four numbers are kept packed in 32 bytes (a tuple of four ints costs ~170 bytes, and
-    the daemon keeps one per watched file: 100,000 files are 10 MiB apart)."""
+    the daemon keeps one per watched file: 100,000 files are 10 MiB apart).
+
+    Kept across runs in the state directory (`save`/`load`): a daemon restarted over an
+    unchanged tree, or a `syncd sync` with nothing to send, hashes nothing. A write always
+    moves ctime (no tool can set it), so a stale entry cannot pass for a fresh one."""
 
     _KEY = struct.Struct("<QQqq")
+    _MAGIC = b"syncd-hashes 1\n"
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[bytes, str]] = {}
+        self.fresh = 0  # digests computed since the last save
+
+    @classmethod
+    def load(cls, path: Path) -> HashCache:
+        """The cache saved at `path`; empty when there is none or it cannot be read (it is
+        only a cache: everything is hashed again)."""
+        cache = cls()
+        try:
+            with open(path, "rb") as f:
+                if f.read(len(cls._MAGIC)) != cls._MAGIC:
+                    return cache
+                data = marshal.load(f)  # data only: marshal builds values, it runs nothing
+        except (OSError, EOFError, ValueError, TypeError):
+            return cache
+        if isinstance(data, dict):
+            cache._cache = {p: v for p, v in data.items() if isinstance(p, str) and isinstance(v, tuple) and len(v) == 2
+                            and isinstance(v[0], bytes) and isinstance(v[1], str)}
+        return cache
+
+    def snapshot(self) -> dict[str, tuple[bytes, str]]:
+        """A copy to save from another thread (dict.copy runs under the GIL, whole)."""
+        self.fresh = 0
+        return self._cache.copy()
+
+    def save(self, path: Path, entries: dict[str, tuple[bytes, str]] | None = None) -> None:
+        """Write the cache (or a `snapshot`) to `path` atomically. Blocking: a thread for big trees."""
+        data = self.snapshot() if entries is None else entries
+        data = {p: v for p, v in data.items() if os.path.lexists(p)}  # deleted files leave the cache
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(self._MAGIC)
+                marshal.dump(data, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written costs time at the next start, nothing else
 
     @classmethod
     def _key(cls, st: os.stat_result) -> bytes:
@@ -46,6 +89,7 @@ class HashCache:
                 h.update(chunk)
         digest = h.hexdigest()
         self._cache[path] = (key, digest)
+        self.fresh += 1
         return digest
 
     def remember(self, path: str, st: os.stat_result, digest: str) -> None:

@@ -45,6 +45,8 @@ class BatchSettings:
     # A change of at most this many paths after a calm moment is cut without the quiet period
     # (the watcher already waited for its own quiet step): an editor's save goes out at once.
     small_batch: int = 20
+    # A reconcile that hashed this many files saves the hash cache at once (not only at exit).
+    save_hashes_after: int = 1000
     # A reconcile this large hands its freed heap back to the system (syncd/memory.py).
     trim_after_paths: int = 10_000
 
