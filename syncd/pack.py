@@ -39,6 +39,34 @@ class PackReport:
 
 
 def _header(name: str, kind: Kind, mode: int, mtime: float, size: int = 0, link: str = "") -> bytes:
+    """One member's 512-byte GNU tar header, byte for byte what tarfile writes (tested), built
+    from a template: tarfile's TarInfo.tobuf costs ~20 µs a member, which a reconcile of
+    100,000 files pays once per replica. Long names (GNU ././@LongLink records), huge sizes
+    (base-256) and times outside octal fields are left to tarfile."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if kind is Kind.DIR and not raw.endswith(b"/"):
+        raw += b"/"  # (as tarfile names a directory)
+    target = link.encode("utf-8", "surrogateescape") if kind is Kind.LINK else b""
+    stamp = int(mtime)
+    if len(raw) > 100 or len(target) > 100 or not 0 <= stamp < _OCTAL_11 or size >= _OCTAL_11:
+        return _tarfile_header(name, kind, mode, mtime, size, link)
+    if kind is Kind.DIR:
+        flag, size = b"5", 0
+    elif kind is Kind.LINK:
+        flag, size, mode = b"2", 0, 0o777
+    else:
+        flag = b"0"
+    head = b"".join((raw.ljust(100, b"\0"), b"%07o\0" % (mode & 0o7777), _IDS, b"%011o\0" % size,
+                     b"%011o\0" % stamp, b"        ", flag, target.ljust(100, b"\0"), _TAIL))
+    return head[:148] + b"%06o\0 " % sum(head) + head[156:]
+
+
+_OCTAL_11 = 8**11  # what an 11-digit octal field holds
+_IDS = b"0000000\0" * 2  # uid, gid 0
+_TAIL = b"ustar  \0" + b"\0" * 247  # GNU magic and version; owner names, devices: empty
+
+
+def _tarfile_header(name: str, kind: Kind, mode: int, mtime: float, size: int = 0, link: str = "") -> bytes:
     info = tarfile.TarInfo(name)
     info.mode = mode & 0o7777
     info.mtime = int(mtime)
