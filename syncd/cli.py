@@ -214,10 +214,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _engine(cfg: Config, build: bool = True) -> Engine:
     from syncd.engine import Engine
     from syncd.progress import Reporter
-    from syncd.trace import TraceWriter
+    from syncd.trace import trace_writer
     from syncd.transports import make_transports
 
-    engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+    engine = Engine(cfg, make_transports(cfg), trace_writer(cfg))
     engine.build_first = build
     engine.progress = Reporter(_log_format)
     return engine
@@ -307,7 +307,7 @@ async def _trigger(cfg: Config, daemon: RunningDaemon | None, name: str, yes: bo
     sessions and records the trace), else here. Prints each action's status and output."""
     from syncd.actions import ActionRunner, NeedsConfirmation, UnknownAction
     from syncd.api import call
-    from syncd.trace import TraceWriter
+    from syncd.trace import trace_writer
     from syncd.transports import make_transports
 
     address = None if standalone else daemon
@@ -324,7 +324,7 @@ async def _trigger(cfg: Config, daemon: RunningDaemon | None, name: str, yes: bo
             console.print(f"(ran by the daemon at {address})", style="dim", markup=False)
             return _print_action(body, show_output=True)
     transports = make_transports(cfg)
-    runner = ActionRunner(cfg, transports, TraceWriter(cfg.resolve(cfg.daemon.trace)))
+    runner = ActionRunner(cfg, transports, trace_writer(cfg))  # appends beside a daemon's records: safe
     try:
         report = await runner.trigger(
             name, yes, on_line=lambda who, line: console.print(f"{who} | {line}", markup=False, style="dim"))

@@ -23,7 +23,7 @@ from syncd.engine import Engine
 from syncd.known import container_key
 from syncd.reconcile import compute_reconcile
 from syncd.statelock import LOCK_FILE, StateBusy, acquire
-from syncd.trace import TraceWriter, percentile, span_step
+from syncd.trace import percentile, span_step, trace_writer
 from syncd.transports import make_transports
 
 MARKER = ".syncd-demo"
@@ -149,7 +149,7 @@ def _table(records: list[dict], title: str) -> Table:
 
 async def _demo(config: Path, edits: int, forever: bool) -> int:
     cfg = load_config(config)
-    engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+    engine = Engine(cfg, make_transports(cfg), trace_writer(cfg))
     records: list[dict] = []
     current = {"what": "initial reconcile"}
 
