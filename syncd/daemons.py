@@ -91,6 +91,7 @@ class Registered:
 
 def register(config: Path, state_dir: Path, address: str) -> Path | None:
     """Add this process to the registry; returns the entry to remove at exit (None: could not)."""
+    running()  # drops the entries of daemons that died without removing theirs (SIGKILL): the registry stays small
     entry = registry_dir() / f"{os.getpid()}.json"
     try:
         entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

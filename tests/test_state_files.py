@@ -1,9 +1,11 @@
 """The files syncd keeps under `.syncd/` stay bounded and readable: the trace file rotates at
-`daemon.trace_max_mb` and is read across its rotated files."""
+`daemon.trace_max_mb` and is read across its rotated files; `.syncd/known/` keeps the records of
+the containers written to last."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from test_api import Daemon
 
+from syncd.known import KnownStore
 from syncd.trace import MB, TraceWriter, read_trace, rotated, rotated_files
 
 
@@ -108,3 +111,17 @@ def test_the_daemons_trace_rotates_under_a_burst_and_syncd_trace_reads_every_rec
     assert batches == list(range(batches[0], last + 1)), batches  # every recent batch, up to the last one
     assert batches[0] > 1  # and the oldest ones were rotated away
     assert table.returncode == 0 and f"{trace} (+2 rotated): " in table.stdout, table.stdout
+
+
+# --- .syncd/known/ ---------------------------------------------------------------------------
+
+
+def test_known_records_of_the_containers_written_to_last_are_kept(tmp_path: Path) -> None:
+    store = KnownStore(tmp_path, keep=3)
+    old = time.time() - 1000
+    for i in range(6):
+        store.save(f"web/container-{i}", {"/app/a": (f"digest{i}", 1, 2)})
+        os.utime(store._path(f"web/container-{i}"), (old + i, old + i))  # written in this order
+    assert len(list(store.dir.iterdir())) == 3
+    assert [store.load(f"web/container-{i}") != {} for i in range(6)] == [False] * 3 + [True] * 3
+    assert store.load("web/container-5") == {"/app/a": ("digest5", 1, 2)}
