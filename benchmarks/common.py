@@ -5,7 +5,6 @@ other's runner (harness.py), so the package has no import cycle (scripts/check_i
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import signal
@@ -21,6 +20,7 @@ from docker.models.containers import Container
 
 from benchmarks.baselines import Pusher, read_tree, syncd_pusher
 from benchmarks.observer import Observer
+from syncd.trace import read_trace as trace_records
 
 IMAGE = "syncd-test/busybox:latest"
 DEBOUNCE_MS = 20
@@ -247,9 +247,11 @@ def syncd_argv(cfg: Path) -> list[str]:
 
 
 def read_trace(path: Path) -> list[dict]:
-    if not path.exists():
+    """The daemon's trace records so far, its rotated files included (none yet: [])."""
+    try:
+        return trace_records(path)
+    except FileNotFoundError:
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def wait_ready(proc: subprocess.Popen, trace: Path, log: Path) -> None:

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import docker
 
@@ -101,26 +102,44 @@ def load_pg():  # noqa: ANN201 - tests/pg.py's start_postgres, importable only f
 
 
 class TraceTail:
-    """The daemon's trace file, read incrementally (complete lines only)."""
+    """The daemon's trace file, read incrementally (complete lines only), across its rotations
+    (`daemon.trace_max_mb`): a file renamed away is read to its end, then the new one."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.offset = 0
+        self.file: BinaryIO | None = None
+        self.partial = b""
         self.records: list[dict] = []
 
     def poll(self) -> list[dict]:
+        while True:
+            if self.file is None:
+                try:
+                    self.file = open(self.path, "rb")  # noqa: SIM115 - kept open between polls
+                except FileNotFoundError:
+                    return self.records
+            # Asked before reading: once renamed away nothing more is appended to it, so what is
+            # read after the answer is all of it.
+            rotated = self._rotated()
+            data = self.partial + self.file.read()
+            end = data.rfind(b"\n") + 1
+            for line in data[:end].splitlines():
+                if line.strip():
+                    self.records.append(json.loads(line))
+            self.partial = data[end:]
+            if not rotated:
+                return self.records
+            self.file.close()
+            self.file, self.partial = None, b""
+
+    def _rotated(self) -> bool:
+        assert self.file is not None
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
+            now = os.stat(self.path)
         except FileNotFoundError:
-            return self.records
-        end = data.rfind(b"\n") + 1
-        for line in data[:end].splitlines():
-            if line.strip():
-                self.records.append(json.loads(line))
-        self.offset += end
-        return self.records
+            return False  # between the rename and the next record: not replaced yet
+        mine = os.fstat(self.file.fileno())
+        return (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino)
 
 
 def http_get(ip: str, port: int, path: str, timeout: float = 1.0) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ from syncd.logs import configure
 if TYPE_CHECKING:
     from syncd.daemons import RunningDaemon
     from syncd.engine import Engine
+    from syncd.statelock import StateLock
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 _log_format = "console"  # set from --log-format: progress shows as a bar or as log events
@@ -146,9 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             if args.api:
                 cfg = _with_api(cfg, args.api)
-            return anyio.run(_run, cfg, not args.no_build)
+            with _writer(cfg, "run") as lock:
+                return anyio.run(_run, cfg, not args.no_build) if lock else EXIT_FAIL
         if args.command == "sync":
-            return anyio.run(_sync, cfg, args.service, args.dry_run, not args.no_build)
+            if args.dry_run:  # reads only: fine beside a daemon
+                return anyio.run(_sync, cfg, args.service, True, False)
+            with _writer(cfg, "sync") as lock:
+                return anyio.run(_sync, cfg, args.service, False, not args.no_build) if lock else EXIT_FAIL
     except ConfigError as e:
         errconsole.print(f"[bold red]invalid config[/]: {len(e.problems)} problem(s)")
         for problem in e.problems:
@@ -170,6 +177,30 @@ def _with_api(cfg: Config, address: str) -> Config:
     return cfg.model_copy(update={"daemon": daemon})
 
 
+@contextmanager
+def _writer(cfg: Config, command: str) -> Iterator[StateLock | None]:
+    """Hold the lock of the config's state directory while `command` writes it (syncd/statelock.py);
+    None when it cannot be held (another process holds it: named to the user)."""
+    from syncd.daemons import refusal
+    from syncd.statelock import StateBusy, acquire
+
+    try:
+        lock = acquire(cfg.state_dir, command, cfg.file.resolve())
+    except StateBusy as busy:
+        errconsole.print(refusal(busy, command), markup=False)
+        yield None
+        return
+    except OSError as e:
+        errconsole.print(f"syncd {command}: cannot lock {cfg.state_dir / 'state.lock'} ({e.strerror or e}); syncd keeps "
+                         f"this project's state in {cfg.state_dir}: make it writable", markup=False)
+        yield None
+        return
+    if lock.unguarded:
+        errconsole.print(f"warning: {lock.unguarded}", markup=False)
+    with lock:
+        yield lock
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     cfg = _load(args)
     console.print(
@@ -183,10 +214,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _engine(cfg: Config, build: bool = True) -> Engine:
     from syncd.engine import Engine
     from syncd.progress import Reporter
-    from syncd.trace import TraceWriter
+    from syncd.trace import trace_writer
     from syncd.transports import make_transports
 
-    engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+    engine = Engine(cfg, make_transports(cfg), trace_writer(cfg))
     engine.build_first = build
     engine.progress = Reporter(_log_format)
     return engine
@@ -276,7 +307,7 @@ async def _trigger(cfg: Config, daemon: RunningDaemon | None, name: str, yes: bo
     sessions and records the trace), else here. Prints each action's status and output."""
     from syncd.actions import ActionRunner, NeedsConfirmation, UnknownAction
     from syncd.api import call
-    from syncd.trace import TraceWriter
+    from syncd.trace import trace_writer
     from syncd.transports import make_transports
 
     address = None if standalone else daemon
@@ -293,7 +324,7 @@ async def _trigger(cfg: Config, daemon: RunningDaemon | None, name: str, yes: bo
             console.print(f"(ran by the daemon at {address})", style="dim", markup=False)
             return _print_action(body, show_output=True)
     transports = make_transports(cfg)
-    runner = ActionRunner(cfg, transports, TraceWriter(cfg.resolve(cfg.daemon.trace)))
+    runner = ActionRunner(cfg, transports, trace_writer(cfg))  # appends beside a daemon's records: safe
     try:
         report = await runner.trigger(
             name, yes, on_line=lambda who, line: console.print(f"{who} | {line}", markup=False, style="dim"))
@@ -321,11 +352,15 @@ def cmd_smoke(cfg: Config, daemon: RunningDaemon | None, args: argparse.Namespac
         return EXIT_USAGE
     smoke = Smoke(cfg, args.service, args.iterations, args.timeout, progress=lambda m: console.print(m, markup=False),
                   daemon=daemon)
-    try:
-        samples = anyio.run(smoke.run)
-    except ValueError as e:  # a service with nothing to edit
-        errconsole.print(str(e), markup=False)
-        return EXIT_USAGE
+    # Without a daemon smoke runs an engine of its own: it writes the state like `syncd run`.
+    with _writer(cfg, "smoke") if smoke.own is not None else nullcontext(True) as writing:
+        if not writing:
+            return EXIT_FAIL
+        try:
+            samples = anyio.run(smoke.run)
+        except ValueError as e:  # a service with nothing to edit
+            errconsole.print(str(e), markup=False)
+            return EXIT_USAGE
     summary = summarize(samples, budget)
     write_reports(summary, Path(args.junit) if args.junit else None, Path(args.json) if args.json else None)
     table = Table(title="syncd smoke: edit-to-live latency (ms)", title_justify="left")

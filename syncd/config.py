@@ -94,6 +94,11 @@ class DaemonConfig(_Strict):
     # /etc/hosts that points here. Anything else is refused: DNS rebinding protection.
     api_hosts: list[str] = Field(default_factory=list)
     trace: str = ".syncd/trace.jsonl"
+    # The trace file is rotated when a record would take it past this many MiB (`trace.jsonl.1`
+    # the newest of the rotated ones); `trace_keep` rotated files are kept, so the trace takes at
+    # most (trace_keep + 1) * trace_max_mb on disk. `syncd trace` reads them all.
+    trace_max_mb: float = Field(10.0, gt=0, le=100_000)
+    trace_keep: int = Field(2, ge=1, le=100)
 
     @field_validator("api_hosts")
     @classmethod
@@ -565,6 +570,8 @@ def _describe(e: Any, parts: list[str | int], holder: Any, ann: Any, raw: dict) 
         return parts, f"must be one of {allowed} (got {_shown(got)}{hint})"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return parts, f"must be an integer (got {_shown(got)})"
+    if kind in ("float_type", "float_parsing"):
+        return parts, f"must be a number (got {_shown(got)})"
     if kind == "string_type":
         return parts, f"must be a string (got {_shown(got)})"
     if kind == "list_type":

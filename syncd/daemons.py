@@ -14,6 +14,9 @@ directory now belongs to another process, is stale and ignored (and removed).
 3. else the one daemon the user has running (the command says which it chose);
 4. else, with several running, a list to pick from with `-c`;
 5. else the nearest config found, with no daemon (each command says what that means).
+
+`refusal()` is what a command that would write a project's state says when another process
+holds it (syncd/statelock.py): who, since when, and how to reach or stop it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.config import DEFAULT_PATHS, ConfigError, nearby_configs, searched
+from syncd.statelock import StateBusy
 
 STATE_FILE = "api.json"  # in the project's .syncd/: address, pid, start time, write secret (0600)
 
@@ -54,6 +58,13 @@ def find_daemon(state_dir: Path) -> RunningDaemon | None:
         return None
 
 
+def since_text(started: float | None, now: float | None = None) -> str:
+    """A start time as a person reads it: the time of day today, the date too before that."""
+    if not started:
+        return "?"
+    day = time.strftime("%Y-%m-%d", time.localtime(now if now is not None else time.time()))
+    when = time.localtime(started)
+    return time.strftime("%H:%M:%S" if time.strftime("%Y-%m-%d", when) == day else "%Y-%m-%d %H:%M:%S", when)
 
 
 def registry_dir() -> Path:
@@ -75,12 +86,12 @@ class Registered:
     daemon: RunningDaemon
 
     def describe(self) -> str:
-        since = time.strftime("%H:%M:%S", time.localtime(self.daemon.started)) if self.daemon.started else "?"
-        return f"{self.config} (pid {self.daemon.pid}, API {self.daemon.address}, since {since})"
+        return f"{self.config} (pid {self.daemon.pid}, API {self.daemon.address}, since {since_text(self.daemon.started)})"
 
 
 def register(config: Path, state_dir: Path, address: str) -> Path | None:
     """Add this process to the registry; returns the entry to remove at exit (None: could not)."""
+    running()  # drops the entries of daemons that died without removing theirs (SIGKILL): the registry stays small
     entry = registry_dir() / f"{os.getpid()}.json"
     try:
         entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -154,3 +165,30 @@ def choose(explicit: str | None, cwd: Path | None = None) -> Choice:
     raise ConfigError(DEFAULT_PATHS[0], [
         f"no config found (looked for {searched(cwd)}) and no syncd daemon is running; "
         "pass -c FILE, start one with `syncd run -c FILE`, or try `syncd demo`"])
+
+
+def refusal(busy: StateBusy, command: str) -> str:
+    """What `syncd <command>` says when another process holds the state directory it would write."""
+    holder, lock = busy.holder, busy.path
+    why = f"it holds {lock}: one writer of {lock.parent} at a time"
+    if holder is None:
+        return (f"syncd {command}: another process holds {lock} (one writer of {lock.parent} at a time) and did not "
+                f"say which; find it with `fuser -v {lock}` (or `lsof {lock}`), stop it, then run this again")
+    since = since_text(holder.started)
+    if holder.command != "run":
+        return (f"syncd {command}: refused: `syncd {holder.command}` (pid {holder.pid}, since {since}) is writing the "
+                f"state of {holder.config} ({why})\n"
+                f"  wait for it to finish, or stop it: kill {holder.pid}; then run this again")
+    daemon = find_daemon(lock.parent)
+    if daemon is not None and daemon.pid == holder.pid:
+        api, page = f"API {daemon.address}", "" if daemon.address.startswith("unix:") else f" (page: http://{daemon.address}/)"
+    else:  # still starting, or its API could not bind (its log says why)
+        api, page = "API not published (yet)", ""
+    head = (f"syncd {command}: refused: a syncd daemon already runs for {holder.config}: pid {holder.pid}, {api}, "
+            f"since {since} ({why})")
+    reach = [f"  reach it: syncd status -c {holder.config}{page}"]
+    if command == "sync":  # what the user wanted, done by the daemon
+        reach = [f"  it keeps the containers in sync; to compare the trees again, ask it: syncd resync -c {holder.config}",
+                 f"  to see what would be sent, without sending: syncd sync --dry-run -c {holder.config}"]
+    stop = f"  stop it:  kill {holder.pid} (or Ctrl-C in its terminal), then run this again"
+    return "\n".join([head, *reach, stop])

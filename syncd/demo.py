@@ -18,10 +18,12 @@ from rich.live import Live
 from rich.table import Table
 
 from syncd.config import load_config
+from syncd.daemons import refusal
 from syncd.engine import Engine
 from syncd.known import container_key
 from syncd.reconcile import compute_reconcile
-from syncd.trace import TraceWriter, percentile, span_step
+from syncd.statelock import LOCK_FILE, StateBusy, acquire
+from syncd.trace import percentile, span_step, trace_writer
 from syncd.transports import make_transports
 
 MARKER = ".syncd-demo"
@@ -67,12 +69,17 @@ if not console.is_terminal:
     console = Console(highlight=False, width=max(console.width, 110))  # logs and CI: no squeezing
 
 
-def lay_out(workdir: Path) -> Path:
-    """Create (or re-create) the demo workspace; refuse to overwrite anything else."""
+def refuse_foreign(workdir: Path) -> None:
+    """Never overwrite a directory the demo did not create."""
     if workdir.exists() and any(workdir.iterdir()) and not (workdir / MARKER).exists():
         raise SystemExit(f"{workdir} exists and is not a syncd demo workspace; pass --dir with an empty or new directory")
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+
+
+def lay_out(workdir: Path, keep: Path | None = None) -> Path:
+    """Create (or re-create) the demo workspace (`refuse_foreign` first), leaving `keep` (the
+    held state lock) in place."""
+    _clear(workdir, keep)
+    workdir.mkdir(parents=True, exist_ok=True)
     (workdir / MARKER).write_text("created by `syncd demo`; safe to delete\n")
     tree = resources.files("syncd") / "demo_tree"
     with resources.as_file(tree) as src:
@@ -142,7 +149,7 @@ def _table(records: list[dict], title: str) -> Table:
 
 async def _demo(config: Path, edits: int, forever: bool) -> int:
     cfg = load_config(config)
-    engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+    engine = Engine(cfg, make_transports(cfg), trace_writer(cfg))
     records: list[dict] = []
     current = {"what": "initial reconcile"}
 
@@ -244,7 +251,30 @@ def _summary(records: list[dict], trace: Path, converged: bool) -> None:
     console.print(f"{mark}; trace: {os.path.relpath(trace)} (try `syncd trace -c {config}`)")
 
 
+def _clear(directory: Path, keep: Path | None) -> None:
+    """Remove everything below `directory` but `keep` (a lock file must stay the same file)."""
+    if not directory.is_dir():
+        return
+    for child in directory.iterdir():
+        if keep is not None and child == keep:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            if keep is not None and keep.is_relative_to(child):
+                _clear(child, keep)
+            else:
+                shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 def run_demo(workdir: Path, edits: int, forever: bool) -> int:
-    config = lay_out(workdir)
-    console.print(f"demo workspace: {workdir}/ (sources in app/, targets in .syncd/containers/)")
-    return anyio.run(_demo, config, edits, forever)
+    refuse_foreign(workdir)
+    try:  # the demo writes its workspace's state like `syncd run`: one at a time
+        lock = acquire((workdir / ".syncd").resolve(), "demo", (workdir / "syncd.toml").resolve())
+    except StateBusy as busy:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(refusal(busy, "demo"), markup=False)
+        return 1
+    with lock:
+        config = lay_out(workdir, keep=workdir / ".syncd" / LOCK_FILE)  # as iterdir() names it
+        console.print(f"demo workspace: {workdir}/ (sources in app/, targets in .syncd/containers/)")
+        return anyio.run(_demo, config, edits, forever)

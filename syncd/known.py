@@ -3,7 +3,9 @@
 A quick container listing (size + mtime, no hash) is only trusted against this record: if a
 file's size and tar-written mtime equal what syncd sent, the container holds exactly the
 sent bytes. Kept per container and saved in the state dir, so a later `syncd sync` or
-daemon start can reconcile an unchanged tree without hashing every file in the container.
+daemon start can reconcile an unchanged tree without hashing every file in the container. Only
+the records of the containers written to last are kept (`KEEP_RECORDS`), and only one process at
+a time writes them (syncd/statelock.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import suppress
 from pathlib import Path
 
 from syncd.core.manifest import Manifest
@@ -29,9 +32,16 @@ def record_of(manifest: Manifest) -> Record:
             if e.kind is Kind.FILE and e.digest and e.size >= 0 and e.mtime >= 0}
 
 
+# Records kept: those of the containers written to last. Every re-created container (a new
+# image, a replaced pod) has a new id and so a new record; a record only spares hashing, so the
+# oldest go rather than letting `.syncd/known/` grow with every deploy.
+KEEP_RECORDS = 64
+
+
 class KnownStore:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, keep: int = KEEP_RECORDS) -> None:
         self.dir = state_dir / "known"
+        self.keep = keep
 
     def _path(self, container_key: str) -> Path:
         return self.dir / (hashlib.sha1(container_key.encode()).hexdigest()[:20] + ".json")
@@ -50,8 +60,19 @@ class KnownStore:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"container": container_key, "files": record}))
             os.replace(tmp, path)
+            self._prune()
         except OSError:
             pass  # only an optimisation: the next reconcile hashes instead
+
+    def _prune(self) -> None:
+        """Remove all but the `keep` records written last (and leftovers of an interrupted save)."""
+        entries = list(os.scandir(self.dir))
+        if len(entries) <= self.keep:
+            return
+        entries.sort(key=lambda e: e.stat().st_mtime_ns)
+        for entry in entries[:-self.keep]:
+            with suppress(FileNotFoundError):
+                os.unlink(entry.path)
 
 
 def resolve(remote: Manifest, known: Record, desired_sizes: dict[DestPath, int]) -> list[DestPath]:

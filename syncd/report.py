@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from syncd.trace import percentile, read_trace, step_kind, step_order
+from syncd.trace import percentile, read_trace, rotated_files, step_kind, step_order
 
 SERVICE_STEPS = ("build", "run", "restart", "fallback")  # span names `<step>:<service>`
 PLAIN: dict[str, Any] = {"markup": False, "highlight": False, "soft_wrap": True}  # console.print: text as is
@@ -316,6 +316,8 @@ def cmd_trace(path: Path, console: Console, since: str | None, service: str | No
     records = [r for r in raw if is_record(r)]
     skipped = len(raw) - len(records)
     chosen = select(records, since_t, service)
+    older = rotated_files(path)  # read too, oldest first (daemon.trace_keep)
+    named = f"{path} (+{len(older)} rotated)" if older else str(path)
 
     if chrome is not None:
         doc = chrome_trace(chosen)
@@ -330,7 +332,8 @@ def cmd_trace(path: Path, console: Console, since: str | None, service: str | No
             **PLAIN)
 
     if as_json:
-        out = {"file": str(path), "since": since_t, "service": service, "skipped": skipped, **summary(chosen, top)}
+        out = {"file": str(path), "files": [str(p) for p in [*older, path] if p.exists()], "since": since_t,
+               "service": service, "skipped": skipped, **summary(chosen, top)}
         console.print(json.dumps(out, default=str), **PLAIN)
         return 0
 
@@ -341,16 +344,16 @@ def cmd_trace(path: Path, console: Console, since: str | None, service: str | No
         filters.append(f"service {service}")
     where = f" ({', '.join(filters)})" if filters else ""
     if skipped:
-        console.print(f"{path}: skipped {skipped} line(s) that are not trace records", **PLAIN)
+        console.print(f"{named}: skipped {skipped} line(s) that are not trace records", **PLAIN)
     if not chosen:
-        console.print(f"{path}: no records{where} out of {len(records)}", **PLAIN)
+        console.print(f"{named}: no records{where} out of {len(records)}", **PLAIN)
         return 0
     s = summary(chosen, 0)
     counts = ", ".join(f"{s[k]} {k if s[k] != 1 else one}" for k, one in
                        (("batches", "batch"), ("reconciles", "reconcile"), ("actions", "action")) if s[k])
     starts = [t for t in (record_start(r) for r in chosen) if t is not None]
     failed_note = f", {s['failed']} failed" if s["failed"] else ""
-    title = f"{path}: {_records(len(chosen))}{where}: {counts}{failed_note}; {_when(min(starts))} .. {_when(max(starts))}"
+    title = f"{named}: {_records(len(chosen))}{where}: {counts}{failed_note}; {_when(min(starts))} .. {_when(max(starts))}"
     console.print(title, **PLAIN)
     table = Table()
     table.add_column("step")

@@ -26,7 +26,7 @@ import structlog
 
 from syncd import liveness
 from syncd.config import Config, Service
-from syncd.trace import TraceWriter, percentile, step_kind, step_order
+from syncd.trace import percentile, step_kind, step_order, trace_writer
 from syncd.transports import make_transports
 
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ class OwnEngine:
     def __init__(self, cfg: Config) -> None:
         from syncd.engine import Engine
 
-        self.engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
+        self.engine = Engine(cfg, make_transports(cfg), trace_writer(cfg))
 
     def describe(self) -> str:
         return "its own engine (no daemon runs for this config)"

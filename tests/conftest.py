@@ -15,6 +15,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 REPO = Path(__file__).resolve().parents[1]
+# `python -m syncd` in a subprocess runs this checkout's syncd, like the tests' own imports, and not
+# whatever is installed (an editable install of another worktree would otherwise be tested).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 IMAGES = {"busybox": "syncd-test/busybox:latest", "notar": "syncd-test/notar:latest", "nosh": "syncd-test/nosh:latest", "nodd": "syncd-test/nodd:latest",
           "fullstack": "syncd-test/fullstack:latest"}

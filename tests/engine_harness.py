@@ -13,7 +13,7 @@ import anyio
 from syncd.config import Config, load_config
 from syncd.engine import Engine
 from syncd.settings import DEFAULT_SETTINGS, Settings
-from syncd.trace import TraceWriter
+from syncd.trace import TraceWriter, read_trace
 from syncd.transports import make_transports
 from syncd.transports.base import Transport
 
@@ -21,6 +21,14 @@ from syncd.transports.base import Transport
 def write_config(root: Path, text: str) -> Config:
     (root / "syncd.toml").write_text(text)
     return load_config(root / "syncd.toml")
+
+
+def trace_records(path: Path) -> list[dict]:
+    """A trace file's records so far, its rotated files included (no file yet: none)."""
+    try:
+        return read_trace(path)
+    except FileNotFoundError:
+        return []
 
 
 async def wait_until(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:

@@ -53,12 +53,18 @@ class Daemon:
         self.proc = subprocess.Popen([sys.executable, "-m", "syncd", "run", "-c", str(root / "syncd.toml")],
                                      env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
-        while not (root / ".syncd" / "api.json").exists():
+        while (state := self._published()) is None:  # its own: a killed daemon's file may still be there
             assert self.proc.poll() is None, (root / "daemon.log").read_text()
             assert time.monotonic() < deadline, "the daemon did not publish its API address"
             time.sleep(0.05)
-        state = json.loads((root / ".syncd" / "api.json").read_text())
         self.address, self.secret = state["address"], state["secret"]
+
+    def _published(self) -> dict | None:
+        try:
+            state = json.loads((self.root / ".syncd" / "api.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return state if state.get("pid") == self.proc.pid else None
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "syncd", *args, "-c", str(self.root / "syncd.toml")],

@@ -58,6 +58,8 @@ debounce_ms = 20
 max_batch_wait_ms = 2000
 api = "127.0.0.1:10351"
 trace = ".syncd/trace.jsonl"
+trace_max_mb = 0.5
+trace_keep = 3
 
 [targets.backend]
 kind = "kubernetes"
@@ -205,6 +207,10 @@ MISTAKES = [
                  ["debounce_ms", "500"], id="max-wait-below-debounce"),
     pytest.param("[daemon]\ndebounce_ms = 5000\n" + OK, "daemon.max_batch_wait_ms", ["debounce_ms", "5000"], id="default-max-wait-below-debounce"),
     pytest.param('[daemon]\napi = "localhost"\n' + OK, "daemon.api", ["HOST:PORT", "unix:"], id="api-without-port"),
+    pytest.param("[daemon]\ntrace_max_mb = 0\n" + OK, "daemon.trace_max_mb", ["> 0", "got 0"], id="trace-max-zero"),
+    pytest.param('[daemon]\ntrace_max_mb = "10MB"\n' + OK, "daemon.trace_max_mb", ["must be a number", "got '10MB'"],
+                 id="trace-max-with-unit"),
+    pytest.param("[daemon]\ntrace_keep = 0\n" + OK, "daemon.trace_keep", [">= 1", "got 0"], id="trace-keep-zero"),
     pytest.param(target("backend", 'kind = "ssh"\nselector = "x"') + service(), "targets.backend.kind",
                  ["'ssh'", "kubernetes", "docker", "local"], id="unknown-kind"),
     pytest.param(target("backend", 'kind = "kubernets"\nselector = "x"') + service(), "targets.backend.kind",
@@ -368,6 +374,7 @@ def test_every_documented_key_loads(tmp_path: Path) -> None:
     assert cfg.file == tmp_path / "syncd.toml"
     assert (cfg.daemon.debounce_ms, cfg.daemon.max_batch_wait_ms, cfg.daemon.api) == (20, 2000, "127.0.0.1:10351")
     assert cfg.resolve(cfg.daemon.trace) == tmp_path.resolve() / ".syncd/trace.jsonl"
+    assert (cfg.daemon.trace_max_mb, cfg.daemon.trace_keep) == (0.5, 3)
     backend, web, worker, sandbox = (cfg.targets[n] for n in ("backend", "web", "worker", "sandbox"))
     assert isinstance(backend, KubernetesTarget)
     assert (backend.context, backend.namespace, backend.selector, backend.container) == ("kind-dev", "dev", "app=backend", "api")
@@ -396,6 +403,7 @@ def test_every_documented_key_loads(tmp_path: Path) -> None:
 def test_defaults(tmp_path: Path) -> None:
     cfg = load_config(workspace(tmp_path, OK))
     assert (cfg.daemon.debounce_ms, cfg.daemon.max_batch_wait_ms) == (20, 2000)
+    assert (cfg.daemon.trace_max_mb, cfg.daemon.trace_keep) == (10, 2)
     assert cfg.targets["backend"].namespace == "default"
     assert cfg.services[0].restart == "none" and cfg.actions == {}
 

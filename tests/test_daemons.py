@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,83 @@ def test_a_killed_daemon_leaves_nothing_that_misleads(tmp_path: Path, registry: 
     out = syncd(tmp_path / "sub", registry, "status")  # the project's config, found from below
     assert out.returncode == 1 and f"no syncd daemon is running for {tmp_path / 'syncd.toml'}" in out.stderr, out.stderr
     assert not list(Path(registry["SYNCD_RUNTIME_DIR"]).glob("*.json"))  # the stale entry was removed
+
+
+# --- one writer per project (syncd/statelock.py) ----------------------------------------------
+
+
+def test_a_second_daemon_is_refused_naming_the_first_and_a_killed_one_leaves_no_lock(
+        tmp_path: Path, registry: dict[str, str]) -> None:
+    d = Daemon(tmp_path, "127.0.0.1:0", env=registry)
+    config = tmp_path / "syncd.toml"
+    try:
+        second = syncd(tmp_path, registry, "run", "-c", str(config))  # a daemon that started would time out here
+        assert second.returncode == 1, second.stderr
+        said = second.stderr
+        assert f"a syncd daemon already runs for {config}: pid {d.proc.pid}, API {d.address}, since " in said, said
+        assert f"syncd status -c {config}" in said and f"kill {d.proc.pid}" in said, said
+        assert "Traceback" not in said
+        # the first daemon is untouched: still the one in api.json and the registry, still serving
+        assert json.loads((tmp_path / ".syncd" / "api.json").read_text())["pid"] == d.proc.pid
+        assert json.loads(d.cli("status", "--json").stdout)["config"] == str(config)
+        assert len(list(Path(registry["SYNCD_RUNTIME_DIR"]).glob("*.json"))) == 1
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(10)
+    finally:
+        if d.proc.poll() is None:
+            d.stop()
+        d.log.close()
+    # nothing to clean by hand: the kernel released the lock with the process
+    again = Daemon(tmp_path, "127.0.0.1:0", env=registry)
+    assert again.cli("status", "--json").returncode == 0
+    assert again.stop() == 0
+
+
+def test_sync_beside_a_daemon_is_refused_and_says_how_to_resync(tmp_path: Path, registry: dict[str, str]) -> None:
+    d = Daemon(tmp_path, "127.0.0.1:0", env=registry)
+    try:
+        d.wait_box("a.txt", "a\n")
+        known = tmp_path / ".syncd" / "known"
+
+        def records() -> dict[str, bytes]:
+            return {p.name: p.read_bytes() for p in known.iterdir()} if known.exists() else {}
+
+        deadline = time.monotonic() + 30
+        while not (records() and json.loads(d.cli("status", "--json").stdout)["idle"]):
+            assert time.monotonic() < deadline, "the daemon did not settle"
+            time.sleep(0.05)
+        before = records()
+        (tmp_path / "box" / "app" / "stray.txt").write_text("only a sync would delete this")
+        out = d.cli("sync")
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert f"syncd sync: refused: a syncd daemon already runs for {tmp_path / 'syncd.toml'}: pid {d.proc.pid}" \
+            in out.stderr, out.stderr
+        assert f"syncd resync -c {tmp_path / 'syncd.toml'}" in out.stderr
+        assert (tmp_path / "box" / "app" / "stray.txt").exists() and records() == before  # it wrote nothing
+        dry = d.cli("sync", "--dry-run")  # only reads: allowed beside the daemon
+        assert dry.returncode == 0 and "/app/stray.txt" in dry.stdout, dry.stdout + dry.stderr
+        assert d.cli("resync").returncode == 0  # what the message advises: the daemon compares and converges
+        deadline = time.monotonic() + 30
+        while (tmp_path / "box" / "app" / "stray.txt").exists():
+            assert time.monotonic() < deadline, "the daemon's resync did not delete the stray file"
+            time.sleep(0.05)
+    finally:
+        assert d.stop() == 0
+    assert syncd(tmp_path, registry, "sync").returncode == 0  # with the daemon gone, sync runs
+
+
+def test_a_running_sync_holds_the_project_too(tmp_path: Path, registry: dict[str, str]) -> None:
+    """Whatever writes the state holds the lock: a daemon started during a `syncd sync` is refused
+    and says what runs (here this test process stands in for the sync)."""
+    from syncd.statelock import acquire
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "syncd.toml").write_text(CONFIG.format(api="127.0.0.1:0", extra=""))
+    with acquire(tmp_path / ".syncd", "sync", tmp_path / "syncd.toml"):
+        out = syncd(tmp_path, registry, "run")
+        assert out.returncode == 1, out.stderr
+        assert f"syncd run: refused: `syncd sync` (pid {os.getpid()}, since " in out.stderr, out.stderr
+        assert f"kill {os.getpid()}" in out.stderr and not (tmp_path / ".syncd" / "api.json").exists()
+        smoke = syncd(tmp_path, registry, "smoke")  # with no daemon, smoke runs an engine of its own: the same
+        assert smoke.returncode == 1 and "syncd smoke: refused: `syncd sync`" in smoke.stderr, smoke.stderr
+    assert (tmp_path / ".syncd" / "state.lock").read_text() == ""  # released: names no one

@@ -25,7 +25,7 @@ import anyio
 import pytest
 
 from dockerd import local_dockerd, start_dockerd, stop_dockerd
-from engine_harness import running, settle, wait_until, write_config
+from engine_harness import running, settle, trace_records, wait_until, write_config
 from syncd.core.worker import WorkerState
 from trees import container_tree, diff_trees, local_tree, reread, tar_tree
 
@@ -62,12 +62,6 @@ def lost(want: dict, got: dict) -> list[str]:
             why = "missing" if k not in got else "should be gone" if k not in want else "stale"
             out.append(f"{k} ({why})")
     return out
-
-
-def trace_records(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def exec_tree(container, dest: str) -> dict:  # noqa: ANN001

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from engine_harness import trace_records
 
 pytestmark = pytest.mark.docker
 
@@ -61,8 +62,7 @@ class App:
         return subprocess.run(["psql", "-tAc", sql], env=self.env, capture_output=True, text=True, check=True).stdout.strip()
 
     def records(self) -> list[dict]:
-        path = self.config.parent / ".syncd" / "trace.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return trace_records(self.config.parent / ".syncd" / "trace.jsonl")
 
     def wait(self, cond: Callable[[], object], what: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout

@@ -24,6 +24,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from conftest import IN_CI, REPO
+from engine_harness import trace_records
 from test_api import Daemon
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -151,10 +152,7 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
 
 
 def push_records(root: Path) -> list[dict]:
-    trace = root / ".syncd" / "trace.jsonl"
-    if not trace.exists():
-        return []
-    records = [json.loads(line) for line in trace.read_text().splitlines() if line.strip()]
+    records = trace_records(root / ".syncd" / "trace.jsonl")
     return [r for r in records if not r["reconcile"] and any(s["name"] == "push:box/local" for s in r["spans"])]
 
 
