@@ -36,6 +36,8 @@ class PackReport:
     bytes: int = 0
     files: int = 0
     seconds: float = 0.0
+    streamed: bool = True  # False: packed whole before sending (syncd/push.py SharedPacks)
+    shared: bool = False  # packed for another replica, its bytes reused
 
 
 def _header(name: str, kind: Kind, mode: int, mtime: float, size: int = 0, link: str = "") -> bytes:

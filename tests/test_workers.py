@@ -119,3 +119,61 @@ async def test_a_target_that_goes_away_is_asked_again_and_reconciled(tmp_path: P
         memory.available = True
         await settle(engine, src)
         assert diff_trees(local_tree(src), memory_tree(memory)) == []
+
+
+async def test_a_change_is_packed_once_for_all_replicas(tmp_path: Path) -> None:
+    """Three replicas: each batch is packed by one of them and its bytes reused by the others;
+    every replica ends up equal to the local tree."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a.txt").write_text("a\n")
+    memory = MemoryTransport("t", containers=3)
+    async with running(write_config(tmp_path, CONFIG), transports={"t": memory}, settings=FAST) as engine:
+        await settle(engine, src)
+        for i in range(30):
+            (src / "d" / f"n{i}.txt").write_text(f"{i}\n" * (i + 1))
+        await settle(engine, src)
+        (src / "d" / "a.txt").write_text("edited\n")
+        await settle(engine, src)
+    for c in memory.containers_.values():
+        tree = {path[len("/app/src") + 1:]: e for path, e in c.tree("/app/src").items() if path != "/app/src"}
+        assert {p: (e.kind.value, e.digest) for p, e in tree.items() if e.kind.value == "f"} == \
+            {p: ("f", v[1]) for p, v in local_tree(src).items() if v[0] == "f"}
+    packs = [s["detail"] for r in engine.trace.records if not r["reconcile"] for s in r["spans"] if s["name"] == "pack"]
+    assert packs and len(packs) % 3 == 0, packs
+    shared = [p for p in packs if p.get("shared")]
+    assert len(shared) == 2 * len(packs) // 3, packs  # one packer per batch, two reusers
+    assert all(p["streamed"] is False for p in packs)
+
+
+async def test_shared_packs_reuse_only_the_same_versions_while_fresh(tmp_path: Path) -> None:
+    from syncd.model import Put
+    from syncd.push import SharedPacks
+    from syncd.scan import HashCache, read_entry
+    from syncd.testing import ManualClock
+
+    f = tmp_path / "a.txt"
+    f.write_text("one\n")
+    clock = ManualClock()
+    packs = SharedPacks(clock, limit=1 << 20, fresh=2.0)
+
+    def puts() -> list[Put]:
+        lf = read_entry(str(f), HashCache())
+        assert lf is not None
+        return [Put("/app/a.txt", lf)]
+
+    first = await packs.packed("t", puts(), "/app")
+    again = await packs.packed("t", puts(), "/app")
+    assert first is not None and again is not None
+    assert not first[1].shared and again[1].shared and b"".join(first[0]) == b"".join(again[0])
+    assert "/app/a.txt" in again[1].sent and again[1].seconds == 0.0
+    f.write_text("two\n")  # a new local version: packed anew
+    changed = await packs.packed("t", puts(), "/app")
+    assert changed is not None and not changed[1].shared and b"two" in b"".join(changed[0])
+    clock.advance(3.0)  # too old to reuse
+    stale = await packs.packed("t", puts(), "/app")
+    assert stale is not None and not stale[1].shared
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (2 << 20))
+    lf = read_entry(str(big), HashCache())
+    assert lf is not None and await packs.packed("t", [Put("/app/big.bin", lf)], "/app") is None  # streamed instead
