@@ -228,8 +228,10 @@ class InotifyTree:
                 if old is not None:
                     self._rename_tree(old, path)
                     out.paths.add(old)
-                else:  # moved in from outside the tree: new to us, and everything in it
-                    self._watch_tree(path, out.paths, out)
+                # Then walk it as news, known or not: a directory renamed before its creation was
+                # read had no watch to rename (nor had what was moved into it meanwhile). Watches
+                # it already has are kept (the kernel answers the same wd), nothing is lost twice.
+                self._watch_tree(path, out.paths, out)
             elif mask & IN_CREATE:
                 self._watch_tree(path, out.paths, out)
 

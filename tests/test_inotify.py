@@ -114,3 +114,24 @@ def test_a_removed_tree_leaves_no_watches(tree) -> None:  # noqa: ANN001
     shutil.rmtree(src / "a")
     drain(t)
     assert t.watches == 1
+
+
+def test_a_directory_renamed_before_its_watch_existed_is_watched_under_its_new_name(tree) -> None:  # noqa: ANN001
+    """Found by the docker soak: `mkdir -p ü名; mv 'new\\nline' 'ü名/-rf'; mkdir -rf; mv ü名 -rf/-rf;
+    mv -rf a`, all before the watcher read a thing. '-rf' was gone before its creation could be
+    watched, so its rename to 'a' paired with nothing known: 'a' was never watched, and a
+    directory made in it later never reached the container."""
+    src, t = tree
+    (src / "new\nline").mkdir()
+    drain(t)
+    (src / "ü名").mkdir()
+    os.rename(src / "new\nline", src / "ü名" / "-rf")
+    (src / "-rf").mkdir()
+    os.rename(src / "ü名", src / "-rf" / "-rf")
+    os.rename(src / "-rf", src / "a")
+    got = drain(t).paths
+    assert {str(src / "a"), str(src / "a" / "-rf"), str(src / "a" / "-rf" / "-rf")} <= got
+    (src / "a" / "b c").mkdir()
+    (src / "a" / "-rf" / "-rf" / "f.txt").write_text("deep")
+    got = drain(t).paths
+    assert {str(src / "a" / "b c"), str(src / "a" / "-rf" / "-rf" / "f.txt")} <= got
