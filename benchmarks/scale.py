@@ -259,19 +259,26 @@ def discovery(client: docker.DockerClient, work: Path, progress) -> dict:
     samples: list[float] = []
     try:
         proc, _ = _start_daemon(_config(sub, label), sub, 1)
+        started: list[float] = []  # `docker run` itself: create + start, before syncd can know
         for _ in range(DISCOVERY_TRIES):
             t0 = time.monotonic()
-            [c] = _containers(client, label, 1)
+            [c] = _containers(client, label, 1)  # returns once the container runs
+            t1 = time.monotonic()
             made.append(c)
             seconds = _wait_all([c], SYNC_DEST, 20, 30.0)
             if seconds is not None:
-                samples.append(time.monotonic() - t0)
+                samples.append(t1 - t0 + seconds)
+                started.append(seconds)
             remove_container(c)
         p50 = statistics.median(samples) if samples else 0.0
-        progress(f"scale: docker run -> 20 files there: p50 {p50 * 1000:.0f} ms over {len(samples)} runs")
-        return {"runs": DISCOVERY_TRIES, "observed": len(samples), "p50_ms": p50 * 1000,
-                "max_ms": max(samples, default=0.0) * 1000, "samples_ms": [round(s * 1000, 1) for s in samples],
-                "how": "from `docker run` (detached) being called to all 20 files counted in the new container"}
+        p50_running = statistics.median(started) if started else 0.0
+        progress(f"scale: docker run -> 20 files there: p50 {p50 * 1000:.0f} ms ({p50_running * 1000:.0f} ms after "
+                 f"the container runs) over {len(samples)} runs")
+        return {"runs": DISCOVERY_TRIES, "observed": len(samples), "p50_ms": p50_running * 1000,
+                "p50_from_run_called_ms": p50 * 1000, "max_ms": max(started, default=0.0) * 1000,
+                "samples_ms": [round(s * 1000, 1) for s in started],
+                "how": "from the container running (`docker run -d` returned) to all 20 files counted in it; "
+                       "p50_from_run_called_ms adds docker's own create + start"}
     finally:
         if proc is not None:
             stop_process(proc)
