@@ -289,7 +289,8 @@ class Smoke:
     def __init__(self, cfg: Config, services: list[str] | None, iterations: int, timeout: float,
                  progress: Callable[[str], None] = lambda _m: None, daemon: RunningDaemon | None = None) -> None:
         self.cfg = cfg
-        self.services = [s for s in cfg.services if not services or s.name in services]
+        # (a service without mappings only runs its fallback: nothing of it to edit and watch)
+        self.services = [s for s in cfg.services if s.name in services] if services else [s for s in cfg.services if s.sync]
         self.iterations = iterations
         self.timeout = timeout
         self.progress = progress
