@@ -504,3 +504,31 @@ async def test_a_fallback_only_service_runs_its_command_and_syncs_nothing(tmp_pa
         assert any(s["name"] == "fallback:api:rebuild" and s["ok"] for s in record["spans"]), record
     assert not (tmp_path / "nothing").exists()
     assert os.listdir(tmp_path / "box/web") == ["a.js"]
+
+
+@pytest.mark.anyio
+async def test_a_rebuild_rule_runs_docker_compose_up_for_its_service(tmp_path: Path, monkeypatch) -> None:
+    """The fallback is Compose's own command, with the project's files and name (a stand-in
+    `docker` on PATH records it: no engine is needed for a service that only falls back)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/docker.log\n')
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    path = project(tmp_path / "shop", """
+        services:
+          api:
+            build: ./api
+            develop:
+              watch: [{action: rebuild, path: ./api, ignore: ["*.md"]}]
+    """, files=("api/main.go",))
+    cfg = load_compose_config([str(path)])
+    async with running(cfg) as engine:
+        (tmp_path / "shop/api/README.md").write_text("docs")  # ignored by the rule
+        (tmp_path / "shop/api/main.go").write_text("package main // v2")
+        await wait_until(lambda: (tmp_path / "docker.log").exists(), what="the fallback")
+        await wait_until(engine.idle, what="idle")
+    assert (tmp_path / "docker.log").read_text() == "compose -p shop -f compose.yaml up -d --build --no-deps api\n"
+    record = next(r for r in engine.trace.records if r["services"] == ["api"])
+    fallback = next(s for s in record["spans"] if s["name"] == "fallback:api")
+    assert fallback["detail"]["reason"] == "api/main.go matches fall_back_on '/api'"
