@@ -532,3 +532,20 @@ async def test_a_rebuild_rule_runs_docker_compose_up_for_its_service(tmp_path: P
     record = next(r for r in engine.trace.records if r["services"] == ["api"])
     fallback = next(s for s in record["spans"] if s["name"] == "fallback:api")
     assert fallback["detail"]["reason"] == "api/main.go matches fall_back_on '/api'"
+
+
+def test_the_example_apps_compose_file(tmp_path: Path) -> None:
+    """examples/fullstack/compose.yaml runs the example without a syncd TOML."""
+    root = tmp_path / "fullstack"
+    root.mkdir()
+    (root / "compose.yaml").write_text((Path(__file__).parents[1] / "examples/fullstack/compose.yaml").read_text())
+    for d in ("backend/target/debug", "migrations", "runtime", "frontend/dist"):
+        (root / d).mkdir(parents=True)
+    (root / "backend/target/debug/api").write_text("binary")
+    services, targets = derived(root / "compose.yaml")
+    assert targets["backend"].labels["com.docker.compose.project"] == "fullstack"
+    assert [(m.src, m.dest) for m in services["backend"].sync] == [("backend/target/debug/api", "/app/bin/api"),
+                                                                  ("migrations", "/app/migrations")]
+    assert services["backend"].run[0].cmd == ["kill", "-HUP", "1"]
+    assert services["backend:restart"].fallback[-2:] == ["restart", "backend"]
+    assert [(m.src, m.dest) for m in services["frontend"].sync] == [("frontend/dist", "/srv/www")]
