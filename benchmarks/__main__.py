@@ -35,7 +35,8 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--only", choices=SECTIONS, default=None,
                    help="run one section: docker (docker target), kube (kubernetes target, API-server fixture), "
                         "reconcile (`syncd sync` of a large tree), idle (the daemon watching a large tree) or "
-                        "fullstack (the example app: edit -> build -> push -> restart -> new response)")
+                        "fullstack (the example app: edit -> build -> push -> restart -> new response) or compose "
+                        "(syncd reading develop.watch vs compose watch's debounce + upload)")
     p.add_argument("--reconcile-files", type=int, default=None,
                    help="files in the reconcile tree, 2-18 KB of random bytes each (default 20000: ~200 MB)")
     p.add_argument("--reconcile-repeats", type=int, default=None,
