@@ -549,3 +549,15 @@ def test_the_example_apps_compose_file(tmp_path: Path) -> None:
     assert services["backend"].run[0].cmd == ["kill", "-HUP", "1"]
     assert services["backend:restart"].fallback[-2:] == ["restart", "backend"]
     assert [(m.src, m.dest) for m in services["frontend"].sync] == [("frontend/dist", "/srv/www")]
+
+
+def test_the_daemon_watches_inside_the_project_only(tmp_path: Path) -> None:
+    """Fallback globs are anchored (`/web/package.json`) and carry `!` lines: neither may make
+    the watcher climb to the file system's root."""
+    from syncd.core.paths import watch_sources
+    from syncd.watch import watch_roots
+
+    root = tmp_path / "shop"
+    cfg = load_compose_config([str(project(root, EVERY_ACTION, files=FILES))])
+    roots = watch_roots(watch_sources(service_runtimes(cfg), cfg.resolve))
+    assert roots and all(r == root or root in r.parents for r in roots), roots
