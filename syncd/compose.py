@@ -366,7 +366,10 @@ def _dockerignore(svc: dict, ctx: Context) -> list[str] | None:
     build = svc.get("build")
     if build is None:
         return []
-    context = Path(build if isinstance(build, str) else build.get("context") or ctx.project_dir)
+    context_value = build if isinstance(build, str) else build.get("context") or str(ctx.project_dir)
+    if not isinstance(context_value, str) or "://" in context_value:
+        return []  # a remote context (git URL): no local .dockerignore
+    context = Path(context_value)
     dockerfile = "Dockerfile" if isinstance(build, str) else str(build.get("dockerfile") or "Dockerfile")
     specific = context / f"{dockerfile}.dockerignore"
     return [_rel(specific if ctx.exists(specific) else context / ".dockerignore", ctx.root)]
@@ -473,6 +476,9 @@ def _check_rule(name: str, svc: dict, rule: dict, where: str, out: Translation) 
         if key not in RULE_KEYS and not str(key).startswith("x-"):
             out.problems.append(f"{where}.{key}: unknown key ({_close(str(key), RULE_KEYS)})")
             bad = True
+    if "initial_sync" in rule and not isinstance(rule["initial_sync"], bool):
+        out.problems.append(f"{where}.initial_sync: must be true or false (got {rule['initial_sync']!r})")
+        bad = True
     if rule.get("x-initialSync") is True:
         out.warnings.append(f"{where}.x-initialSync: deprecated, read as initial_sync")
     action = rule.get("action")
@@ -805,5 +811,5 @@ def derived_toml(data: dict, info: dict) -> str:
     head = [f"# derived from {files}", f"# project {info.get('project')!r} (from {info.get('project_source')})"]
     head += [f"# {note}" for note in info.get("notes", [])]
     head += [f"# warning: {w}" for w in info.get("warnings", [])]
-    body = {k: v for k, v in data.items() if k not in ("root", "file", "compose")}
+    body = {k: v for k, v in data.items() if k not in ("root", "file", "compose", "include")}  # include: expanded
     return "\n".join(head) + "\n\n" + to_toml(body)
