@@ -43,6 +43,7 @@ def compose_section(opts: Options, client: docker.DockerClient, work: Path, prog
     (work / "src" / "edit.txt").write_text("initial\n")
     (work / "base").mkdir()
     (work / "compose.yaml").write_text(textwrap.dedent(f"""
+        name: {project}
         services:
           web:
             image: {IMAGE}
@@ -64,7 +65,7 @@ def compose_section(opts: Options, client: docker.DockerClient, work: Path, prog
     try:
         exe = shutil.which("syncd")
         argv = [*([exe] if exe else [sys.executable, "-m", "syncd"]), "run", "--compose", "compose.yaml",
-                "--log-format", "json"]
+                "--api", "127.0.0.1:0", "--log-format", "json"]
         log_path, trace_path = work / "syncd.log", work / ".syncd" / "trace.jsonl"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

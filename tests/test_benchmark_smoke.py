@@ -5,6 +5,7 @@ goals asserted: keys and plausibility only)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,8 +171,9 @@ def check_compose(c: dict, edits: int) -> None:
 @pytest.mark.timeout(120)
 def test_compose_section_alone(docker_client, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's syncd (the section runs the `syncd` entry point)
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "compose", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=110)
+                          cwd=REPO, capture_output=True, text=True, timeout=110, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = json.loads(out.read_text())
     assert r["settings"]["sections"] == ["compose"] and r["targets"] == {}
