@@ -35,8 +35,9 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--only", choices=SECTIONS, default=None,
                    help="run one section: docker (docker target), kube (kubernetes target, API-server fixture), "
                         "reconcile (`syncd sync` of a large tree), idle (the daemon watching a large tree) or "
-                        "fullstack (the example app: edit -> build -> push -> restart -> new response) or scale (big trees "
-                        "beside the tar floor, replicas, discovery)")
+                        "fullstack (the example app: edit -> build -> push -> restart -> new response), scale (big trees "
+                        "beside the tar floor, replicas, discovery) or compose (syncd reading develop.watch vs compose "
+                        "watch's debounce + upload)")
     p.add_argument("--reconcile-files", type=int, default=None,
                    help="files in the reconcile tree, 2-18 KB of random bytes each (default 20000: ~200 MB)")
     p.add_argument("--reconcile-repeats", type=int, default=None,

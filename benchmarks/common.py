@@ -31,7 +31,7 @@ BURST_TIMEOUT = 120.0
 READY_TIMEOUT = 60.0
 FILE_BYTES = 100
 SYNC_DEST = "/app/src"
-SECTIONS = ("docker", "kube", "reconcile", "idle", "fullstack", "scale")
+SECTIONS = ("docker", "kube", "reconcile", "idle", "fullstack", "scale", "compose")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -44,7 +44,7 @@ class Options:
     cp_sample: int = 200  # docker cp per file is slow: time this many and extrapolate (0 = all)
     put_sample: int = 0  # put_archive: all files by default
     kubectl_sample: int = 200  # kubectl cp per file is slower still: time this many (0 = all)
-    only: str | None = None  # "docker", "kube", "reconcile", "idle" or "fullstack": run one section only
+    only: str | None = None  # one of SECTIONS: run that section only
     keep: bool = False
     reconcile_files: int = 20_000  # random-byte files of 2-18 KB: ~200 MB
     reconcile_repeats: int = 3  # no-diff passes; the median counts

@@ -165,6 +165,11 @@ def run(opts: Options, progress=print) -> dict:  # noqa: ANN001
             from benchmarks.scale import scale_section
 
             results["scale"] = scale_section(opts, client, root / "scale", progress)
+        if "compose" in opts.sections:
+            from benchmarks.compose import compose_section
+
+            results["compose"] = compose_section(opts, client, root / "compose", progress)
+            clocks.append(results["compose"].pop("container_clock"))
         results["observer"]["container_clock"] = all(clocks)
         results["targets"] = targets(results)
         results["pass"] = all(t["pass"] for t in results["targets"].values()) if results["targets"] else None

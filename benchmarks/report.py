@@ -42,6 +42,8 @@ def render(results: dict, console: Console) -> None:
         render_fullstack(results["fullstack"], console)
     if "scale" in sections:
         render_scale(results["scale"], console)
+    if "compose" in sections:
+        render_compose(results["compose"], console)
     console.print()
     lags = [s["single_file"]["syncd"]["observer_stream_lag_p50_ms"]
             for s in ([results] if "docker" in sections else []) + ([results["kube"]] if "kube" in sections else [])]
@@ -274,3 +276,21 @@ def write_json(results: dict, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")
     tmp.replace(path)
+
+
+def render_compose(c: dict, console: Console) -> None:
+    console.print()
+    table = Table(title=f"Compose develop.watch: single small file, write → visible, ms ({c['edits']} edits each, "
+                        f"load {c['loadavg_at_section_start'][0]:.2f})", title_justify="left")
+    for col in ("method", "seen", "p50", "p95", "max", "p50 × syncd"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    s, u = c["syncd"], c["put_archive"]
+    table.add_row("syncd run --compose", f"{s['observed']}/{s['attempted']}", f"{s['p50_ms']:.1f}", f"{s['p95_ms']:.1f}",
+                  f"{s['max_ms']:.1f}", "1.0")
+    table.add_row("archive upload (put_archive)", f"{u['observed']}/{u['attempted']}", f"{u['p50_ms']:.1f}",
+                  f"{u['p95_ms']:.1f}", f"{u['max_ms']:.1f}", f"{c['ratio_upload_only_vs_syncd_p50']:.2f}")
+    table.add_row(f"compose watch (+{c['compose_debounce_ms']:.0f} ms debounce)", "", f"{c['compose_watch_p50_ms']:.1f}",
+                  "", "", f"{c['ratio_compose_watch_vs_syncd_p50']:.1f}")
+    console.print(table)
+    console.print("compose watch = the upload it makes per batch, measured, + its 500 ms debounce, added (a lower bound: "
+                  "no Compose CLI is run)", markup=False, style="dim")

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import anyio
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from syncd import __version__
-from syncd.config import Config, ConfigError, find_config, load_config
+from syncd.config import Config, ConfigError, find_config, load_compose_config, load_config
 from syncd.logs import configure
 
 if TYPE_CHECKING:
@@ -30,8 +31,15 @@ console = Console(stderr=False, highlight=False, soft_wrap=True)
 errconsole = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _config_arg(p: argparse.ArgumentParser) -> None:
+def _config_arg(p: argparse.ArgumentParser, compose: bool = False) -> None:
     p.add_argument("-c", "--config", metavar="FILE", help="config file (default ./syncd.toml, else ./config/syncd.toml)")
+    if compose:
+        p.add_argument("--compose", metavar="FILE", nargs="?", const="", action="append",
+                       help="read the compose file's develop.watch rules instead of a syncd config (no FILE: found as "
+                            "`docker compose` finds it; repeat to merge files in order)")
+        p.add_argument("-f", "--file", dest="compose", metavar="FILE", action="append",
+                       help="a compose file, as with `docker compose -f` (implies --compose; repeatable)")
+        p.add_argument("-p", "--project-name", metavar="NAME", help="the compose project name (default: Compose's rules)")
     p.add_argument("--log-format", choices=["console", "json"], default="console")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
@@ -42,13 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="the daemon: reconcile, then watch and sync until SIGINT/SIGTERM")
-    _config_arg(p)
+    _config_arg(p, compose=True)
 
     p.add_argument("--no-build", action="store_true", help="skip the build steps normally run before the first sync")
     p.add_argument("--api", metavar="ADDR", help="control API address, overriding daemon.api (e.g. 127.0.0.1:10351)")
 
     p = sub.add_parser("sync", help="one reconcile pass, then exit (0 = converged)")
-    _config_arg(p)
+    _config_arg(p, compose=True)
     p.add_argument("--no-build", action="store_true", help="don't run build steps first")
     p.add_argument("--service", action="append", help="only this service (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (puts and deletes per container), change nothing")
@@ -73,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--target", help="only this target's containers")
 
     p = sub.add_parser("smoke", help="headless CI loop: reversible edits, wait until live, latency report; exit 3 over budget")
-    _config_arg(p)
+    _config_arg(p, compose=True)
     p.add_argument("--service", action="append", help="only this service (repeatable)")
     p.add_argument("--iterations", type=int, default=3, help="edit+restore rounds per service (default 3)")
     p.add_argument("--budget", help="latency budget for edit-to-live, e.g. p95=2s or p50=500ms,max=5s")
@@ -82,13 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
 
     p = sub.add_parser("doctor", help="check the world: config, engines, clusters, RBAC, tools in containers, inotify")
-    _config_arg(p)
+    _config_arg(p, compose=True)
 
     p = sub.add_parser("validate", help="check the config only; exit 2 listing every problem")
-    _config_arg(p)
+    _config_arg(p, compose=True)
 
     p = sub.add_parser("trace", help="summarize a trace file: per-step p50/p95/max, slowest batches")
-    _config_arg(p)
+    _config_arg(p, compose=True)
     p.add_argument("file", nargs="?", help="trace file (default: the config's daemon.trace)")
     p.add_argument("--top", type=int, default=5, help="how many slowest batches to show")
     p.add_argument("--since", help="only records since: a duration (90s, 10m, 2h, 1d) or an ISO time")
@@ -104,14 +112,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _compose_files(args: argparse.Namespace) -> list[str] | None:
+    """The compose files given (`--compose` alone: [], found as Compose finds them), or None."""
+    files = getattr(args, "compose", None)
+    return None if files is None else [f for f in files if f]
+
+
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(find_config(args.config))
+    files = _compose_files(args)
+    if files is None:
+        cfg = load_config(find_config(args.config))
+    else:
+        if args.config:
+            raise ConfigError(args.config, ["give -c FILE or --compose, not both (a syncd config can `include` "
+                                            "compose files)"])
+        cfg = load_compose_config(files, args.project_name)
+    for warning in (cfg.compose or {}).get("warnings", []):
+        errconsole.print(f"[yellow]warning[/]: {escape(warning)}")
+    return cfg
 
 
 def _chosen(args: argparse.Namespace) -> tuple[Config, RunningDaemon | None]:
     """The config a command about the daemon means, and its daemon (see syncd/daemons.py)."""
-    from syncd.daemons import choose
+    from syncd.daemons import choose, find_daemon
 
+    if _compose_files(args) is not None:
+        cfg = _load(args)
+        return cfg, find_daemon(cfg.state_dir)
     choice = choose(args.config)
     if choice.note:
         errconsole.print(choice.note, markup=False)
@@ -129,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "doctor":
             from syncd.doctor import run_doctor
 
-            return run_doctor(args.config, console)
+            files = _compose_files(args)
+            return run_doctor(args.config if files is None else lambda: _load(args), console)
         if args.command == "trace":
             return cmd_trace(args)
         if args.command in ("status", "pause", "resume", "resync", "trigger", "smoke"):
@@ -158,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                 return anyio.run(_sync, cfg, args.service, False, not args.no_build) if lock else EXIT_FAIL
     except ConfigError as e:
         errconsole.print(f"[bold red]invalid config[/]: {len(e.problems)} problem(s)")
-        for problem in e.problems:
-            errconsole.print(f"  {e.file}: {problem}", markup=False)
+        for line in e.lines():
+            errconsole.print(f"  {line}", markup=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_OK
@@ -203,6 +231,10 @@ def _writer(cfg: Config, command: str) -> Iterator[StateLock | None]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    if cfg.compose is not None:
+        from syncd.compose import derived_toml
+
+        console.print(derived_toml(cfg.model_dump(exclude_defaults=True), cfg.compose), markup=False, end="")
     console.print(
         f"{cfg.file}: ok — {len(cfg.targets)} target(s), {len(cfg.services)} service(s), "
         f"{sum(len(s.sync) for s in cfg.services)} mapping(s)",

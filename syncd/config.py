@@ -190,6 +190,21 @@ Target = Annotated[KubernetesTarget | DockerTarget | LocalTarget, Field(discrimi
 class Mapping(_Strict):
     src: str
     dest: str
+    # Docker (.dockerignore) syntax, anchored at `src` — what compose's develop.watch `ignore`
+    # and `include` mean: left out below `src`; with `include`, only what it matches is synced.
+    ignore: list[str] = []
+    include: list[str] = []
+
+    @field_validator("ignore", "include")
+    @classmethod
+    def _docker_patterns(cls, v: list[str]) -> list[str]:
+        from syncd.dockerignore import DockerPatterns
+
+        bad = DockerPatterns(v).invalid
+        if bad:
+            pattern, why = bad[0]
+            raise _invalid(f"pattern {pattern!r}: {why} (.dockerignore syntax, relative to src)")
+        return v
 
     @field_validator("dest")
     @classmethod
@@ -265,8 +280,12 @@ class ReadyProbe(_Strict):
 class Service(_Strict):
     name: str
     target: str
-    sync: list[Mapping] = Field(min_length=1)
+    sync: list[Mapping] = []  # empty only with fall_back_on (a service that only runs its fallback)
     ignore: list[str] = []
+    # The .dockerignore files that apply (paths relative to the config file, each anchored at its
+    # own directory; a Dockerfile-specific `X.dockerignore` too). Absent: every `.dockerignore`
+    # from the config directory down.
+    dockerignore: list[str] | None = None
     fall_back_on: list[str] = []
     fallback: Command | None = None
     build: list[BuildStep] = []
@@ -274,6 +293,14 @@ class Service(_Strict):
     restart: Literal["none", "container", "process"] = "none"
     smoke: SmokeEdit | None = None  # default: a marker file in the first directory mapping
     ready: ReadyProbe | None = None
+
+    @model_validator(mode="after")
+    def _syncs_or_falls_back(self) -> Service:
+        if not self.sync and not self.fall_back_on:
+            what = "must not be empty" if "sync" in self.model_fields_set else "required key is missing"
+            raise _invalid(f"{what} (add a mapping, e.g. sync = [{_MAPPING_EXAMPLE}]; only a service "
+                           "with fall_back_on may have none)", key="sync")
+        return self
 
 
 class Action(_Strict):
@@ -287,6 +314,9 @@ class Action(_Strict):
 
 
 class Config(_Strict):
+    # Compose files whose develop.watch rules this config starts from (relative to it, merged
+    # in order like `docker compose -f`); the tables below add to what they derive.
+    include: list[str] = []
     daemon: DaemonConfig = DaemonConfig()
     targets: dict[str, Target]
     services: list[Service] = Field(min_length=1)
@@ -295,6 +325,8 @@ class Config(_Strict):
     # Not part of the TOML: where the file was, so relative paths can be resolved.
     root: Path = Path(".")
     file: Path = Path("syncd.toml")
+    # Derived from compose files: {"project", "project_source", "files", "warnings", "notes"}.
+    compose: dict[str, Any] | None = None
 
     def resolve(self, rel: str) -> Path:
         return _resolve(self.root, rel)
@@ -310,7 +342,7 @@ class Config(_Strict):
         raise KeyError(name)
 
 
-_INTERNAL_FIELDS = ("root", "file")  # Config fields that are not TOML keys
+_INTERNAL_FIELDS = ("root", "file", "compose")  # Config fields that are not TOML keys
 
 
 def _resolve(root: Path, rel: str) -> Path:
@@ -318,12 +350,16 @@ def _resolve(root: Path, rel: str) -> Path:
 
 
 class ConfigError(Exception):
-    """All problems of one config file. `str()` is the user-facing report."""
+    """All problems of one config file (`file` empty: each problem names its own file, as
+    those of several compose files do). `str()` is the user-facing report."""
 
     def __init__(self, file: Path | str, problems: list[str]) -> None:
         self.file = str(file)
         self.problems = problems
-        super().__init__("\n".join(f"{self.file}: {p}" for p in problems))
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [f"{self.file}: {p}" if self.file else p for p in self.problems]
 
 
 def nearby_configs(start: Path) -> list[Path]:
@@ -357,6 +393,8 @@ def find_config(explicit: str | None) -> Path:
 
 def load_config(path: Path | str) -> Config:
     path = Path(path)
+    if is_compose_file(path):  # a daemon started with --compose registers its compose file
+        return load_compose_config([str(path)])
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -372,7 +410,69 @@ def load_config(path: Path | str) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, [f"TOML syntax error: {e}"]) from None
     root = path.resolve().parent
+    compose: dict[str, Any] | None = None
+    if isinstance(raw.get("include"), str):
+        raw["include"] = [raw["include"]]
+    if isinstance(raw.get("include"), list) and raw["include"] and all(isinstance(f, str) for f in raw["include"]):
+        derived, compose = _derive([str(_resolve(root, f)) for f in raw["include"]], root, None)
+        raw = _add_to(derived, raw)
+    return _validated(raw, root, path, compose)
 
+
+def load_compose_config(files: list[str], project_name: str | None = None, cwd: Path | None = None) -> Config:
+    """A config made of compose files' develop.watch rules alone (`syncd … --compose`)."""
+    from syncd.compose import ComposeError, find_files
+
+    try:
+        paths = find_files(files, cwd or Path.cwd(), os.environ)
+    except ComposeError as e:
+        raise ConfigError("", e.problems) from None
+    root = paths[0].resolve().parent
+    raw, compose = _derive([str(p) for p in paths], root, project_name)
+    return _validated(raw, root, paths[0], compose)
+
+
+def _derive(files: list[str], root: Path, project_name: str | None) -> tuple[dict, dict[str, Any]]:
+    """The syncd tables compose files' develop.watch rules make (syncd/compose.py)."""
+    from syncd.compose import ComposeError, Context, load, translate
+
+    try:
+        loaded = load([Path(f) for f in files], os.environ, project_name)
+    except ComposeError as e:
+        raise ConfigError("", e.problems) from None
+    ctx = Context(loaded.project, loaded.project_dir, loaded.files, root, loaded.env, origins=loaded.origins,
+                  project_source=loaded.project_source)
+    found = translate(loaded.model, ctx)
+    if found.problems:
+        raise ConfigError("", found.problems)
+    info = {"project": loaded.project, "project_source": loaded.project_source,
+            "files": [str(f) for f in loaded.files], "warnings": [*loaded.warnings, *found.warnings],
+            "notes": found.notes}
+    return found.raw, info
+
+
+def _add_to(derived: dict, raw: dict) -> dict:
+    """A TOML that includes compose files, over what they derive: its targets replace derived
+    ones of the same name; a service of a derived name adds to it (lists appended, other keys
+    replaced); other services and tables are its own."""
+    out = dict(raw)
+    targets: dict = raw["targets"] if isinstance(raw.get("targets"), dict) else {}
+    out["targets"] = {**derived["targets"], **targets}
+    services: list[Any] = [dict(s) for s in derived["services"]]
+    by_name = {s["name"]: s for s in services}
+    own: list = raw["services"] if isinstance(raw.get("services"), list) else []
+    for svc in own:
+        base = by_name.get(svc.get("name")) if isinstance(svc, dict) else None
+        if base is None:
+            services.append(svc)
+            continue
+        for key, value in svc.items():
+            base[key] = [*base[key], *value] if isinstance(value, list) and isinstance(base.get(key), list) else value
+    out["services"] = services
+    return out
+
+
+def _validated(raw: dict, root: Path, path: Path, compose: dict[str, Any] | None = None) -> Config:
     # Schema problems and cross-references are both checked, so one run reports everything.
     problems: list[str] = []
     top_level = [n for n in Config.model_fields if n not in _INTERNAL_FIELDS]
@@ -382,7 +482,7 @@ def load_config(path: Path | str) -> Config:
     data = {k: v for k, v in raw.items() if k not in _INTERNAL_FIELDS}
     cfg: Config | None = None
     try:
-        cfg = Config.model_validate({**data, "root": root, "file": path})
+        cfg = Config.model_validate({**data, "root": root, "file": path, "compose": compose})
     except ValidationError as e:
         problems += _format_pydantic(e, raw)
     problems += _cross_check(raw, root)
@@ -390,6 +490,10 @@ def load_config(path: Path | str) -> Config:
     if problems or cfg is None:
         raise ConfigError(path, problems)
     return cfg
+
+
+def is_compose_file(path: Path | str) -> bool:
+    return Path(path).suffix in (".yaml", ".yml")
 
 
 # --- error formatting -------------------------------------------------------------------

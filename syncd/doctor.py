@@ -15,7 +15,7 @@ import shlex
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,16 +53,36 @@ def skipped(name: str, why: str) -> Check:
     return Check(name, None, f"skipped ({why})")
 
 
-def check_config(config: str | None) -> tuple[Check, Config | None]:
+def check_config(config: str | Callable[[], Config] | None) -> tuple[Check, Config | None]:
+    """`config`: a path (None: found as every command finds it), or how to load it (--compose)."""
     try:
-        cfg = load_config(find_config(config))
+        cfg = config() if callable(config) else load_config(find_config(config))
     except ConfigError as e:
         problems = "\n".join(f"- {p}" for p in e.problems)
-        return Check("config", False, f"{e.file} is invalid ({len(e.problems)} problem(s))",
-                     f"fix in {e.file}:\n{problems}"), None
+        where = e.file or "the compose files"
+        return Check("config", False, f"{where} is invalid ({len(e.problems)} problem(s))",
+                     f"fix in {where}:\n{problems}"), None
     kinds = ", ".join(f"{spec.kind} {name}" for name, spec in cfg.targets.items())
     return Check("config", True, f"{cfg.file}: {len(cfg.targets)} target(s) ({kinds}), "
                                  f"{len(cfg.services)} service(s)"), cfg
+
+
+def check_compose_cli(cfg: Config) -> Check:
+    """Rebuild and restart rules run `docker compose …`: is the Compose CLI there?"""
+    users = [s.name for s in cfg.services if isinstance(s.fallback, list) and s.fallback[:2] == ["docker", "compose"]]
+    if not users:
+        return Check("compose CLI", None, "no rebuild or restart rule runs it")
+    try:
+        out = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=30)
+        ok, line = out.returncode == 0, (out.stdout or out.stderr).strip().splitlines()[:1]
+    except (OSError, subprocess.TimeoutExpired) as e:
+        ok, line = False, [str(e)]
+    said = line[0] if line else "no output"
+    if ok:
+        return Check("compose CLI", True, f"{said} (runs the fallbacks of {', '.join(users)})")
+    return Check("compose CLI", False, f"`docker compose version` fails: {said} (needed by {', '.join(users)})",
+                 "install the Docker Compose plugin (v2.22+), e.g. Debian/Ubuntu: `apt-get install docker-compose-plugin` "
+                 "from Docker's repository; until then edits to rebuild/restart paths only report the fallback failing")
 
 
 # --- docker --------------------------------------------------------------------------------
@@ -374,7 +394,8 @@ def check_inotify(roots: list[Path], limit_file: Path) -> Check:
 # --- running it all ------------------------------------------------------------------------
 
 
-def doctor_checks(config: str | None, inotify_limit_file: Path = INOTIFY_LIMIT_FILE) -> Iterator[Check]:
+def doctor_checks(config: str | Callable[[], Config] | None,
+                  inotify_limit_file: Path = INOTIFY_LIMIT_FILE) -> Iterator[Check]:
     """Every check in order, each yielded as it completes (some take a network round trip)."""
     first, cfg = check_config(config)
     yield first
@@ -406,6 +427,8 @@ def doctor_checks(config: str | None, inotify_limit_file: Path = INOTIFY_LIMIT_F
             else:
                 yield check_local_target(name, cfg.resolve(spec.path))
         yield from check_local_tools(cfg)
+        if cfg.compose is not None:
+            yield check_compose_cli(cfg)
         from syncd.core.paths import watch_sources  # the roots the daemon itself would watch
         from syncd.services import service_runtimes
         from syncd.watch import watch_roots
@@ -427,7 +450,8 @@ def render(console: Console, check: Check) -> None:
         console.print(Text.assemble("    ", ("fix: " if i == 0 else "     ", "yellow"), line), soft_wrap=True)
 
 
-def run_doctor(config: str | None, console: Console, inotify_limit_file: Path = INOTIFY_LIMIT_FILE) -> int:
+def run_doctor(config: str | Callable[[], Config] | None, console: Console,
+               inotify_limit_file: Path = INOTIFY_LIMIT_FILE) -> int:
     """Run every check, print a line for each (and its fix); 0 when none failed, else 1."""
     checks = []
     for check in doctor_checks(config, inotify_limit_file):

@@ -60,7 +60,7 @@ class Engine:
         self._root = str(cfg.root)
         self.targets: dict[str, TargetRuntime] = {
             name: TargetRuntime(name, transports[name], [s for s in self.services if s.cfg.target == name], self, cfg.root)
-            for name in sorted({s.cfg.target for s in self.services})
+            for name in sorted({s.cfg.target for s in self.services if s.mappings})  # (a fallback-only service syncs nothing)
         }
         self.coalescer = Coalescer(cfg.daemon.debounce_ms / 1000, cfg.daemon.max_batch_wait_ms / 1000,
                                    small=settings.batches.small_batch)
@@ -308,7 +308,8 @@ class Engine:
             log.info("fallback done", service=fb.service, ms=round((self.clock.now() - t0) * 1000, 1))
             # The rebuild may replace the container (then the new one is reconciled when it
             # shows up) or not: either way, compare trees so the held-back edits arrive.
-            for worker in self.targets[self.cfg.service(fb.service).target].workers.values():
+            target = self.targets.get(self.cfg.service(fb.service).target)
+            for worker in target.workers.values() if target is not None else ():
                 worker.request_reconcile()
             gate = self.gates.get(fb.service)
             if gate is not None:  # the held-back edits may need a build too

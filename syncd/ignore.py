@@ -57,6 +57,12 @@ DEFAULT_IGNORES = (
     "#*#",
     "4913",
     ".DS_Store",
+    # the rest of what `docker compose watch` leaves out (JetBrains, KDE Kate, Go's umask probe)
+    "*___jb_old___",
+    "*___jb_tmp___",
+    ".idea/",
+    ".*.kate-swp",
+    "*-go-tmp-umask",
 )
 IGNORE_FILES = (".gitignore", ".dockerignore", ".syncdignore")
 # Never reopened by a .dockerignore exception (`**` then `!**/*.json` must not reach into them).
@@ -97,10 +103,22 @@ class IgnoreRules:
     Works on plain absolute path strings: it runs for every file event on the event loop,
     and pathlib's parsing would cost more than the matching itself."""
 
-    def __init__(self, root: Path, patterns: list[str]) -> None:
+    def __init__(self, root: Path, patterns: list[str], dockerignore: list[Path] | None = None,
+                 anchored: dict[str, list[DockerPatterns]] | None = None) -> None:
+        """`dockerignore`: the only .dockerignore files that apply (each anchored at its own
+        directory, which may be above `root`); None: every `.dockerignore` found. `anchored`:
+        Docker-style rule sets applying below a directory (a mapping's own ignore/include),
+        after that directory's ignore files."""
         self.root = os.path.abspath(root)
         self._defaults = _Rules(DEFAULT_IGNORES)
         self._service = _Rules(patterns)
+        self._docker_files: dict[str, list[str]] | None = None
+        if dockerignore is not None:
+            self._docker_files = {}
+            for f in dockerignore:
+                path = os.path.abspath(f)
+                self._docker_files.setdefault(os.path.dirname(path), []).append(path)
+        self._anchored = {os.path.abspath(d): layers for d, layers in (anchored or {}).items()}
         self._files: dict[str, list[Layer]] = {}
         self._chains: dict[tuple[str, str], tuple[Layer, ...]] = {}
         self._dir_cache: dict[tuple[str, str], State] = {}
@@ -117,7 +135,8 @@ class IgnoreRules:
 
     @staticmethod
     def is_ignore_file(path: str) -> bool:
-        return os.path.basename(path) in IGNORE_FILES
+        name = os.path.basename(path)
+        return name in IGNORE_FILES or name.endswith(".dockerignore")  # also `Dockerfile.dev.dockerignore`
 
     def _layers_in(self, directory: str) -> list[Layer]:
         layers = self._files.get(directory)
@@ -125,28 +144,51 @@ class IgnoreRules:
             layers = []
             cut = len(directory) + 1
             for name in IGNORE_FILES:
+                if name == ".dockerignore" and self._docker_files is not None:
+                    for path in self._docker_files.get(directory, []):
+                        layers.extend(self._docker_layer(path, cut))
+                    continue
+                path = os.path.join(directory, name)
+                if name == ".dockerignore":
+                    layers.extend(self._docker_layer(path, cut))
+                    continue
                 try:
-                    with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as f:
+                    with open(path, encoding="utf-8", errors="replace") as f:
                         text = f.read()
                 except OSError:
                     continue
-                if name == ".dockerignore":
-                    docker = DockerPatterns.from_text(text)
-                    for pattern, why in docker.invalid:
-                        log.warning("invalid .dockerignore pattern skipped", file=os.path.join(directory, name),
-                                    pattern=pattern, error=why, hint="docker build refuses this file too: fix the line")
-                    layers.append((docker, cut, True))
-                else:
-                    layers.append((_Rules(text.splitlines()), cut, False))
+                layers.append((_Rules(text.splitlines()), cut, False))
+            layers.extend((rules, cut, True) for rules in self._anchored.get(directory, []))
             self._files[directory] = layers
         return layers
+
+    @staticmethod
+    def _docker_layer(path: str, cut: int) -> list[Layer]:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                docker = DockerPatterns.from_text(f.read())
+        except OSError:
+            return []
+        for pattern, why in docker.invalid:
+            log.warning("invalid .dockerignore pattern skipped", file=path, pattern=pattern, error=why,
+                        hint="docker build refuses this file too: fix the line")
+        return [(docker, cut, True)]
+
+    def _outer(self, base: str) -> tuple[Layer, ...]:
+        """The listed .dockerignore files of directories above `base` (a build context that
+        contains the mapped tree): they apply below it too."""
+        if not self._docker_files:
+            return ()
+        return tuple(layer for d, paths in sorted(self._docker_files.items())
+                     if base != d and _within(base, d) for path in paths
+                     for layer in self._docker_layer(path, len(d.rstrip("/")) + 1))
 
     def _chain(self, base: str, directory: str) -> tuple[Layer, ...]:
         """The ignore files that apply below `directory`, from `base` down."""
         key = (base, directory)
         chain = self._chains.get(key)
         if chain is None:
-            above = () if directory == base else self._chain(base, directory[: directory.rfind("/")])
+            above = self._outer(base) if directory == base else self._chain(base, directory[: directory.rfind("/")])
             own = self._layers_in(directory)
             chain = (*above, *own) if own else above
             self._chains[key] = chain

@@ -11,6 +11,7 @@ from pathspec import GitIgnoreSpec
 from syncd.config import Config, Service
 from syncd.core.mapping import ResolvedMapping
 from syncd.core.plan import ServicePlanInput
+from syncd.dockerignore import DockerPatterns
 from syncd.ignore import IgnoreRules
 
 
@@ -42,9 +43,24 @@ class ServiceRuntime:
                                 self.cfg.fallback, tuple(tuple(b.trigger) for b in self.cfg.build))
 
 
+def mapping_rules(include: list[str], ignore: list[str]) -> list[DockerPatterns]:
+    """A mapping's own Docker-style rule sets, anchored at its `src`: with `include`, everything
+    is left out but what it matches (its `!` lines exclude); then `ignore`."""
+    layers = []
+    if include:
+        layers.append(DockerPatterns(["**", *(p[1:] if p.startswith("!") else "!" + p for p in include)]))
+    if ignore:
+        layers.append(DockerPatterns(ignore))
+    return layers
+
+
 def service_runtimes(cfg: Config) -> list[ServiceRuntime]:
     out = []
     for svc in cfg.services:
         mappings = tuple(ResolvedMapping(cfg.resolve(m.src), m.dest, svc.name, svc.target) for m in svc.sync)
-        out.append(ServiceRuntime(svc, mappings, IgnoreRules(cfg.root, svc.ignore)))
+        anchored: dict[str, list[DockerPatterns]] = {}
+        for r, m in zip(mappings, svc.sync, strict=True):
+            anchored.setdefault(str(r.src), []).extend(mapping_rules(m.include, m.ignore))
+        docker = None if svc.dockerignore is None else [cfg.resolve(f) for f in svc.dockerignore]
+        out.append(ServiceRuntime(svc, mappings, IgnoreRules(cfg.root, svc.ignore, docker, anchored)))
     return out

@@ -289,7 +289,17 @@ class Smoke:
     def __init__(self, cfg: Config, services: list[str] | None, iterations: int, timeout: float,
                  progress: Callable[[str], None] = lambda _m: None, daemon: RunningDaemon | None = None) -> None:
         self.cfg = cfg
-        self.services = [s for s in cfg.services if not services or s.name in services]
+        if services:
+            self.services = [s for s in cfg.services if s.name in services]
+        else:
+            # Left out unless named: a service without mappings (it only runs its fallback), and
+            # one of single files without a `smoke` setting (nowhere to drop a marker file):
+            # compose's `sync+restart` of a config file, say.
+            self.services = [s for s in cfg.services if s.smoke is not None or any(cfg.resolve(m.src).is_dir() for m in s.sync)]
+            for s in cfg.services:
+                if s not in self.services and s.sync:
+                    progress(f"service {s.name} not smoked: only single files are mapped (name it with --service and "
+                             "set its smoke = {{ path = ..., comment = ... }} to smoke it)")
         self.iterations = iterations
         self.timeout = timeout
         self.progress = progress

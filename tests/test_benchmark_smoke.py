@@ -1,10 +1,11 @@
 """`python -m benchmarks --quick` runs end to end, all six sections (docker, kube, reconcile,
-idle, fullstack, scale; reconcile, idle and scale with tiny trees), and writes sane JSON (no timing goals
-asserted: keys and plausibility only)."""
+idle, fullstack, scale, compose; reconcile, idle and scale with tiny trees), and writes sane JSON (no
+timing goals asserted: keys and plausibility only)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,19 +58,20 @@ def check_section(s: dict, methods: tuple[str, ...], settings: dict) -> None:
 
 
 @pytest.mark.docker
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(180)
 def test_quick_benchmark_writes_plausible_json(docker_client, kubectl, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", *TINY, "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
+        cwd=REPO, capture_output=True, text=True, timeout=270,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = json.loads(out.read_text())
 
     assert {"timestamp", "machine", "settings", "single_file", "burst", "targets", "pass", "syncd_trace", "kube",
-            "reconcile", "idle", "fullstack", "scale", "run_seconds"} <= r.keys()
-    assert r["settings"]["sections"] == ["docker", "kube", "reconcile", "idle", "fullstack", "scale"]
+            "reconcile", "idle", "fullstack", "scale", "compose", "run_seconds"} <= r.keys()
+    assert r["settings"]["sections"] == ["docker", "kube", "reconcile", "idle", "fullstack", "scale", "compose"]
+    check_compose(r["compose"], r["settings"]["edits"])
     assert r["machine"]["nproc"] >= 1 and r["machine"]["docker_server"]
 
     # docker section: top level, as before the kube section existed
@@ -164,3 +166,30 @@ def test_quick_benchmark_writes_plausible_json(docker_client, kubectl, tmp_path:
         assert t["value"] == o["overhead_ms"] and t["pass"] == (o["overhead_ms"] <= o["limit_ms"]), (t, o)
         assert t["goal"] == f"<= {o['limit_ms']:.4g}" and t["goal_how"] == o["limit_how"]
     assert "Full stack" in proc.stdout and "where the time goes" in proc.stdout
+
+
+def check_compose(c: dict, edits: int) -> None:
+    """The compose section: syncd --compose and the archive upload both seen every time; compose
+    watch's figure is the upload plus its 500 ms debounce, so never below 500 ms."""
+    assert c["edits"] == min(edits, 30)
+    for method in ("syncd", "put_archive"):
+        x = c[method]
+        assert x["attempted"] == c["edits"] and x["observed"] == x["attempted"] and x["verified"], (method, x)
+        assert 0 < x["p50_ms"] <= x["p95_ms"] <= x["max_ms"] < 10_000
+    assert c["compose_debounce_ms"] == 500.0 and c["compose_watch_p50_ms"] > 500.0
+    assert c["ratio_compose_watch_vs_syncd_p50"] == c["compose_watch_p50_ms"] / c["syncd"]["p50_ms"]
+    assert c["syncd_trace"]["batches"] > 0 and c["syncd_trace"]["failed_batches"] == 0, c["syncd_trace"]
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(120)
+def test_compose_section_alone(docker_client, tmp_path: Path) -> None:  # noqa: ANN001
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's syncd (the section runs the `syncd` entry point)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "compose", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=110, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads(out.read_text())
+    assert r["settings"]["sections"] == ["compose"] and r["targets"] == {}
+    check_compose(r["compose"], r["settings"]["edits"])
+    assert "Compose develop.watch" in proc.stdout and "debounce" in proc.stdout

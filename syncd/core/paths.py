@@ -72,12 +72,16 @@ def accepts(services: Iterable[ServicePaths], path: str, is_dir: bool, root: str
 
 
 def watch_sources(services: Sequence[ServicePaths], resolve: Callable[[str], Path]) -> list[Path]:
-    """Every mapping's source, and the fixed part of every fallback and build trigger glob."""
+    """Every mapping's source, and the fixed part of every fallback and build trigger glob
+    (a `!` line only takes paths out; a leading `/` anchors at the config directory, as in
+    gitignore: it is not the file system's root)."""
     paths = [m.src for s in services for m in s.mappings]
     for svc in services:
         for pattern in [*svc.fall_back_on, *svc.triggers]:
-            static = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
-            paths.append(resolve(static or "."))
+            if pattern.startswith("!"):
+                continue
+            static = pattern.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0].split("\\", 1)[0]
+            paths.append(resolve(static.lstrip("/") or "."))
     return paths
 
 

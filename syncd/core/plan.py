@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from pathspec import GitIgnoreSpec
@@ -37,14 +38,21 @@ class ServicePlanInput:
 
 
 def fallback_reason(svc: ServicePlanInput, rel_paths: list[str]) -> str | None:
+    """Why the batch falls back for this service (None: it does not). The globs are one
+    gitignore list, last match wins: a `!` line takes paths back out (`!**/*.md`)."""
     if not svc.fall_back_on:
         return None
-    for pattern in svc.fall_back_on:
-        spec = GitIgnoreSpec.from_lines([pattern])
-        hits = sorted(p for p in rel_paths if spec.match_file(p))
-        if hits:
-            return f"{hits[0]} matches fall_back_on '{pattern}'" + (f" (+{len(hits) - 1} more)" if len(hits) > 1 else "")
-    return None
+    hits = sorted(p for p in rel_paths if _spec(svc.fall_back_on).match_file(p))
+    if not hits:
+        return None
+    pattern = next((p for p in reversed(svc.fall_back_on) if not p.startswith("!")
+                    and _spec((p,)).match_file(hits[0])), svc.fall_back_on[0])
+    return f"{hits[0]} matches fall_back_on '{pattern}'" + (f" (+{len(hits) - 1} more)" if len(hits) > 1 else "")
+
+
+@lru_cache(maxsize=256)
+def _spec(patterns: tuple[str, ...]) -> GitIgnoreSpec:
+    return GitIgnoreSpec.from_lines(patterns)
 
 
 def plan_batch(
