@@ -329,20 +329,28 @@ class Link:
             return
         self._open.add(conn)
         try:
+            await self._relay(conn, c_reader)
+        except asyncio.CancelledError:
+            # drop_all/close cancel this task; it is the handler's outermost frame, and asyncio's
+            # server logs a cancelled handler as an error, so end it normally
+            conn.reset()
+        finally:
+            self._open.discard(conn)
+            for w in (c_writer, conn.upstream):
+                if w is not None:
+                    w.close()
+
+    async def _relay(self, conn: _Conn, c_reader: asyncio.StreamReader) -> None:
+        try:
             u_reader, conn.upstream = await self._connect_upstream()
             p = self.profile
             up = _Direction(self, p.delay_up, p.rate_up, self._count_up)
             down = _Direction(self, p.delay_down, p.rate_down, self._count_down)
             async with asyncio.TaskGroup() as tg:  # one pump failing cancels the other three
                 up.start(tg, c_reader, conn.upstream)
-                down.start(tg, u_reader, c_writer)
+                down.start(tg, u_reader, conn.client)
         except* OSError:
             conn.reset()  # one side failed: the other sees a reset too, as with a broken path
-        finally:
-            self._open.discard(conn)
-            for w in (c_writer, conn.upstream):
-                if w is not None:
-                    w.close()
 
     def _count_up(self, n: int) -> None:
         self.bytes_up += n
