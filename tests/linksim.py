@@ -16,6 +16,12 @@ What it does NOT simulate: packet loss, retransmission, jitter, reordering, MTU/
 TCP congestion control. Underneath it is still TCP over loopback, so the kernel's buffers add a
 little slack: bytes already handed to a socket before a stall may still arrive.
 
+Use: `Link.from_profile("cloud", ("127.0.0.1", fx_port))` and put `link.url()` in the kubeconfig
+(the fixture's certificate names 127.0.0.1, so TLS still verifies: the proxy forwards bytes, it does
+not terminate TLS); for Docker, `Link.from_profile("home", "/var/run/docker.sock")` and
+`DOCKER_HOST=tcp://127.0.0.1:<link.port>`. `link_time(n)` is the floor the link alone imposes on
+sending n bytes and getting an answer, for benchmarks to print ratios against.
+
 Benchmarks import it the way they import the kube fixture (tests/ on sys.path, `import linksim`).
 The proxy runs on an asyncio loop in one background thread; the public methods are thread-safe.
 """
