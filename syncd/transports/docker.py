@@ -34,9 +34,12 @@ from syncd.transports.session import SESSION_SCRIPT
 ENGINE_HINT = "start the Docker engine (dockerd / Docker Desktop) or set DOCKER_HOST"
 # What talking to an engine that is gone raises: docker-py's own errors do not cover requests'.
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
-# Container events that change what discovery finds. Not exec_*: every push runs an exec, and
-# waking discovery for each would cost a listing per push.
-LIFECYCLE_EVENTS = ("create", "start", "restart", "die", "stop", "kill", "destroy", "rename", "pause", "unpause")
+# Container events that change what discovery finds: one came up, went away for good, or was
+# renamed. Not die/stop/kill: a container being restarted (by syncd's `restart = "container"`
+# too) sends them, and a listing in that moment reports the target unavailable and stops its
+# workers mid-step; the start that follows wakes discovery, and a container that just died is
+# told by its worker's next push. Not exec_*: every push runs an exec.
+LIFECYCLE_EVENTS = ("start", "restart", "unpause", "destroy", "rename")
 
 
 @contextmanager
