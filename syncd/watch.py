@@ -328,7 +328,7 @@ async def changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait
             yield paths
         return
     if not inotify.available():
-        async for paths in _notify_changes(roots, accept, stop, max_wait_ms, lost, settings, False):
+        async for paths in _notify_changes(roots, accept, stop, max_wait_ms, lost, settings):
             yield paths
         return
     hit: list[str] = []  # set when a limit ends the inotify watcher: why events may be lost
@@ -459,11 +459,9 @@ def _say_limit(which: str, error: str, roots: list[str], settings: WatchSettings
 
 
 async def _notify_changes(roots: list[Path], accept: Accept, stop: anyio.Event, max_wait_ms: int,
-                          lost: Callable[..., None], settings: WatchSettings,
-                          polling: bool) -> AsyncIterator[set[str]]:
-    """watchfiles (notify): polling, or inotify where syncd/inotify.py cannot be used."""
+                          lost: Callable[..., None], settings: WatchSettings) -> AsyncIterator[set[str]]:
+    """watchfiles (notify), where syncd/inotify.py cannot be used (it polls itself once a limit is hit)."""
     watcher = Watcher(roots, settings)
-    watcher.polling = watcher.polling or polling
     failures = 0
     while True:
         try:
