@@ -131,6 +131,7 @@ class Session:
         self._pending: dict[int, Future[Answer]] = {}
         self._pending_lock = threading.Lock()
         self._buf = bytearray()
+        self._searched = 0  # how far a streamed answer's end marker was looked for already
         self._closed = threading.Event()
         self.error: str = ""
         self.last_activity = time.monotonic()
@@ -266,18 +267,24 @@ class Session:
                     return
                 output = bytes(self._buf[start : start + size])
                 del self._buf[: start + size]
+                self._searched = 0
                 self._resolve(Answer(seq, rc, output))
             elif self._buf.startswith(b"@@S "):
                 m = self._STREAM.match(self._buf)
                 if m is None:
                     return
                 seq_bytes, start = m.group(1), m.end()
-                end = re.compile(rb"\0@@E " + seq_bytes + rb" (-?\d+)\0\n").search(self._buf, start)
+                # A 100,000-file listing arrives in hundreds of reads: look for the end marker
+                # only in what is new (less the marker's length), never the whole buffer again.
+                end = re.compile(rb"\0@@E " + seq_bytes + rb" (-?\d+)\0\n").search(
+                    self._buf, max(start, self._searched - 64))
                 if end is None:
+                    self._searched = len(self._buf)
                     return
                 rc, stop, after = int(end.group(1)), end.start(), end.end()
                 output = bytes(self._buf[start:stop])
                 del self._buf[:after]
+                self._searched = 0
                 self._resolve(Answer(int(seq_bytes), rc, output))
             else:
                 # Anything else is noise from the shell (e.g. a warning): skip to the next answer.
@@ -285,6 +292,7 @@ class Session:
                 if nxt < 0:
                     return
                 del self._buf[:nxt]
+                self._searched = 0
 
     def _resolve(self, answer: Answer) -> None:
         with self._pending_lock:
