@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from syncd.ignore import IgnoreRules
-from syncd.model import Put
+from syncd.model import Entry, Kind, Put
 from syncd.pack import SMALL, PackReport, pack
 from syncd.scan import HashCache, read_entry
 from syncd.transports.shell import encode_deletes, parse_manifest
@@ -197,3 +197,29 @@ def test_the_fast_tar_header_is_byte_for_byte_what_tarfile_writes() -> None:
         size = rnd.choice([0, 1, 100, 8**11 - 1, 8**11, 2**40])
         assert _header(name, kind, mode, mtime, size, link) == _tarfile_header(name, kind, mode, mtime, size, link), \
             (name, kind, mode, mtime, size, link)
+
+
+@pytest.mark.parametrize("stat_tool", [["stat"], ["busybox", "stat"]], ids=["gnu", "busybox"])
+def test_quick_listing_is_one_stat_line_per_entry(tmp_path: Path, stat_tool: list[str]) -> None:
+    """The quick listing's `@@A` section (`stat -c '%f %s %Y %y %n'`, GNU and busybox): the
+    listed directory itself, directories, files with size, exec bit and a tar-written mtime
+    (whole seconds; a sub-second mtime proves nothing), a name with a newline; a fifo left out."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "run.sh").write_bytes(b"#!/bin/sh\n")
+    (tmp_path / "d" / "run.sh").chmod(0o755)
+    os.utime(tmp_path / "d" / "run.sh", (1_600_000_000, 1_600_000_000))
+    (tmp_path / "new\nline").write_bytes(b"xyz")
+    os.utime(tmp_path / "new\nline", ns=(1_700_000_000 * 10**9, 1_700_000_000 * 10**9))
+    (tmp_path / "edited").write_bytes(b"1234")
+    os.utime(tmp_path / "edited", ns=(1_700_000_000 * 10**9 + 5, 1_700_000_000 * 10**9 + 5))
+    os.mkfifo(tmp_path / "pipe")
+    names = ["."] + sorted("./" + p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    lines = subprocess.run([*stat_tool, "-c", "%f %s %Y %y %n", *names], cwd=tmp_path, capture_output=True,
+                           check=True).stdout
+    m = parse_manifest(b"@@M\0/app/src\0@@L\0@@A\0" + lines + b"\0")
+    assert m.pop("/app/src").kind.value == "d" and m.pop("/app/src/d").kind.value == "d"
+    assert m == {
+        "/app/src/d/run.sh": Entry(Kind.FILE, exec=True, size=10, mtime=1_600_000_000),
+        "/app/src/new\nline": Entry(Kind.FILE, exec=False, size=3, mtime=1_700_000_000),
+        "/app/src/edited": Entry(Kind.FILE, exec=False, size=4, mtime=-2),
+    }

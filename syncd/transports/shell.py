@@ -104,9 +104,12 @@ def encode_head(guard: list[str], deletes: list[str]) -> bytes:
     return encode_deletes(guard) + encode_deletes(deletes)
 
 
-# For each destination: the directory names are relative to, then its directories, symlinks
-# (+ targets), exec files, and the `sha1sum` output of its files. Sections are NUL-separated.
-# A file destination (`/app/bin/api`) is listed from its parent as `./api`.
+# For each destination: the directory names are relative to, its symlinks (+ targets), then
+# either (quick) one `stat` line per directory and file — raw mode, size, mtime — or (hashes)
+# its directories, exec files and the `sha1sum` output of its files. Sections are
+# NUL-separated. A file destination (`/app/bin/api`) is listed from its parent as `./api`.
+# The quick listing walks the tree twice (links, then the rest), not four times: on 100,000
+# files each walk costs the container ~0.4 s.
 MANIFEST_ONE = r"""
   d=$1
   if [ -d "$d" ] && [ ! -L "$d" ]; then c="$d"; s=.
@@ -115,12 +118,12 @@ MANIFEST_ONE = r"""
   printf '@@M\0%s\0' "${c:-/}"
   (
     cd -- "${c:-/}" || exit 0
-    printf '@@D\0'; find "$s" -type d -print0
     printf '@@L\0'; find "$s" -type l -exec sh -c 'for l; do printf "%s\0%s\0" "$l" "$(readlink "$l")"; done' sh {} +
-    printf '@@X\0'; find "$s" -type f -perm -100 -print0
     if [ "$2" = stat ] && command -v stat >/dev/null 2>&1; then
-      printf '@@T\0'; find "$s" -type f -print0 | xargs -0 -r stat -c '%s %Y %y %n'; printf '\0'
+      printf '@@A\0'; find "$s" ! -type l -print0 | xargs -0 -r stat -c '%f %s %Y %y %n'; printf '\0'
     else
+      printf '@@D\0'; find "$s" -type d -print0
+      printf '@@X\0'; find "$s" -type f -perm -100 -print0
       printf '@@H\0'; find "$s" -type f -print0 | xargs -0 -r sha1sum; printf '\0'
     fi
   )
@@ -161,9 +164,9 @@ def parse_manifest(out: bytes) -> Manifest:
             if i + 1 < len(tokens):
                 _parse_hashes(tokens[i + 1], manifest, base, execs)
             i += 1
-        elif tok == b"@@T":
+        elif tok == b"@@A":
             if i + 1 < len(tokens):
-                _parse_stats(tokens[i + 1], manifest, base, execs)
+                _parse_stats(tokens[i + 1], manifest, base)
             i += 1
         elif tok and section == b"@@D":
             manifest[_join(base, tok)] = Entry(Kind.DIR)
@@ -194,22 +197,29 @@ def _parse_hashes(blob: bytes, manifest: Manifest, base: DestPath, execs: set[De
         manifest[path] = Entry(Kind.FILE, digest=line[:40].decode(), exec=path in execs)
 
 
-# `stat -c '%s %Y %y %n'`: "<size> <mtime> <date> <time.nanoseconds> <zone> ./name" per line,
-# names unescaped (like busybox sha1sum). tar writes whole-second mtimes, so a non-zero
-# sub-second part means something else wrote the file since: its mtime proves nothing.
-_STAT_RECORD = re.compile(rb"(?:^|\n)(\d+) (\d+) \S+ [0-9:]+(?:\.(\d+))? \S+ \./")
+# `stat -c '%f %s %Y %y %n'`: "<raw mode, hex> <size> <mtime> <date> <time.nanoseconds>
+# <zone> ./name" per line, names unescaped (like busybox sha1sum). tar writes whole-second
+# mtimes, so a non-zero sub-second part means something else wrote the file since: its mtime
+# proves nothing. Types other than directories and regular files are not synced: left out.
+_STAT_RECORD = re.compile(rb"(?:^|\n)([0-9a-fA-F]+) (\d+) (\d+) \S+ [0-9:]+(?:\.(\d+))? \S+ \.(?=/|\n|$)")
+_S_IFMT, _S_IFDIR, _S_IFREG = 0o170000, 0o040000, 0o100000
 
 
-def _parse_stats(blob: bytes, manifest: Manifest, base: DestPath, execs: set[DestPath]) -> None:
+def _parse_stats(blob: bytes, manifest: Manifest, base: DestPath) -> None:
     records = list(_STAT_RECORD.finditer(blob))
     for k, m in enumerate(records):
         end = records[k + 1].start() if k + 1 < len(records) else len(blob)
-        name = blob[m.end() - 2 : end]
+        name = blob[m.end() - 1 : end]  # "./name", or "." for the listed directory itself
         name = name[:-1] if name.endswith(b"\n") else name
-        path = _join(base, name)
-        written_by_tar = not (m.group(3) or b"").strip(b"0")
-        mtime = int(m.group(2)) if written_by_tar else -2  # -2: matches no local mtime
-        manifest[path] = Entry(Kind.FILE, exec=path in execs, size=int(m.group(1)), mtime=mtime)
+        mode = int(m.group(1), 16)
+        kind = mode & _S_IFMT
+        if kind == _S_IFDIR:
+            manifest[_join(base, name)] = Entry(Kind.DIR)
+        elif kind == _S_IFREG:
+            written_by_tar = not (m.group(4) or b"").strip(b"0")
+            mtime = int(m.group(3)) if written_by_tar else -2  # -2: matches no local mtime
+            manifest[_join(base, name)] = Entry(Kind.FILE, exec=bool(mode & 0o100), size=int(m.group(2)),
+                                                mtime=mtime)
 
 
 def parse_hash_list(out: bytes) -> dict[DestPath, str]:
