@@ -43,7 +43,7 @@ def desired_state(target: TargetRuntime, services: set[str] | None, hashes: Hash
         if services is not None and svc.cfg.name not in services:
             continue
         for m in svc.mappings:
-            tree = scan_source(m.src, svc.rules.ignored, hashes, errors, svc.rules.open_below)
+            tree = scan_source(m.src, svc.rules, hashes, errors)
             for raw, lf in tree.items():
                 if len(svc.mappings) > 1 and most_specific(svc.mappings, raw) is not m:
                     continue  # a more specific mapping sends it
@@ -117,11 +117,26 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
     trace = BatchTrace(0, clock.now(), reconcile=True)
     trace.services = [s.cfg.name for s in target.services if services is None or s.cfg.name in services]
     t0 = clock.now()
-    desired, shared_errors = await (scans or SharedScans()).desired(target, services, hashes)
+    # The container lists itself while the local tree is scanned: neither depends on the other
+    # (what changes meanwhile on either side arrives as events, sent after this reconcile).
+    listing: list = []
+
+    async def list_container() -> None:
+        try:
+            listing.append(await target.transport.manifest(ref, target.dests))
+        except BaseException as e:  # re-raised below, as itself (not wrapped in a group)
+            listing.append(e)
+            if not isinstance(e, Exception):
+                raise
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(list_container)
+        desired, shared_errors = await (scans or SharedScans()).desired(target, services, hashes)
+        trace.add("scan", t0, clock.now(), detail={"paths": len(desired)})
     errors = list(shared_errors)
-    t1 = clock.now()
-    trace.add("scan", t0, t1, detail={"paths": len(desired)})
-    remote = await target.transport.manifest(ref, target.dests)
+    if isinstance(listing[0], BaseException):
+        raise listing[0]
+    remote: Manifest = listing[0]
     sizes = {d: lf.size for d, lf in desired.items() if lf is not None and lf.entry.kind is Kind.FILE}
     unsure = resolve(remote, known, sizes)
     if unsure:  # the local size, but the record cannot prove the bytes: hash them in the container
@@ -129,7 +144,7 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
         for dest in unsure:
             e = remote[dest]
             remote[dest] = Entry(Kind.FILE, digests.get(dest, "?"), e.exec, size=e.size, mtime=e.mtime)
-    trace.add(f"manifest:{ref.label}", t1, clock.now(), detail={"paths": len(remote), "hashed": len(unsure)})
+    trace.add(f"manifest:{ref.label}", t0, clock.now(), detail={"paths": len(remote), "hashed": len(unsure)})
     def compare() -> Delta:
         return diff(desired, remote, full=True, owned=lambda d: target.owned(d, remote[d].kind, services))
 
