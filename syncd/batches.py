@@ -32,7 +32,7 @@ def expand(paths: frozenset[str], services: Sequence[ServiceRuntime], hashes: Ha
                 m = most_specific(svc.mappings, Path(raw))
                 if m is None:
                     continue
-                for child in walk(raw, str(m.src), svc.rules.ignored, hashes, errors, svc.rules.open_below):
+                for child in walk(raw, str(m.src), svc.rules, hashes, errors):
                     local[child.path] = child
     return local
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -194,11 +195,13 @@ class IgnoreRules:
             self._chains[key] = chain
         return chain
 
-    def _decide(self, base: str, path: str, is_dir: bool, parent: State) -> State:
+    def _decide(self, base: str, path: str, is_dir: bool, parent: State,
+                chain: tuple[Layer, ...] | None = None) -> State:
         """Run every applicable rule set over `path` (below `base`); the last match wins.
 
         `parent` is the state of the path's directory: not ignored (False), or ignored by a
-        .dockerignore whose exceptions may re-include what is below it."""
+        .dockerignore whose exceptions may re-include what is below it. `chain`: the rule sets
+        of the path's directory, when the caller looked them up already."""
         if isinstance(parent, DockerPatterns):
             return self._decide_inside(base, path, is_dir, parent)
         suffix = "/" if is_dir else ""
@@ -206,7 +209,9 @@ class IgnoreRules:
         ignored = bool(self._defaults.verdict(rel))
         decider: DockerPatterns | None = None  # the .dockerignore that ignored `path`, if it was the last
         at, below = -1, ""
-        for layer, cut, _docker in self._chain(base, path[: path.rfind("/")]):
+        if chain is None:
+            chain = self._chain(base, path[: path.rfind("/")])
+        for layer, cut, _docker in chain:
             if isinstance(layer, DockerPatterns):
                 k = layer.last_match(path[cut:])
                 if k >= 0:
@@ -303,6 +308,28 @@ class IgnoreRules:
         if path == src or not _within(path, src):
             return False
         return self._state(self._base_for(src), path, is_dir, src) is not False
+
+    def in_directory(self, directory: str, src: str) -> Callable[[str, bool], bool]:
+        """`ignored` for the entries of one directory (at or below `src`), answering
+        `(path, is_dir)`: the directory's own state and the rule sets that apply in it are
+        looked up once, not once per entry — a scan of 100,000 files asks 100,000 times."""
+        base = self._base_for(src)
+        parent: State = False if directory == src else self._state(base, directory, True, src)
+        if parent is True:
+            return lambda path, is_dir: True
+        if parent is not False:  # opened by a .dockerignore exception: the general path
+            return lambda path, is_dir: self._state(base, path, is_dir, src) is not False
+        chain, cache = self._chain(base, directory), self._dir_cache
+
+        def ignored(path: str, is_dir: bool) -> bool:
+            if not is_dir:
+                return self._decide(base, path, False, False, chain) is not False
+            state = cache.get((base, path))
+            if state is None:
+                state = cache[(base, path)] = self._decide(base, path, True, False, chain)
+            return state is not False
+
+        return ignored
 
     def open_below(self, path: str | Path, src: str | Path) -> bool:
         """Is `path` an ignored directory below which something may be re-included (by a

@@ -9,16 +9,21 @@ import stat
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol
 
 from syncd.model import Entry, Kind, LocalFile
 
 CHUNK = 1 << 20
 
-# ignored(path, is_dir, mapping_src) -> bool; paths are plain strings (hot loop)
-Ignored = Callable[[str, bool, str], bool]
-# open_below(directory, mapping_src) -> bool: an ignored directory that may still hold
-# re-included paths (a .dockerignore exception), so it must be walked
-OpenBelow = Callable[[str, str], bool]
+class TreeRules(Protocol):
+    """What a walk asks of a service's ignore rules (syncd/ignore.py's IgnoreRules)."""
+
+    def in_directory(self, directory: str, src: str) -> Callable[[str, bool], bool]:
+        """`ignored(path, is_dir)` for the entries of `directory` (below mapping source `src`)."""
+
+    def open_below(self, path: str, src: str) -> bool:
+        """An ignored directory that may still hold re-included paths (a .dockerignore
+        exception), so it must be walked."""
 
 
 class HashCache:
@@ -130,33 +135,27 @@ def read_entry(path: str, hashes: HashCache) -> LocalFile | None:
     return None
 
 
-def walk(
-    top: str,
-    src: str,
-    ignored: Ignored,
-    hashes: HashCache,
-    errors: list[tuple[str, str]],
-    open_below: OpenBelow | None = None,
-) -> Iterable[LocalFile]:
+def walk(top: str, src: str, rules: TreeRules, hashes: HashCache, errors: list[tuple[str, str]]) -> Iterable[LocalFile]:
     """Every non-ignored entry strictly below directory `top` (symlinks are not followed).
 
-    An ignored directory is skipped whole, unless `open_below` says something below it may
-    be re-included: then it is walked, but not listed itself (it comes into being in the
+    An ignored directory is skipped whole, unless the rules say something below it may be
+    re-included: then it is walked, but not listed itself (it comes into being in the
     container as the parent of what is sent, as in a Docker build context)."""
     try:
         it = os.scandir(top)
     except OSError as e:
         errors.append((top, e.strerror or str(e)))
         return
+    ignored = rules.in_directory(top, src)
     with it:
         for de in it:
             try:
                 is_dir = de.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
-            if ignored(de.path, is_dir, src):
-                if is_dir and open_below is not None and open_below(de.path, src):
-                    yield from walk(de.path, src, ignored, hashes, errors, open_below)
+            if ignored(de.path, is_dir):
+                if is_dir and rules.open_below(de.path, src):
+                    yield from walk(de.path, src, rules, hashes, errors)
                 continue
             try:
                 lf = read_entry(de.path, hashes)
@@ -167,11 +166,10 @@ def walk(
                 continue
             yield lf
             if lf.entry.kind is Kind.DIR:
-                yield from walk(de.path, src, ignored, hashes, errors, open_below)
+                yield from walk(de.path, src, rules, hashes, errors)
 
 
-def scan_source(src: Path, ignored: Ignored, hashes: HashCache, errors: list[tuple[str, str]],
-                open_below: OpenBelow | None = None) -> dict[str, LocalFile]:
+def scan_source(src: Path, rules: TreeRules, hashes: HashCache, errors: list[tuple[str, str]]) -> dict[str, LocalFile]:
     """The whole mapped tree (for a reconcile): the source itself and everything below."""
     out: dict[str, LocalFile] = {}
     try:
@@ -183,6 +181,6 @@ def scan_source(src: Path, ignored: Ignored, hashes: HashCache, errors: list[tup
         return out
     out[str(src)] = root
     if root.entry.kind is Kind.DIR:
-        for lf in walk(str(src), str(src), ignored, hashes, errors, open_below):
+        for lf in walk(str(src), str(src), rules, hashes, errors):
             out[lf.path] = lf
     return out
