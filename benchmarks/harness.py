@@ -272,7 +272,8 @@ def _scale_goals(sc: dict) -> dict[str, tuple]:
     full = n >= ISSUE_SIZES["scale_files"]
     st = big["startup"]
     fo, d = sc["fan_out"], sc["discovery"]
-    rows = ", ".join(f"{r['replicas']}: {r['seconds']:.2f} s" for r in fo["rows"].values())
+    rows = ", ".join(f"{r['replicas']}: {r['seconds']:.2f} s (floor {r.get('floor_s', 0):.2f} s)"
+                     for r in fo["rows"].values())
     return {
         "scale_startup_over_floor": (big["startup_over_floor"], st["exit_code"] == 0 and st["complete"],
                                      f"{n:,} files into 2 containers: syncd sync {st['wall_s']:.2f} s (peak RSS "
@@ -281,7 +282,8 @@ def _scale_goals(sc: dict) -> dict[str, tuple]:
                             f"syncd run over the unchanged {n:,}-file tree until both containers' reconcile records; "
                             f"syncd sync with nothing to send {big['nodiff']['wall_s']:.2f} s", full),
         "scale_fanout_10_over_1": (fo["ten_over_one"], all(r["complete"] for r in fo["rows"].values()),
-                                   f"{fo['files']}-file burst, replicas: {rows}", True),
+                                   f"{fo['files']}-file burst, replicas: {rows}; the floor's own 10/1: "
+                                   f"{fo.get('floor_ten_over_one', 0):.2f}×", True),
         "scale_discovery_ms": (d["p50_ms"], d["observed"] == d["runs"],
                                f"container running -> 20 files there, p50 of {d['observed']} (max {d['max_ms']:.0f} ms; from "
                                f"`docker run` called {d.get('p50_from_run_called_ms', 0):.0f} ms)", True),

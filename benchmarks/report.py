@@ -209,8 +209,10 @@ def render_scale(sc: dict, console: Console) -> None:
                       f"{one['p50_ms']:.1f}/{one['p95_ms']:.1f} ms")
     console.print(table)
     fo, d = sc["fan_out"], sc["discovery"]
-    rows = ", ".join(f"{r['replicas']} → {r['seconds']:.2f} s" for r in fo["rows"].values())
-    console.print(f"fan-out, {fo['files']:,}-file burst: {rows}; 10 replicas / 1 = {fo['ten_over_one']:.2f}×", markup=False)
+    rows = ", ".join(f"{r['replicas']} → {r['seconds']:.2f} s (floor {r.get('floor_s', 0):.2f} s)"
+                     for r in fo["rows"].values())
+    console.print(f"fan-out, {fo['files']:,}-file burst: {rows}; 10 replicas / 1 = {fo['ten_over_one']:.2f}× "
+                  f"(floor {fo.get('floor_ten_over_one', 0):.2f}×)", markup=False)
     console.print(f"discovery, container running → its files there: p50 {d['p50_ms']:.0f} ms, max {d['max_ms']:.0f} ms "
                   f"({d['observed']}/{d['runs']} runs; from `docker run` called: p50 "
                   f"{d.get('p50_from_run_called_ms', 0):.0f} ms)", markup=False)

@@ -11,7 +11,8 @@ Per tree size (`--scale-files`, default 10,000 and 100,000; 300,000 opt-in):
              then the idle daemon sampled (RSS, CPU % over `--scale-idle-seconds`) and single-file
              edits timed in one replica (edit -> visible, observed inside the container).
 Fan-out: a 1,000-file burst into 1 / 3 / 10 replicas of one labelled target, until the last replica
-holds every file; the figure is the 10-replica time over the 1-replica time.
+holds every file; the figure is the 10-replica time over the 1-replica time, beside the same ratio
+for the floor (C tar into every replica at once): what fan-out costs the machine without syncd.
 Discovery: a labelled container started (`docker run`) under a running daemon, until its first file
 is there (the engine's event stream wakes discovery; the poll is only a safety net).
 """
@@ -85,13 +86,13 @@ def _count(c: Container, path: str = SYNC_DEST) -> int:
         return -1
 
 
-def _floor(tree: Path, containers: list[Container]) -> float:
-    """Host `tar -c` piped into each container's `tar -x`, all containers at once."""
+def _floor(tree: Path, containers: list[Container], dest: str = SYNC_DEST) -> float:
+    """Host `tar -c` piped into each container's `tar -x` under `dest`, all containers at once."""
     procs = []
     t0 = time.monotonic()
     for c in containers:
         pack = subprocess.Popen(["tar", "-c", "-C", str(tree), "."], stdout=subprocess.PIPE)
-        unpack = subprocess.Popen(["docker", "exec", "-i", c.id, "sh", "-c", f"mkdir -p {SYNC_DEST} && tar -x -C {SYNC_DEST}"],
+        unpack = subprocess.Popen(["docker", "exec", "-i", c.id, "sh", "-c", f"mkdir -p {dest} && tar -x -C {dest}"],
                                   stdin=pack.stdout)
         assert pack.stdout is not None
         pack.stdout.close()
@@ -232,18 +233,31 @@ def fan_out(client: docker.DockerClient, work: Path, progress) -> dict:
                 (burst / name).write_bytes(data)
             seconds = _wait_all(containers, f"{SYNC_DEST}/burst", FANOUT_FILES, 120.0)
             wall = time.monotonic() - t0 if seconds is None else seconds
-            rows[str(n)] = {"replicas": n, "seconds": wall, "complete": seconds is not None}
-            progress(f"scale: {FANOUT_FILES}-file burst into {n} replica(s): {wall:.2f} s")
+            stop_process(proc)
+            proc = None
+            # The floor: the same number of files, C tar into every replica at once.
+            floor_tree = sub / "floor"
+            floor_tree.mkdir()
+            for name, data in burst_files(FANOUT_FILES, label + "-floor"):
+                (floor_tree / name).write_bytes(data)
+            floor = _floor(floor_tree, containers, f"{SYNC_DEST}/floor")
+            rows[str(n)] = {"replicas": n, "seconds": wall, "complete": seconds is not None, "floor_s": floor}
+            progress(f"scale: {FANOUT_FILES}-file burst into {n} replica(s): {wall:.2f} s "
+                     f"(floor, tar | docker exec tar -x into each at once: {floor:.2f} s)")
         finally:
             if proc is not None:
                 stop_process(proc)
             for c in containers:
                 remove_container(c)
-    one = rows[str(FANOUT[0])]["seconds"]
+    one, ten = rows[str(FANOUT[0])], rows[str(FANOUT[-1])]
+    floor_ten_over_one = ten["floor_s"] / one["floor_s"] if one["floor_s"] else 0.0
     return {"files": FANOUT_FILES, "rows": rows,
-            "ten_over_one": rows[str(FANOUT[-1])]["seconds"] / one if one else 0.0,
+            "ten_over_one": ten["seconds"] / one["seconds"] if one["seconds"] else 0.0,
+            "floor_ten_over_one": floor_ten_over_one,
             "how": "time from the first file written to the last replica holding all of them (each replica "
-                   "polled with `find | wc -l` every 20 ms, in parallel); one daemon per replica count"}
+                   "polled with `find | wc -l` every 20 ms, in parallel); one daemon per replica count. floor: "
+                   "the same number of files by `tar -c | docker exec -i tar -x` into every replica at once "
+                   "(after the daemon stopped): how the engine and the containers' tar scale on this machine"}
 
 
 def discovery(client: docker.DockerClient, work: Path, progress) -> dict:

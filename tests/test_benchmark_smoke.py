@@ -137,6 +137,7 @@ def test_quick_benchmark_writes_plausible_json(docker_client, kubectl, tmp_path:
     assert c["startup"]["peak_rss_mib"] > 10 and c["nodiff"]["exit_code"] == 0 and c["restart_converged_s"] > 0
     assert c["single_file"]["observed"] == 3 and c["single_file"]["verified"] and c["idle"]["rss_mib_median"] > 10
     assert set(sc["fan_out"]["rows"]) == {"1", "3", "10"} and all(x["complete"] for x in sc["fan_out"]["rows"].values())
+    assert all(x["floor_s"] > 0 for x in sc["fan_out"]["rows"].values()) and sc["fan_out"]["floor_ten_over_one"] > 0
     assert sc["discovery"]["observed"] == sc["discovery"]["runs"] and sc["discovery"]["p50_ms"] > 0
     assert "Scale" in proc.stdout and "fan-out" in proc.stdout
 
