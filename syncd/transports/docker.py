@@ -96,7 +96,7 @@ class DockerTransport(ExecTransport):
             raise TransportError(f"{ref.label}: cannot start the session: {e}", ENGINE_HINT) from None
 
 
-    def _other_user(self) -> str:
+    def other_user_fix(self) -> str:
         return (f'run syncd\'s exec as a user that may write there: targets.{self.target}.user = "UID[:GID]" '
                 '(e.g. "0")')
 

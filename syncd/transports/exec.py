@@ -86,7 +86,7 @@ class ExecTransport:
     async def restart(self, ref: ContainerRef) -> None:
         raise Unsupported(f"{ref.label}: this runtime cannot restart a container")
 
-    def _other_user(self) -> str:
+    def other_user_fix(self) -> str:
         """How a refused write could be done as another user on this runtime (a fix, in words;
         "" when the exec cannot switch users)."""
         return ""
@@ -210,7 +210,7 @@ class ExecTransport:
             access = await self.probe_access(ref, request.root, ["", *request.guard])
         except TransportError:
             return
-        error = not_writable(ref, access, self._other_user())
+        error = not_writable(ref, access, self.other_user_fix())
         if error is not None:
             raise error
 

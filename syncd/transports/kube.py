@@ -82,7 +82,7 @@ class KubeTransport(ExecTransport):
         self.protocols: dict[str, str] = {}  # pod -> negotiated exec subprotocol
         super().__init__(target, sessions, settings)
 
-    def _other_user(self) -> str:
+    def other_user_fix(self) -> str:
         return ("run the container as a user that may write there (securityContext.runAsUser / runAsGroup / "
                 "fsGroup): Kubernetes exec has no user switch")
 

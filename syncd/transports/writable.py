@@ -37,7 +37,8 @@ tmp_dir() {
 
 # $1: the root the paths are relative to. For each directory syncd must write in (a missing
 # one: the nearest existing directory above it, where it would be created), one real write;
-# the refusals are printed with the reason the kernel gave. Consecutive paths with the same
+# the refusals are printed with the reason the kernel gave, then where temporary files could
+# go (the first writable directory probed, else tmp_dir's candidates). Consecutive paths with the same
 # nearest directory are probed once; at most PROBE_LIMIT writes and 20 refusals per run (a
 # big batch's directories are many; the first refusals say enough).
 PROBE_LIMIT = 200
@@ -47,24 +48,30 @@ uid=$(id -u || sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' /proc/self/status)
 gid=$(id -g || sed -n 's/^Gid:[[:space:]]*\([0-9]*\).*/\1/p' /proc/self/status)
 name=$(id -un) || name=  # busybox prints the number (and fails) for a uid /etc/passwd lacks
 printf '@@ID\t%s\t%s\t%s\n' "$uid" "$gid" "$name"
-root=$1; prev=; left=@LIMIT@; bad=0
+root=$1; prev=; why=; ok=; left=@LIMIT@; bad=0
 while IFS= read -r l && [ -n "$l" ]; do
   case /$l/ in */../*) continue ;; esac
   case $l in *\\*) l=$(printf '%b' "$l") ;; esac
   want="${root%/}/${l#./}"; want=${want%/}; want=${want:-/}
   d=$want
   while [ ! -e "$d" ] && [ ! -L "$d" ]; do d=${d%/*}; d=${d:-/}; done
-  [ -d "$d" ] && [ "$d" != "$prev" ] || continue
-  prev=$d
+  [ -d "$d" ] || continue
+  if [ "$d" = "$prev" ]; then  # probed already: its refusal holds for this path too
+    [ -n "$why" ] || continue
+    printf '@@NO\t%s\t%s\t%s\n' "$why" "$d" "$want"
+    bad=$((bad + 1))
+    [ "$bad" -lt 20 ] && continue || break
+  fi
+  prev=$d; why=
   [ "$left" -gt 0 ] || break
   left=$((left - 1))
-  can_write "$d" && continue
-  why=$( (true >"$d/.syncd-probe.$$") 2>&1 )
-  printf '@@NO\t%s\t%s\t%s\n' "${why##*: }" "$d" "$want"
+  if can_write "$d"; then ok=${ok:-$d}; continue; fi
+  why=$( (true >"$d/.syncd-probe.$$") 2>&1 ); why=${why##*: }; why=${why:-refused}
+  printf '@@NO\t%s\t%s\t%s\n' "$why" "$d" "$want"
   bad=$((bad + 1))
   [ "$bad" -lt 20 ] || break
 done
-printf '@@TMP\t%s\n' "$(tmp_dir "$root")"
+printf '@@TMP\t%s\n' "$(tmp_dir "${ok:-/nonexistent}")"
 """.replace("@LIMIT@", str(PROBE_LIMIT))
 
 # What tar, mkdir and rm print when the kernel refuses a write (busybox and GNU alike).
