@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from syncd.compose import USER_SPEC
+
 DEFAULT_PATHS = ("syncd.toml", "config/syncd.toml")
 
 
@@ -66,9 +68,6 @@ def _command(value: Any) -> str | list[str]:
 
 # A string runs with `sh -c`; a list is argv.
 Command = Annotated[str | list[str], PlainValidator(_command)]
-
-
-USER_SPEC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?")
 
 
 class _Strict(BaseModel):
