@@ -269,3 +269,52 @@ async def test_read_only_destination_is_explained(request, tmp_path: Path, runti
                             f"(Read-only file system); the exec user is uid={UID} gid={UID}"), error
     assert "mount a writable volume at /app" in error and "targets.web.user" not in error, error
     assert state is WorkerState.WAITING_FOR_FIX
+
+
+# --- Docker targets' `user` ---------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_docker_target_user_runs_every_exec_as_that_user(make_container, tmp_path: Path) -> None:  # noqa: ANN001
+    """`user = "1000:1000"` on a container that runs as root: the session, the per-batch
+    writes and run steps all run as uid 1000 (`docker exec --user`), so files are uid 1000's."""
+    c = make_container()
+    assert c.exec_run(["chown", f"{UID}:{UID}", "/app"]).exit_code == 0
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f.txt").write_text("f\n")
+    target = f'kind = "docker"\ncontainer = "{c.name}"\nuser = "{UID}:{UID}"'
+    text = CONFIG.format(target=target) + 'run = [{ cmd = "id -u > /app/who", trigger = ["src/**"] }]\n'
+    cfg = write_config(tmp_path, text)
+    async with running(cfg) as engine:
+        (src / "d" / "g.txt").write_text("g\n")
+        await settle(engine, src)
+        await wait_until(lambda: c.exec_run(["cat", "/app/who"]).output == f"{UID}\n".encode(), timeout=30,
+                         what="the run step to have run as the target's user")
+        mode = engine.targets["web"].transport.mode(worker_of(engine).ref)
+    assert mode == "session"
+    assert not lost(local_tree(src), container_tree(c, "/app/src"))
+    assert {owner for _path, _mode, owner in modes_and_owners(c, "/app/src")} == {f"{UID}:{UID}"}
+
+
+# --- the probe's answer in words (no container needed) -------------------------------------------
+
+
+def test_probe_answers_become_errors_naming_user_directory_and_fix() -> None:
+    from syncd.transports.base import ContainerRef
+    from syncd.transports.writable import not_writable, parse_probe
+
+    ref = ContainerRef("web", "abc", "api-0", "g")
+    assert not_writable(ref, parse_probe("@@ID\t1000\t1000\t\n@@TMP\t/app\n"), "") is None
+    access = parse_probe("@@ID\t1000\t50\tnode\n@@NO\tPermission denied\t/srv\t/srv/data/x\n@@NO\tPermission denied\t/srv\t/srv/y\n@@TMP\t\n")
+    assert access.who == "uid=1000 gid=50 (node)" and len(access.refused) == 2 and access.tmp == ""
+    e = not_writable(ref, access, "run as root")
+    assert e is not None and e.permanent
+    assert e.message == ("web/api-0: cannot write /srv/data/x: /srv/data/x does not exist and the exec user "
+                         "(uid=1000 gid=50 (node)) may not create it in /srv (Permission denied)")
+    assert e.hint.startswith("make /srv/data/x writable by uid 1000 in the image (Dockerfile: RUN mkdir -p /srv/data/x "
+                             "&& chown 1000:50 /srv/data/x), or mount a volume (Kubernetes: an emptyDir) at /srv/data/x, "
+                             "or run as root;"), e.hint
+    ro = not_writable(ref, parse_probe("@@ID\t0\t0\t\n@@NO\tRead-only file system\t/\t/app\n"), "run as root")
+    assert ro is not None and "/app (to be created in /) is on a read-only filesystem" in ro.message
+    assert "run as root" not in ro.hint  # no user can write a read-only filesystem
