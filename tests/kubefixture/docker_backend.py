@@ -10,6 +10,7 @@ with real backpressure (`drain`) and half-closed (`write_eof` = shutdown(SHUT_WR
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -111,10 +112,8 @@ class DockerBackend:
 
     def remove_volumes(self, pod: dict[str, Any]) -> None:
         for v in pod["spec"].get("volumes", []):
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 self.client.api.remove_volume(self._volume(pod, v["name"]), force=True)
-            except docker.errors.NotFound:
-                pass
 
     def kill(self, docker_id: str) -> tuple[int, str]:
         """Stop a container at once (SIGKILL); returns (exit code, FinishedAt)."""
@@ -141,10 +140,8 @@ class DockerBackend:
         for c in self.client.containers.list(all=True, filters={"label": f"{LABEL_INSTANCE}={self.instance}"}):
             self.remove(c.id)
         for v in self.client.volumes.list(filters={"label": f"{LABEL_INSTANCE}={self.instance}"}):
-            try:
+            with contextlib.suppress(docker.errors.APIError):
                 v.remove(force=True)
-            except docker.errors.APIError:
-                pass
 
     def logs(self, docker_id: str) -> bytes:
         return self.client.api.logs(docker_id, stdout=True, stderr=True)
