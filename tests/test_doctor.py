@@ -185,6 +185,27 @@ def test_kube_all_good(cluster, tmp_path: Path) -> None:  # noqa: ANN001
 
 @pytest.mark.docker
 @pytest.mark.cluster
+def test_kube_destination_not_writable_by_run_as_user(cluster, tmp_path: Path) -> None:  # noqa: ANN001
+    """runAsUser 1000 and /app on a read-only root: doctor says so, with the Kubernetes fixes
+    (no exec user switch there); an emptyDir at /app makes it pass."""
+    ro = {"securityContext": {"readOnlyRootFilesystem": True}}
+    user = {"securityContext": {"runAsUser": 1000, "runAsGroup": 1000}}
+    cluster.create_pod("doctor-0", {"app": "doctor"}, pod_spec=user, container_spec=ro)
+    code, text, checks = doctor(write(tmp_path, kube_service()), limit(tmp_path))
+    dests = only(checks, "destinations in web/doctor-0")
+    assert code == 1 and dests.ok is False
+    assert dests.detail == "not writable by the exec user (uid=1000 gid=1000): /app/src", dests
+    assert "is on a read-only filesystem" in dests.remedy and "mount a writable volume at /app/src" in dests.remedy
+    cluster.delete_pod("doctor-0")
+    cluster.create_pod("doctor-1", {"app": "doctor"}, pod_spec={**user, "volumes": [{"name": "app", "emptyDir": {}}]},
+                       container_spec={**ro, "volumeMounts": [{"name": "app", "mountPath": "/app"}]})
+    code, text, checks = doctor(write(tmp_path, kube_service()), limit(tmp_path))
+    assert code == 0, text
+    assert "/app/src writable by the exec user (uid=1000 gid=1000); temporary files can go to /app" in text
+
+
+@pytest.mark.docker
+@pytest.mark.cluster
 def test_kube_wrong_context(cluster, tmp_path: Path) -> None:  # noqa: ANN001
     from kubernetes import config as kconfig
 
