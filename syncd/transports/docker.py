@@ -95,7 +95,6 @@ class DockerTransport(ExecTransport):
         except ENGINE_ERRORS as e:
             raise TransportError(f"{ref.label}: cannot start the session: {e}", ENGINE_HINT) from None
 
-
     def other_user_fix(self) -> str:
         return (f'run syncd\'s exec as a user that may write there: targets.{self.target}.user = "UID[:GID]" '
                 '(e.g. "0")')
