@@ -45,6 +45,7 @@ PROJECT_LABEL, SERVICE_LABEL, ONEOFF_LABEL = "com.docker.compose.project", "com.
 SYNC_ACTIONS = ("sync", "sync+restart", "sync+exec")
 ACTIONS = (*SYNC_ACTIONS, "rebuild", "restart")
 RULE_KEYS = ("path", "action", "target", "ignore", "include", "initial_sync", "exec")
+USER_SPEC = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?")  # a Docker exec's `user`
 EXEC_KEYS = ("command", "user", "privileged", "working_dir", "environment")
 # What `docker compose watch` never reacts to (its EphemeralPathMatcher, and `.git/`), for the
 # globs of rebuild/restart rules; synced trees get syncd's own defaults, which cover these.
@@ -313,9 +314,9 @@ def _exec_argv(hook: dict, where: str, env: Mapping[str, str], problems: list[st
     if not argv:
         problems.append(f"{where}.exec.command: must not be empty (e.g. command: app reload)")
         return None
-    if hook.get("user") not in (None, ""):
-        problems.append(f"{where}.exec.user: not supported: syncd runs steps as the container's own user "
-                        f"(remove `user`, or switch user inside the command, e.g. su-exec {hook['user']} …)")
+    user = hook.get("user")
+    if user not in (None, "") and not (isinstance(user, str | int) and USER_SPEC.fullmatch(str(user))):
+        problems.append(f"{where}.exec.user: {user!r} is not a user (a name, UID or UID:GID, e.g. user: \"1000:1000\")")
     if hook.get("privileged") not in (None, False, "false"):
         problems.append(f"{where}.exec.privileged: not supported: syncd runs steps without extra privileges "
                         "(remove `privileged`, or run the command from the container's own entrypoint)")
@@ -461,6 +462,9 @@ def _translate_service(name: str, svc: dict, rules: list, ctx: Context, out: Tra
         return
     out.targets[name] = {"kind": "docker", "labels": {PROJECT_LABEL: ctx.project, SERVICE_LABEL: name,
                                                       ONEOFF_LABEL: "False"}}
+    user = _exec_user(name, groups, ctx, out)
+    if user:
+        out.targets[name]["user"] = user
     suffix = {"sync": "", "sync+restart": "+restart", "rebuild": ":rebuild", "restart": ":restart"}
     for n, g in enumerate(groups):
         candidates = [name] if n == 0 else []
@@ -468,6 +472,29 @@ def _translate_service(name: str, svc: dict, rules: list, ctx: Context, out: Tra
         g.name = next(c for c in candidates if c not in used)
         used.add(g.name)
         out.services.append(_service(name, svc, g, ctx, out))
+
+
+def _exec_user(name: str, groups: list[_Group], ctx: Context, out: Translation) -> str:
+    """The `exec.user` of the service's sync+exec rules, for its target: a Docker exec cannot
+    switch users halfway, so syncd runs all of its execs in the service's containers (the sync
+    too, not only the command, unlike Compose) as that user. Rules that disagree are a problem."""
+    users: dict[str, int] = {}
+    for g in groups:
+        for i, rule, _path in g.rules:
+            hook = rule.get("exec")
+            user = hook.get("user") if rule.get("action") == "sync+exec" and isinstance(hook, dict) else None
+            if user not in (None, ""):
+                users.setdefault(str(user), i)
+    if len(users) > 1:
+        listed = ", ".join(f"watch[{i}] {u!r}" for u, i in sorted(users.items(), key=lambda ui: ui[1]))
+        out.problems.append(f"{_origin(ctx, name)}: services.{name}.develop.watch: exec.user differs between rules "
+                            f"({listed}): syncd runs every exec in a container as one user (use one `user`)")
+        return ""
+    for user, i in users.items():
+        out.notes.append(f"services.{name}.develop.watch[{i}].exec.user {user!r} -> targets.{name}.user: syncd's "
+                         "sync and steps in these containers run as that user (its files are that user's)")
+        return user
+    return ""
 
 
 def _check_rule(name: str, svc: dict, rule: dict, where: str, out: Translation) -> tuple[str, Path] | None:

@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from syncd.compose import USER_SPEC
+
 DEFAULT_PATHS = ("syncd.toml", "config/syncd.toml")
 
 
@@ -154,6 +156,15 @@ class KubernetesTarget(_Strict):
     selector: str
     container: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_user(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "user" in data:
+            raise _invalid("not supported: Kubernetes exec has no user switch, syncd runs as the container's user "
+                           "(set securityContext.runAsUser / runAsGroup in the pod spec, or make the destination "
+                           "writable by that user)", key="user")
+        return data
+
     @field_validator("selector")
     @classmethod
     def _non_empty_selector(cls, v: str) -> str:
@@ -166,6 +177,16 @@ class DockerTarget(_Strict):
     kind: Literal["docker"]
     container: str | None = None
     labels: dict[str, str] | None = None
+    # The user syncd's execs run as (`docker exec --user`): "UID[:GID]", or names the image's
+    # /etc/passwd and /etc/group know. None: the container's own user.
+    user: str | None = None
+
+    @field_validator("user")
+    @classmethod
+    def _user_spec(cls, v: str | None) -> str | None:
+        if v is not None and not USER_SPEC.fullmatch(v):
+            raise _invalid(f"{_shown(v)} is not a user: use \"UID[:GID]\" (e.g. user = \"1000:1000\", or \"0\" for root)")
+        return v
 
     @model_validator(mode="after")
     def _one_selector(self) -> DockerTarget:

@@ -29,11 +29,13 @@ from syncd.core.steps import step_name
 from syncd.steps import Command
 from syncd.transports import make_transports
 from syncd.transports.base import CommandResult, ContainerRef, Transport, TransportError
+from syncd.transports.writable import fix_text, refusal_text
 
 if TYPE_CHECKING:
     from kubernetes import client as kclient
 
     from syncd.transports.docker import DockerTransport
+    from syncd.transports.exec import ExecTransport
     from syncd.transports.kube import KubeTransport
 
 INOTIFY_LIMIT_FILE = Path("/proc/sys/fs/inotify/max_user_watches")
@@ -112,7 +114,7 @@ def check_docker_engine() -> Check:
     return Check("docker engine", True, f"Docker {version} answers at {host}")
 
 
-def check_docker_target(name: str, transport: DockerTransport) -> Iterator[Check]:
+def check_docker_target(name: str, transport: DockerTransport, dests: list[str]) -> Iterator[Check]:
     try:
         refs = transport.list_containers()  # discovery without an event loop
     except TransportError as e:
@@ -121,6 +123,7 @@ def check_docker_target(name: str, transport: DockerTransport) -> Iterator[Check
     yield _discovered(name, refs, "container(s)")
     for ref in refs:
         yield check_tools(transport, ref)
+        yield check_writable(transport, ref, dests)
 
 
 def _discovered(name: str, refs: list[ContainerRef], what: str) -> Check:
@@ -206,7 +209,7 @@ def _server_version(cfg: kclient.Configuration) -> str:
     return str(json.loads(data).get("gitVersion", "?"))
 
 
-def check_kube_target(name: str, spec: KubernetesTarget, t: KubeTransport) -> Iterator[Check]:
+def check_kube_target(name: str, spec: KubernetesTarget, t: KubeTransport, dests: list[str]) -> Iterator[Check]:
     from kubernetes import config as kconfig
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
@@ -256,6 +259,35 @@ def check_kube_target(name: str, spec: KubernetesTarget, t: KubeTransport) -> It
     yield Check(f"target {name} exec", True, f"create pods/exec allowed (ran `true` in {refs[0].name})")
     for ref in refs:
         yield check_tools(t, ref)
+        yield check_writable(t, ref, dests)
+
+
+# --- the exec user may write every destination (docker and kubernetes) ---------------------
+
+
+def target_dests(cfg: Config, target: str) -> list[str]:
+    return sorted({m.dest for s in cfg.services if s.target == target for m in s.sync})
+
+
+def check_writable(transport: ExecTransport, ref: ContainerRef, dests: list[str]) -> Check:
+    """One real write in each destination (or where a missing one would be created), as the
+    user syncd's execs run as (transports/writable.py)."""
+    name = f"destinations in {ref.label}"
+    if not dests:
+        return skipped(name, "no sync mappings")
+    try:
+        access = anyio.run(transport.probe_access, ref, "/", [d.lstrip("/") for d in dests])
+    except TransportError as e:
+        return Check(name, False, e.message, e.hint)
+    if not access.uid:
+        return Check(name, False, "the write probe did not run (no 'sh'?)", "see the tools check above")
+    if not access.refused:
+        tmp = f"; temporary files can go to {access.tmp}" if access.tmp else ""
+        return Check(name, True, f"{', '.join(dests)} writable by the exec user ({access.who}){tmp}")
+    fix = transport.other_user_fix()
+    return Check(name, False, f"not writable by the exec user ({access.who}): "
+                 + ", ".join(r.wanted for r in access.refused),
+                 "\n".join(f"{refusal_text(access, r)}: {fix_text(access, r, fix)}" for r in access.refused))
 
 
 # --- this machine --------------------------------------------------------------------------
@@ -415,7 +447,7 @@ def doctor_checks(config: str | Callable[[], Config] | None,
 
                     docker_t = transports[name]
                     assert isinstance(docker_t, DockerTransport)
-                    yield from check_docker_target(name, docker_t)
+                    yield from check_docker_target(name, docker_t, target_dests(cfg, name))
                 else:
                     yield skipped(f"target {name}", "no Docker engine")
             elif isinstance(spec, KubernetesTarget):
@@ -423,7 +455,7 @@ def doctor_checks(config: str | Callable[[], Config] | None,
 
                 kube_t = transports[name]
                 assert isinstance(kube_t, KubeTransport)
-                yield from check_kube_target(name, spec, kube_t)
+                yield from check_kube_target(name, spec, kube_t, target_dests(cfg, name))
             else:
                 yield check_local_target(name, cfg.resolve(spec.path))
         yield from check_local_tools(cfg)

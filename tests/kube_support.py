@@ -28,9 +28,19 @@ class FixtureCluster:
         self.fx = fx
         self.kubeconfig = fx.kubeconfig
 
-    def create_pod(self, name: str, labels: dict[str, str], image: str = IMAGE, containers: list[str] | None = None) -> None:
+    def create_pod(self, name: str, labels: dict[str, str], image: str = IMAGE, containers: list[str] | None = None,
+                   pod_spec: dict | None = None, container_spec: dict | None = None) -> None:
+        """`pod_spec`: securityContext and volumes of the pod; `container_spec`: added to each
+        container (securityContext, volumeMounts)."""
+        pod_spec = pod_spec or {}
         self.fx.create_pod(name, namespace=NAMESPACE, labels=labels,
-                           containers=[{"name": c, "image": image} for c in (containers or ["app"])])
+                           containers=[{"name": c, "image": image, **(container_spec or {})} for c in (containers or ["app"])],
+                           security_context=pod_spec.get("securityContext"), volumes=pod_spec.get("volumes"))
+
+    def as_root(self, pod: str, argv: list[str], container: str = "app") -> None:
+        """A fix made from outside the pod (what an operator does with a debug container)."""
+        done = self.fx.docker_container(pod, container, namespace=NAMESPACE).exec_run(argv, user="0")
+        assert done.exit_code == 0, done.output
 
     def delete_pod(self, name: str) -> None:
         self.fx.delete_pod(name, namespace=NAMESPACE)
@@ -77,10 +87,12 @@ class RealCluster:
         for pod in self.api.list_namespaced_pod(NAMESPACE, label_selector="syncd-test").items:
             self.delete_pod(pod.metadata.name)
 
-    def create_pod(self, name: str, labels: dict[str, str], image: str | None = None, containers: list[str] | None = None) -> None:
+    def create_pod(self, name: str, labels: dict[str, str], image: str | None = None, containers: list[str] | None = None,
+                   pod_spec: dict | None = None, container_spec: dict | None = None) -> None:
         labels = {**labels, "syncd-test": "1"}
-        spec = {"containers": [{"name": c, "image": image or self.image, "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]}
-                               for c in (containers or ["app"])]}
+        spec = {"containers": [{"name": c, "image": image or self.image, **(container_spec or {}),
+                                "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]}
+                               for c in (containers or ["app"])], **(pod_spec or {})}
         self.api.create_namespaced_pod(NAMESPACE, {"metadata": {"name": name, "labels": labels}, "spec": spec})
         deadline = time.monotonic() + 120
         while self.api.read_namespaced_pod(name, NAMESPACE).status.phase != "Running":
@@ -107,6 +119,9 @@ class RealCluster:
 
     def crashloop(self, name: str, container: str = "app") -> None:
         pytest.skip("cannot force CrashLoopBackOff on a real cluster from the test")
+
+    def as_root(self, pod: str, argv: list[str], container: str = "app") -> None:
+        pytest.skip("the tests do not change a real cluster's pods as root")
 
     def deny(self, verb: str, resource: str) -> None:
         pytest.skip("RBAC changes are not made on a real cluster by the tests")

@@ -109,6 +109,35 @@ def test_each_action_becomes_targets_and_services(tmp_path: Path) -> None:
                                                   "proxy"]
 
 
+def test_exec_user_becomes_the_targets_user(tmp_path: Path) -> None:
+    """Compose's `exec.user` runs the command as that user; a Docker exec cannot switch users
+    halfway, so syncd runs all of its execs in the service's containers (the sync too) as it —
+    said in a note. Rules that disagree, or a user that is no user, are problems."""
+    text = """
+        services:
+          web:
+            image: x
+            develop:
+              watch:
+                - {action: sync, path: ./src, target: /app/src}
+                - {action: sync+exec, path: ./etc, target: /app/etc, exec: {command: reload, user: "1000:1000"}}
+    """
+    path = project(tmp_path / "shop", text, files=("src/a", "etc/b"))
+    services, targets = derived(path)
+    assert targets["web"].user == "1000:1000"
+    assert services["web"].run[0].cmd == ["reload"]
+    cfg = load_compose_config([str(path)])
+    notes = cfg.compose["notes"] if cfg.compose else []
+    assert any("exec.user '1000:1000' -> targets.web.user" in n for n in notes), notes
+    two = text.replace("target: /app/src}", "target: /app/src}\n                - {action: sync+exec, path: ./src/x, "
+                       "target: /app/src/x, exec: {command: a, user: www}}")
+    (tmp_path / "shop" / "src" / "x").mkdir()
+    said = problems(project(tmp_path / "shop", two))
+    assert any("exec.user differs between rules (watch[1] 'www', watch[2] '1000:1000')" in p for p in said), said
+    bad = problems(project(tmp_path / "shop", text.replace('"1000:1000"', '"a b"')))
+    assert any("[1].exec.user: 'a b' is not a user" in p for p in bad), bad
+
+
 def test_rules_whose_paths_nest_get_services_of_their_own(tmp_path: Path) -> None:
     """Each rule's ignore applies to its own tree only, and a sync rule's change does not restart
     what a sync+restart rule restarts: nested paths and different actions never share a service."""
@@ -337,7 +366,6 @@ def test_what_cannot_be_honoured_is_named_with_a_fix(tmp_path: Path) -> None:
         f"{rule}[1].target: required for action sync",
         f"{rule}[2].target: 'app' must be an absolute container path (e.g. '/app')",
         f"{rule}[3].target: syncd never syncs into the container's root '/'",
-        f"{rule}[4].exec.user: not supported",
         f"{rule}[4].exec.privileged: not supported",
         f"{rule}[5].ignor: unknown key (did you mean 'ignore'?)",
         f"{rule}[6].action: rebuild needs a `build` section in service web",

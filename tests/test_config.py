@@ -71,6 +71,7 @@ container = "api"
 [targets.web]
 kind = "docker"
 container = "app-frontend-1"
+user = "1000:1000"
 
 [targets.worker]
 kind = "docker"
@@ -159,6 +160,10 @@ MISTAKES = [
                  "targets.backend.namespce", ["unknown key", "did you mean 'namespace'?"], id="unknown-kubernetes-key"),
     pytest.param(target("web", 'kind = "docker"\ncontainer = "c"\ncolour = "red"') + service(target="web"),
                  "targets.web.colour", ["unknown key", "valid keys", "container", "labels"], id="unknown-docker-key-far-off"),
+    pytest.param(target("web", 'kind = "docker"\ncontainer = "c"\nuser = "1000 1000"') + service(target="web"),
+                 "targets.web.user", ["'1000 1000' is not a user", "UID[:GID]"], id="docker-user-malformed"),
+    pytest.param(target("backend", 'kind = "kubernetes"\nselector = "app=x"\nuser = "1000"') + service(),
+                 "targets.backend.user", ["not supported", "no user switch", "runAsUser"], id="kubernetes-user"),
     pytest.param(target("sandbox", 'kind = "local"\npath = "out"\npaht = "out"') + service(target="sandbox"),
                  "targets.sandbox.paht", ["unknown key", "did you mean 'path'?"], id="unknown-local-key"),
     pytest.param(TARGETS + service(target=None, extra='tagret = "backend"'),
@@ -379,6 +384,7 @@ def test_every_documented_key_loads(tmp_path: Path) -> None:
     assert isinstance(backend, KubernetesTarget)
     assert (backend.context, backend.namespace, backend.selector, backend.container) == ("kind-dev", "dev", "app=backend", "api")
     assert isinstance(web, DockerTarget) and web.container == "app-frontend-1" and web.labels is None
+    assert web.user == "1000:1000" and isinstance(worker, DockerTarget) and worker.user is None
     assert isinstance(worker, DockerTarget) and worker.labels == {"com.docker.compose.service": "worker"}
     assert isinstance(sandbox, LocalTarget) and sandbox.path == ".syncd/sandbox/web"
     svc = cfg.service("backend")

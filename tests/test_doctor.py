@@ -73,7 +73,8 @@ def test_all_good(make_container, tmp_path: Path) -> None:  # noqa: ANN001
     lines = text.splitlines()
     assert all(line.startswith("✓ ") for line in lines[:-1]) and lines[-1] == f"all {len(checks)} checks passed"
     assert [c.name for c in checks] == ["config", "docker engine", "target web", f"tools in web/{c.name}",
-                                        "target sandbox", "local tools", "inotify"]
+                                        f"destinations in web/{c.name}", "target sandbox", "local tools", "inotify"]
+    assert "/app/src writable by the exec user (uid=0 gid=0)" in text
     assert "2 target(s) (docker web, local sandbox), 2 service(s)" in text
     assert f"1 container(s) running: {c.name} (image syncd-test/busybox:latest)" in text
     assert "sh, tar, dd, sha1sum, find, xargs found" in text
@@ -128,6 +129,29 @@ def test_container_without_tools(make_container, tmp_path: Path, image: str, det
         assert "add tar to the image" in tools.remedy
 
 
+@pytest.mark.docker
+def test_destination_not_writable_by_the_exec_user(make_container, tmp_path: Path) -> None:  # noqa: ANN001
+    """A container running as uid 1000 whose /app belongs to root: doctor names the
+    destination, the user and the fixes; after a chown it passes. A target `user` changes
+    who the exec runs as."""
+    c = make_container(user="1000:1000")
+    code, text, checks = doctor(write(tmp_path, docker_service(c.name)), limit(tmp_path))
+    dests = only(checks, f"destinations in web/{c.name}")
+    assert code == 1 and dests.ok is False
+    assert dests.detail == "not writable by the exec user (uid=1000 gid=1000): /app/src", dests
+    assert dests.remedy.startswith("/app/src does not exist and the exec user (uid=1000 gid=1000) may not create it "
+                                   "in /app (Permission denied): make /app/src writable by uid 1000 in the image "
+                                   "(Dockerfile: RUN mkdir -p /app/src && chown 1000:1000 /app/src)"), dests.remedy
+    assert 'targets.web.user = "UID[:GID]"' in dests.remedy
+    as_root = write(tmp_path, docker_service(c.name).replace('container = ', 'user = "0"\ncontainer = '))
+    code, text, checks = doctor(as_root, limit(tmp_path))
+    assert only(checks, f"destinations in web/{c.name}").ok, text
+    assert c.exec_run(["chown", "1000:1000", "/app"], user="0").exit_code == 0
+    code, text, checks = doctor(write(tmp_path, docker_service(c.name)), limit(tmp_path))
+    assert code == 0, text
+    assert "/app/src writable by the exec user (uid=1000 gid=1000); temporary files can go to /app" in text
+
+
 # --- kubernetes ----------------------------------------------------------------------------
 
 
@@ -152,10 +176,32 @@ def test_kube_all_good(cluster, tmp_path: Path) -> None:  # noqa: ANN001
     code, text, checks = doctor(write(tmp_path, kube_service()), limit(tmp_path))
     assert code == 0, text
     assert [c.name for c in checks] == ["config", "target web kubeconfig", "target web API server", "target web",
-                                        "target web exec", "tools in web/doctor-0", "local tools", "inotify"]
+                                        "target web exec", "tools in web/doctor-0", "destinations in web/doctor-0",
+                                        "local tools", "inotify"]
     assert f"from {cluster.kubeconfig}" in only(checks, "target web kubeconfig").detail
     assert "pod(s) matching app=doctor in dev running: doctor-0" in text
     assert "create pods/exec allowed (ran `true` in doctor-0)" in text
+
+
+@pytest.mark.docker
+@pytest.mark.cluster
+def test_kube_destination_not_writable_by_run_as_user(cluster, tmp_path: Path) -> None:  # noqa: ANN001
+    """runAsUser 1000 and /app on a read-only root: doctor says so, with the Kubernetes fixes
+    (no exec user switch there); an emptyDir at /app makes it pass."""
+    ro = {"securityContext": {"readOnlyRootFilesystem": True}}
+    user = {"securityContext": {"runAsUser": 1000, "runAsGroup": 1000}}
+    cluster.create_pod("doctor-0", {"app": "doctor"}, pod_spec=user, container_spec=ro)
+    code, text, checks = doctor(write(tmp_path, kube_service()), limit(tmp_path))
+    dests = only(checks, "destinations in web/doctor-0")
+    assert code == 1 and dests.ok is False
+    assert dests.detail == "not writable by the exec user (uid=1000 gid=1000): /app/src", dests
+    assert "is on a read-only filesystem" in dests.remedy and "mount a writable volume at /app/src" in dests.remedy
+    cluster.delete_pod("doctor-0")
+    cluster.create_pod("doctor-1", {"app": "doctor"}, pod_spec={**user, "volumes": [{"name": "app", "emptyDir": {}}]},
+                       container_spec={**ro, "volumeMounts": [{"name": "app", "mountPath": "/app"}]})
+    code, text, checks = doctor(write(tmp_path, kube_service()), limit(tmp_path))
+    assert code == 0, text
+    assert "/app/src writable by the exec user (uid=1000 gid=1000); temporary files can go to /app" in text
 
 
 @pytest.mark.docker

@@ -494,3 +494,35 @@ def test_raw_watch_replay_initial_events_and_expired(fx: KubeFixture) -> None:
     assert expired[0]["type"] == "ERROR"
     assert expired[0]["object"]["code"] == 410 and expired[0]["object"]["reason"] == "Expired"
     assert expired[0]["object"]["message"].startswith(f"too old resource version: {start_rv} (")
+
+
+def test_security_context_and_empty_dir_as_kubectl_sees_them(fx: KubeFixture, docker_client) -> None:  # noqa: ANN001
+    """runAsUser/runAsGroup make exec run as that user (what `kubectl exec … id` shows on a
+    kubelet), readOnlyRootFilesystem makes the root read-only, an emptyDir is an empty, mode
+    0777 volume the pod's containers share; the pod spec reads back as it was given."""
+    mount = {"volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+    ro = {"securityContext": {"readOnlyRootFilesystem": True}}
+    fx.create_pod("secure", namespace="dev", labels={"app": "secure"},
+                  containers=[{"name": "app", "image": BUSYBOX, **mount, **ro}, {"name": "side", "image": BUSYBOX, **mount}],
+                  security_context={"runAsUser": 1000, "runAsGroup": 3000}, volumes=[{"name": "data", "emptyDir": {}}])
+    try:
+        res = kubectl(fx, "exec", "-n", "dev", "secure", "-c", "app", "--", "sh", "-c",
+                      "id -u; id -g; stat -c %a /data; echo hi > /data/x && echo wrote; touch /tmp/y /y 2>&1 | sort")
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.decode().splitlines()
+        assert lines[:4] == ["1000", "3000", "777", "wrote"], lines
+        assert len(lines) == 6 and all("Read-only file system" in line for line in lines[4:]), lines
+        shared = kubectl(fx, "exec", "-n", "dev", "secure", "-c", "side", "--", "sh", "-c", "cat /data/x; id -u")
+        assert shared.stdout == b"hi\n1000\n", shared
+        spec = json.loads(kubectl(fx, "get", "pod", "-n", "dev", "secure", "-o", "json").stdout)["spec"]
+        assert spec["securityContext"] == {"runAsUser": 1000, "runAsGroup": 3000}
+        assert spec["volumes"] == [{"name": "data", "emptyDir": {}}]
+        assert spec["containers"][0]["securityContext"] == {"readOnlyRootFilesystem": True}
+        with pytest.raises(ValueError, match="runAsNonRoot"):
+            fx.create_pod("rooted", namespace="dev", labels={"app": "rooted"}, containers=[{"name": "app", "image": BUSYBOX}],
+                          security_context={"runAsNonRoot": True})
+    finally:
+        pod = fx.pod("secure", namespace="dev")
+        fx.delete_pod("secure", namespace="dev")
+    volume = f"kf-{fx.instance}-{pod['metadata']['uid']}-data"
+    assert not docker_client.volumes.list(filters={"name": volume}), "the emptyDir outlived its pod"

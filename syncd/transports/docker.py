@@ -56,8 +56,8 @@ def engine_errors(label: str, doing: str) -> Iterator[None]:
 class DockerChannel:
     """A long-lived exec's stdin/stdout, for the session."""
 
-    def __init__(self, api: docker.APIClient, container_id: str, argv: list[str]) -> None:
-        ex = api.exec_create(container_id, argv, stdin=True, stdout=True, stderr=True)
+    def __init__(self, api: docker.APIClient, container_id: str, argv: list[str], user: str = "") -> None:
+        ex = api.exec_create(container_id, argv, stdin=True, stdout=True, stderr=True, user=user)
         self._sock = api.exec_start(ex["Id"], socket=True)
         self._raw: socket.socket = getattr(self._sock, "_sock", self._sock)
         self._frames = frames_iter(self._sock, tty=False)
@@ -89,12 +89,15 @@ class DockerTransport(ExecTransport):
 
     def _open_channel(self, ref: ContainerRef) -> DockerChannel:
         try:
-            return DockerChannel(self._engine().api, ref.id, ["sh", "-c", SESSION_SCRIPT, "syncd-session"])
+            return DockerChannel(self._engine().api, ref.id, ["sh", "-c", SESSION_SCRIPT, "syncd-session"], self.spec.user or "")
         except docker.errors.NotFound:  # (an APIError: before the engine errors)
             raise TransportError(f"{ref.label}: container is gone", "it will be picked up again when it runs") from None
         except ENGINE_ERRORS as e:
             raise TransportError(f"{ref.label}: cannot start the session: {e}", ENGINE_HINT) from None
 
+    def other_user_fix(self) -> str:
+        return (f'run syncd\'s exec as a user that may write there: targets.{self.target}.user = "UID[:GID]" '
+                '(e.g. "0")')
 
     # --- engine access -------------------------------------------------------------------
 
@@ -189,7 +192,7 @@ class DockerTransport(ExecTransport):
         """Run argv in the container; stream stdin (then half-close it)."""
         api = self._engine().api
         try:
-            ex = api.exec_create(ref.id, argv, stdin=stdin is not None, stdout=True, stderr=True)
+            ex = api.exec_create(ref.id, argv, stdin=stdin is not None, stdout=True, stderr=True, user=self.spec.user or "")
             if stdin is None:
                 out, err = api.exec_start(ex["Id"], demux=True)
                 return ExecResult(self._exit_code(api, ex["Id"]), out or b"", err or b"")

@@ -39,6 +39,7 @@ from syncd.transports.shell import (
     rechunk,
     removed_symlinks,
 )
+from syncd.transports.writable import PROBE_SCRIPT, Access, looks_refused, not_writable, parse_probe, probe_input
 
 
 async def _parsed(listing: bytes) -> Manifest:
@@ -85,6 +86,11 @@ class ExecTransport:
     async def restart(self, ref: ContainerRef) -> None:
         raise Unsupported(f"{ref.label}: this runtime cannot restart a container")
 
+    def other_user_fix(self) -> str:
+        """How a refused write could be done as another user on this runtime (a fix, in words;
+        "" when the exec cannot switch users)."""
+        return ""
+
     def mode(self, ref: ContainerRef) -> str:
         return self._pool.mode(ref) if self._pool else "per-exec (sessions off)"
 
@@ -128,6 +134,7 @@ class ExecTransport:
         async def answer() -> ApplyResult:
             got = await call(self._pool, ref, lambda: fut, timeout=self._answer_timeout)
             output = got.output.decode("utf-8", "replace")
+            await self._explain_refusal(ref, request, got.rc, output)
             self._check(ref, "applying the batch", ExecResult(got.rc, b"", got.output))
             return ApplyResult(bytes_sent=sent(), removed_symlinks=removed_symlinks(output), output=output)
 
@@ -182,9 +189,30 @@ class ExecTransport:
 
         argv = ["sh", "-c", FRAMED_APPLY_SCRIPT if framed else APPLY_SCRIPT, "syncd-apply", request.root]
         result = await self._run_exec(ref, argv, stream())
-        self._check(ref, "applying the batch", result)
         output = (result.stderr or result.stdout).decode("utf-8", "replace")
+        await self._explain_refusal(ref, request, result.exit, output)
+        self._check(ref, "applying the batch", result)
         return ApplyResult(bytes_sent=result.sent, removed_symlinks=removed_symlinks(output), output=output)
+
+    async def probe_access(self, ref: ContainerRef, root: DestPath, dirs: Sequence[str]) -> Access:
+        """Who the exec user is and which of `dirs` (relative to `root`; "" is `root`) it
+        cannot write in (transports/writable.py). Its own exec: a session's requests share stdin."""
+        result = await self._run_exec(ref, ["sh", "-c", PROBE_SCRIPT, "syncd-probe", root], iter([probe_input(dirs)]))
+        return parse_probe(result.stdout.decode("utf-8", "replace"))
+
+    async def _explain_refusal(self, ref: ContainerRef, request: ApplyRequest, exit_code: int, output: str) -> None:
+        """A batch the kernel refused to write (permissions, a read-only filesystem) raises the
+        error naming the exec user, the directory that refused and the fixes, instead of tar's
+        words. Any other failure (or a probe that cannot run) is left to `_check`."""
+        if exit_code == 0 or not looks_refused(output):
+            return
+        try:
+            access = await self.probe_access(ref, request.root, ["", *request.guard])
+        except TransportError:
+            return
+        error = not_writable(ref, access, self.other_user_fix())
+        if error is not None:
+            raise error
 
     @staticmethod
     def _check(ref: ContainerRef, what: str, result: ExecResult) -> None:

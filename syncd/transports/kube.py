@@ -82,6 +82,10 @@ class KubeTransport(ExecTransport):
         self.protocols: dict[str, str] = {}  # pod -> negotiated exec subprotocol
         super().__init__(target, sessions, settings)
 
+    def other_user_fix(self) -> str:
+        return ("run the container as a user that may write there (securityContext.runAsUser / runAsGroup / "
+                "fsGroup): Kubernetes exec has no user switch")
+
     def _open_channel(self, ref: ContainerRef) -> KubeChannel:
         ws = self._connect(ref, ["sh", "-c", SESSION_SCRIPT, "syncd-session"], stdin=True)
         return KubeChannel(ws)

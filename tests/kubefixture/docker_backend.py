@@ -10,6 +10,7 @@ with real backpressure (`drain`) and half-closed (`write_eof` = shutdown(SHUT_WR
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -20,6 +21,7 @@ from urllib.parse import urlparse
 import docker
 import docker.errors
 from docker.models.containers import Container
+from docker.types import Mount
 
 LABEL = "syncd.fixture"  # every container the fixture creates carries syncd.fixture=1
 LABEL_INSTANCE = "syncd.fixture.instance"
@@ -37,6 +39,26 @@ class Started:
     image_id: str
     started_at: str  # docker's State.StartedAt
     ip: str
+
+
+def security(pod: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """securityContext as Docker options: runAsUser/runAsGroup (the container's over the pod's)
+    -> `--user UID[:GID]` (exec runs as that user too, as on a kubelet); readOnlyRootFilesystem
+    -> `--read-only`. runAsNonRoot with no non-zero runAsUser is refused as the kubelet refuses
+    it (the fixture does not read the image's USER)."""
+    pod_sc, sc = pod["spec"].get("securityContext") or {}, spec.get("securityContext") or {}
+    uid, gid = sc.get("runAsUser", pod_sc.get("runAsUser")), sc.get("runAsGroup", pod_sc.get("runAsGroup"))
+    if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) and not uid:
+        raise ValueError(f"container {spec['name']!r}: container has runAsNonRoot and image will run as root "
+                         "(kubefixture: set runAsUser)")
+    if gid is not None and uid is None:
+        raise ValueError(f"container {spec['name']!r}: kubefixture needs runAsUser with runAsGroup")
+    out: dict[str, Any] = {}
+    if uid is not None:
+        out["user"] = f"{uid}:{gid}" if gid is not None else str(uid)
+    if sc.get("readOnlyRootFilesystem"):
+        out["read_only"] = True
+    return out
 
 
 class ExecStartError(Exception):
@@ -60,12 +82,38 @@ class DockerBackend:
         ctr = self.client.containers.run(
             spec["image"], name=name, detach=True, labels=labels, hostname=meta["name"],
             entrypoint=spec.get("command"), command=spec.get("args"), environment=env or None,
-            working_dir=spec.get("workingDir"),
+            working_dir=spec.get("workingDir"), **security(pod, spec), mounts=self._mounts(pod, spec),
         )
         ctr.reload()
         attrs = ctr.attrs
         return Started(ctr.id, f"docker://{attrs['Image']}", attrs["State"]["StartedAt"],
                        attrs["NetworkSettings"].get("IPAddress", ""))
+
+    def _volume(self, pod: dict[str, Any], volume: str) -> str:
+        meta = pod["metadata"]
+        return f"kf-{self.instance}-{meta['uid']}-{volume}"
+
+    def _mounts(self, pod: dict[str, Any], spec: dict[str, Any]) -> list[Mount]:
+        """The container's volumeMounts. An emptyDir is a Docker volume of the pod (shared by its
+        containers, kept across container restarts, removed with the pod) on tmpfs, empty and
+        mode 0777 as the kubelet creates it — whatever the image holds at the mount path."""
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+        mounts = []
+        for m in spec.get("volumeMounts", []):
+            v = volumes.get(m["name"])
+            if v is None or "emptyDir" not in v:
+                raise ValueError(f"kubefixture: volumeMount {m['name']!r}: only emptyDir volumes of the pod are emulated")
+            source = self._volume(pod, m["name"])
+            if not self.client.volumes.list(filters={"name": source}):
+                self.client.volumes.create(source, driver="local", labels={LABEL: "1", LABEL_INSTANCE: self.instance},
+                                           driver_opts={"type": "tmpfs", "device": "tmpfs", "o": "mode=0777"})
+            mounts.append(Mount(m["mountPath"], source, type="volume", read_only=bool(m.get("readOnly")), no_copy=True))
+        return mounts
+
+    def remove_volumes(self, pod: dict[str, Any]) -> None:
+        for v in pod["spec"].get("volumes", []):
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.api.remove_volume(self._volume(pod, v["name"]), force=True)
 
     def kill(self, docker_id: str) -> tuple[int, str]:
         """Stop a container at once (SIGKILL); returns (exit code, FinishedAt)."""
@@ -91,6 +139,9 @@ class DockerBackend:
         """Remove every container of this fixture instance (running or not)."""
         for c in self.client.containers.list(all=True, filters={"label": f"{LABEL_INSTANCE}={self.instance}"}):
             self.remove(c.id)
+        for v in self.client.volumes.list(filters={"label": f"{LABEL_INSTANCE}={self.instance}"}):
+            with contextlib.suppress(docker.errors.APIError):
+                v.remove(force=True)
 
     def logs(self, docker_id: str) -> bytes:
         return self.client.api.logs(docker_id, stdout=True, stderr=True)

@@ -41,14 +41,16 @@ class Kubelet:
         return self._docker.get((namespace, name, container))
 
     def create(self, name: str, namespace: str, labels: dict[str, str], containers: list[dict[str, Any]],
-               annotations: dict[str, str] | None = None) -> Pod:
+               annotations: dict[str, str] | None = None, security_context: dict[str, Any] | None = None,
+               volumes: list[dict[str, Any]] | None = None) -> Pod:
         if not containers:
             raise ValueError("a pod needs at least one container")
         names = [c["name"] for c in containers]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate container names: {names}")
         with self._lock:
-            pod = model.new_pod(name, namespace, str(uuid.uuid4()), labels, annotations or {}, containers, self.node)
+            pod = model.new_pod(name, namespace, str(uuid.uuid4()), labels, annotations or {}, containers, self.node,
+                                security_context, volumes)
             pod = self.store.add(pod)  # ADDED: Pending, ContainerCreating
             started: dict[str, Started] = {}
             try:
@@ -80,16 +82,17 @@ class Kubelet:
             for key in [k for k in self._docker if k[:2] == (namespace, name)]:
                 self._auto_restarts.pop(key, None)
                 self.backend.remove(self._docker.pop(key))
+            self.backend.remove_volumes(self._pod(namespace, name))
             return self.store.remove(namespace, name)
 
     def replace(self, name: str, namespace: str) -> Pod:
         with self._lock:
             old = self._pod(namespace, name)
-            containers = [{k: v for k, v in c.items() if k in ("name", "image", "command", "args", "env", "workingDir")}
-                          for c in old["spec"]["containers"]]
+            containers = [{k: v for k, v in c.items() if k in model.CONTAINER_KEYS} for c in old["spec"]["containers"]]
             self.delete(name, namespace)
             return self.create(name, namespace, old["metadata"].get("labels", {}), containers,
-                               old["metadata"].get("annotations", {}))
+                               old["metadata"].get("annotations", {}), old["spec"].get("securityContext"),
+                               old["spec"].get("volumes"))
 
     def restart_container(self, name: str, container: str, namespace: str) -> Pod:
         """A container crash and the kubelet's restart: the old container dies (MODIFIED:

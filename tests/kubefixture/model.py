@@ -10,6 +10,10 @@ from typing import Any
 Pod = dict[str, Any]
 
 
+# What a container spec may carry here (besides name and image, copied as given).
+CONTAINER_KEYS = ("name", "image", "command", "args", "env", "workingDir", "securityContext", "volumeMounts")
+
+
 def now() -> str:
     """RFC 3339 in UTC with second precision, as metav1.Time marshals."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -26,7 +30,8 @@ def docker_time(text: str) -> str:
 
 def new_pod(
     name: str, namespace: str, uid: str, labels: dict[str, str], annotations: dict[str, str],
-    containers: list[dict[str, Any]], node: str,
+    containers: list[dict[str, Any]], node: str, security_context: dict[str, Any] | None = None,
+    volumes: list[dict[str, Any]] | None = None,
 ) -> Pod:
     meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "", "creationTimestamp": now()}
     if labels:  # omitempty in ObjectMeta
@@ -36,7 +41,7 @@ def new_pod(
     spec_containers = []
     for c in containers:
         sc: dict[str, Any] = {"name": c["name"], "image": c["image"]}
-        for key in ("command", "args", "env", "workingDir"):
+        for key in CONTAINER_KEYS[2:]:
             if c.get(key):
                 sc[key] = c[key]
         sc.update({"resources": {}, "terminationMessagePath": "/dev/termination-log",
@@ -55,7 +60,8 @@ def new_pod(
             "serviceAccountName": "default",
             "serviceAccount": "default",
             "nodeName": node,
-            "securityContext": {},
+            "securityContext": dict(security_context or {}),
+            **({"volumes": [dict(v) for v in volumes]} if volumes else {}),
             "schedulerName": "default-scheduler",
             "priority": 0,
             "enableServiceLinks": True,

@@ -208,12 +208,17 @@ class KubeFixture:
 
     # ----- pods -------------------------------------------------------------------------------
     def create_pod(self, name: str, namespace: str = "default", labels: dict[str, str] | None = None,
-                   containers: list[dict[str, Any]] | None = None, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+                   containers: list[dict[str, Any]] | None = None, annotations: dict[str, str] | None = None,
+                   security_context: dict[str, Any] | None = None, volumes: list[dict[str, Any]] | None = None,
+                   ) -> dict[str, Any]:
         """Create a pod and return it once every container runs. `containers` items take
-        name, image and optionally command, args, env ([{name, value}]), workingDir."""
+        name, image and optionally command, args, env ([{name, value}]), workingDir,
+        securityContext (runAsUser, runAsGroup, runAsNonRoot, readOnlyRootFilesystem) and
+        volumeMounts ([{name, mountPath, readOnly}]); `security_context` is the pod's
+        (runAsUser, runAsGroup, runAsNonRoot), `volumes` its emptyDir volumes ([{name, emptyDir: {}}])."""
         if containers is None:
             containers = [{"name": "app", "image": "syncd-test/busybox:latest"}]
-        return self._kubelet.create(name, namespace, labels or {}, containers, annotations)
+        return self._kubelet.create(name, namespace, labels or {}, containers, annotations, security_context, volumes)
 
     def delete_pod(self, name: str, namespace: str = "default") -> None:
         self._kubelet.delete(name, namespace)
