@@ -110,18 +110,21 @@ class Comparison:
 
 async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Record, hashes: HashCache,
                             clock: Clock, services: set[str] | None = None,
-                            scans: SharedScans | None = None) -> Comparison:
+                            scans: SharedScans | None = None, overlap: bool = True) -> Comparison:
     """Compare the container's tree below the target's destinations with the local one.
     `known`: what syncd last sent there (lets a quick listing stand in for hashes); `scans`:
-    share the local scan with the target's other replicas reconciling at the same moment."""
+    share the local scan with the target's other replicas reconciling at the same moment;
+    `overlap`: the container lists itself while the tree is scanned (else after)."""
     trace = BatchTrace(0, clock.now(), reconcile=True)
     trace.services = [s.cfg.name for s in target.services if services is None or s.cfg.name in services]
     t0 = clock.now()
-    # The container lists itself while the local tree is scanned: neither depends on the other
-    # (what changes meanwhile on either side arrives as events, sent after this reconcile).
+    # The container may list itself while the local tree is scanned: neither depends on the
+    # other (what changes meanwhile on either side arrives as events, sent after this reconcile).
     listing: list = []
+    began: list[float] = []
 
     async def list_container() -> None:
+        began.append(clock.now())
         try:
             listing.append(await target.transport.manifest(ref, target.dests))
         except BaseException as e:  # re-raised below, as itself (not wrapped in a group)
@@ -130,9 +133,12 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
                 raise
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(list_container)
+        if overlap:
+            tg.start_soon(list_container)
         desired, shared_errors = await (scans or SharedScans()).desired(target, services, hashes)
         trace.add("scan", t0, clock.now(), detail={"paths": len(desired)})
+        if not overlap:
+            tg.start_soon(list_container)
     errors = list(shared_errors)
     if isinstance(listing[0], BaseException):
         raise listing[0]
@@ -144,7 +150,7 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
         for dest in unsure:
             e = remote[dest]
             remote[dest] = Entry(Kind.FILE, digests.get(dest, "?"), e.exec, size=e.size, mtime=e.mtime)
-    trace.add(f"manifest:{ref.label}", t0, clock.now(), detail={"paths": len(remote), "hashed": len(unsure)})
+    trace.add(f"manifest:{ref.label}", began[0], clock.now(), detail={"paths": len(remote), "hashed": len(unsure)})
     def compare() -> Delta:
         return diff(desired, remote, full=True, owned=lambda d: target.owned(d, remote[d].kind, services))
 
@@ -187,7 +193,9 @@ class Reconciler:
             services = (services if services is not None else names) - set(held)
             worker.held_back |= set(held)
         known = await self.known_of(worker)
-        found = await compute_reconcile(target, worker.ref, known, self.hashes, self.clock, services, self.scans)
+        overlap = len(self.hashes) < self.settings.batches.overlap_listing_below
+        found = await compute_reconcile(target, worker.ref, known, self.hashes, self.clock, services, self.scans,
+                                        overlap)
         trace = found.trace
         for name, why in held.items():
             trace.errors.append(f"service '{name}': build {why}; held: nothing of it sent to {worker.ref.label} "

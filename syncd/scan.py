@@ -60,6 +60,9 @@ class HashCache:
                             and isinstance(v[0], bytes) and isinstance(v[1], str)}
         return cache
 
+    def __len__(self) -> int:
+        return len(self._cache)
+
     def snapshot(self) -> dict[str, tuple[bytes, str]]:
         """A copy to save from another thread (dict.copy runs under the GIL, whole)."""
         self.fresh = 0
