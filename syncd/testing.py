@@ -26,6 +26,8 @@ from syncd.transports.base import (
     ApplyResult,
     CommandResult,
     ContainerRef,
+    PatchRequest,
+    PatchResult,
     PendingApply,
     Transport,
     TransportError,
@@ -185,6 +187,9 @@ class MemoryTransport:
         self.container(ref)
         return CommandResult(0, "")
 
+    async def patch(self, ref: ContainerRef, request: PatchRequest) -> PatchResult:
+        raise Unsupported(f"{ref.label}: in memory, a file is sent whole")
+
     async def run_step(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
         return await self.run(ref, argv)
 
@@ -227,6 +232,7 @@ class RecordingTransport:
         self._failures: dict[str, list[TransportError]] = {}
         self._hooks: dict[str, Hook] = {}
         self.payload: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None
+        self.patch_payload: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None  # same, for patches
 
     # --- scripting ---------------------------------------------------------------------------
 
@@ -287,6 +293,11 @@ class RecordingTransport:
     async def apply_start(self, ref: ContainerRef, request: ApplyRequest) -> PendingApply:
         detail = {"deletes": list(request.deletes), "puts": list(request.puts)}
         return await self._call("apply_start", ref, detail, ref, self._wrap(request))
+
+    async def patch(self, ref: ContainerRef, request: PatchRequest) -> PatchResult:
+        if self.patch_payload is not None:
+            request = PatchRequest(request.root, request.name, request.args, self.patch_payload(request.stream))
+        return await self._call("patch", ref, {"name": request.name, "args": request.args}, ref, request)
 
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
         return await self._call("run", ref, list(argv), ref, argv)

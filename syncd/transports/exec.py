@@ -23,10 +23,13 @@ from syncd.transports.base import (
     CommandResult,
     ContainerRef,
     ExecResult,
+    PatchRequest,
+    PatchResult,
     PendingApply,
     TransportError,
     Unsupported,
 )
+from syncd.transports.patch import PATCH_SCRIPT, REFUSED
 from syncd.transports.session import Channel, Session, SessionError, SessionPool, call, say_fallback
 from syncd.transports.shell import (
     APPLY_SCRIPT,
@@ -132,6 +135,24 @@ class ExecTransport:
             return ApplyResult(bytes_sent=sent(), removed_symlinks=removed_symlinks(output), output=output)
 
         return answer
+
+    async def patch(self, ref: ContainerRef, request: PatchRequest) -> PatchResult:
+        session = await self._session(ref)
+        if session is not None:
+            try:
+                fut, sent = await anyio.to_thread.run_sync(session.patch, request.args, request.stream,
+                                                           abandon_on_cancel=True)
+            except SessionError as e:
+                self.drop_session(ref, str(e))
+                raise TransportError(f"{ref.label}: session lost: {e}", "syncd reconciles on a new session") from None
+            answer = await call(self._pool, ref, lambda: fut, timeout=self._answer_timeout)
+            result = ExecResult(answer.rc, answer.output, b"", sent())
+        else:
+            result = await self._run_exec(ref, ["sh", "-c", PATCH_SCRIPT, "syncd-patch", *request.args], request.stream)
+        if result.exit == REFUSED:
+            return PatchResult(False, result.sent, result.stdout.decode("utf-8", "replace").strip())
+        self._check(ref, f"patching {request.name}", result)
+        return PatchResult(True, result.sent)
 
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
         result = await self._run_exec(ref, argv, None)

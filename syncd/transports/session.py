@@ -7,6 +7,7 @@ ash, dash and bash), which reads framed requests from stdin and answers on stdou
     request:  "<seq> <op> <arg>...\\n"  (args `printf %b`-escaped, so no spaces inside)
               apply  ROOT   + deletes (escaped lines, empty line) + framed tar ("<n>\\n"+n bytes…, "0\\n")
               manifest DEST…
+              patch  ROOT NAME BLOCK BASE RESULT MODE MTIME + guard section + ops (transports/patch.py)
               run    CMD
               ping
     answer:   "@@R <seq> <rc> <len>\\n" + <len> bytes of output          (apply, run, ping)
@@ -34,6 +35,7 @@ import structlog
 
 from syncd.settings import SessionSettings
 from syncd.transports.base import ContainerRef, TransportError
+from syncd.transports.patch import PATCH_REQ
 from syncd.transports.shell import GUARD, MANIFEST_ONE, encode_head, escape_name, frame_chunks
 
 log = structlog.get_logger("syncd.session")
@@ -56,6 +58,7 @@ apply_req() {
 manifest_one() {
 @MANIFEST_ONE@
 }
+@PATCH_REQ@
 echo "@@READY 1"
 while IFS= read -r req; do
   set -f; set -- $req; set +f
@@ -75,6 +78,9 @@ while IFS= read -r req; do
     ( cd / && while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
         xargs -0 -r sha1sum ); rc=$?
     printf '\0@@E %s %s\0\n' "$seq" "$rc" ;;
+  patch)
+    out=$(patch_req "$(printf '%b' "$1")" "$(printf '%b' "$2")" "$3" "$4" "$5" "$6" "$7" 2>&1); rc=$?
+    printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
   run)
     out=$(sh -c "$(printf '%b' "$1")" 2>&1 </dev/null); rc=$?
     printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
@@ -83,7 +89,8 @@ while IFS= read -r req; do
   esac
 done
 """
-SESSION_SCRIPT = SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE).replace("@GUARD@", GUARD.strip())
+SESSION_SCRIPT = (SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE).replace("@GUARD@", GUARD.strip())
+                  .replace("@PATCH_REQ@", PATCH_REQ.strip()))
 
 
 
@@ -209,6 +216,19 @@ class Session:
 
         fut = self.request("apply", [root], payload())
         return fut, lambda: sent
+
+    def patch(self, args: list[str], stream: Iterator[bytes]) -> tuple[Future[Answer], Callable[[], int]]:
+        """Rebuild one file from a block delta (syncd/transports/patch.py); its ops are read
+        by byte count, like the frames of an apply."""
+        sent = 0
+
+        def payload() -> Iterator[bytes]:
+            nonlocal sent
+            for piece in stream:
+                sent += len(piece)
+                yield piece
+
+        return self.request("patch", args, payload()), lambda: sent
 
     def manifest(self, dests: list[str], quick: bool = True) -> Future[Answer]:
         """List the destinations; `quick`: files with size and mtime instead of a hash."""
