@@ -10,11 +10,10 @@ keeps the figures honest; pure Python rolling sums were ~1 s per MB).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-
-from syncd.core.delta import Copy, Literal, Op
 
 _SLICE = 2 << 20  # offsets scanned per numpy pass at most
 
@@ -78,7 +77,6 @@ class _Matcher:
         self.base, self.new, self.block = base, new, block
         self.sig = signature(base, block)
         self.arr = np.frombuffer(new, dtype=np.uint8)
-        self.ops: list[Op] = []
 
     def _same(self, at: int, blk: int) -> bool:
         b = self.block
@@ -99,30 +97,21 @@ class _Matcher:
             pos, width = stop, min(width * 2, _SLICE)
         return -1, -1
 
-    def run(self) -> list[Op]:
+    def run(self) -> Iterator[tuple[int, int]]:
         b, n, whole = self.block, len(self.new), len(self.base) // self.block
-        pos = lit = 0
-        nxt = 0  # the base block that would continue the current run
+        pos, nxt = 0, 0  # nxt: the base block that would continue the current run
         while pos + b <= n:
             if nxt < whole and self._same(pos, nxt):
                 hit = nxt
             else:
                 pos, hit = self._find(pos)
                 if hit < 0:
-                    break
-            if pos > lit:
-                self.ops.append(Literal(self.new[lit:pos]))
-            last = self.ops[-1] if self.ops else None
-            if isinstance(last, Copy) and last.block + last.count == hit and pos == lit:
-                self.ops[-1] = Copy(last.block, last.count + 1)
-            else:
-                self.ops.append(Copy(hit, 1))
+                    return
+            yield pos, hit
             nxt, pos = hit + 1, pos + b
-            lit = pos
-        if lit < n:
-            self.ops.append(Literal(self.new[lit:]))
-        return self.ops
 
 
-def match(base: bytes, new: bytes, block: int) -> list[Op]:
+def match(base: bytes, new: bytes, block: int) -> Iterator[tuple[int, int]]:
+    """(offset in new, base block) of each window of `new` taken from the base, left to right
+    (greedy, rsync's way), never overlapping."""
     return _Matcher(base, new, block).run()

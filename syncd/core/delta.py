@@ -74,7 +74,20 @@ def encode(base: bytes, new: bytes, block: int | None = None) -> Encoded:
     from syncd.core.blockmatch import match
 
     block = block or block_size(len(base))
-    return Encoded(block, tuple(match(base, new, block)), len(new))
+    ops: list[Op] = []
+    lit = 0  # where the bytes not yet covered start
+    for at, hit in match(base, new, block):
+        if at > lit:
+            ops.append(Literal(new[lit:at]))
+        last = ops[-1] if ops else None
+        if isinstance(last, Copy) and last.block + last.count == hit and at == lit:
+            ops[-1] = Copy(last.block, last.count + 1)  # runs merge: one dd per run
+        else:
+            ops.append(Copy(hit, 1))
+        lit = at + block
+    if lit < len(new):
+        ops.append(Literal(new[lit:]))
+    return Encoded(block, tuple(ops), len(new))
 
 
 def apply(base: bytes, encoded: Encoded) -> bytes:

@@ -1,0 +1,44 @@
+"""How a push's bytes travel — raw, gzip-compressed, or as a block delta — decided as data.
+
+Compression and deltas cost CPU on both sides; they pay only when the channel is slower than
+that work. The costs below were measured on a 2-core machine (tests/test_delta.py prints the
+encoder's; `python -m benchmarks --only delta` the rest): a rate above which the plain bytes
+arrive sooner than the smaller ones could be produced. `auto` compares them with the
+throughput syncd measured on that channel (the pushes it made); an unmeasured channel is
+taken as fast (nothing is slower than before: loopback keeps sending raw).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Setting = Literal["auto", "always", "never"]
+
+# Seconds of CPU per byte of file: encoding a delta on the host (~10-20 ms/MB) plus the
+# container hashing its base and the result (sha1sum, ~2 x 3 ms/MB).
+DELTA_COST = 30e-3 / 1e6
+# gzip -1 on the host (~25 ms/MB on text, less on incompressible data) plus gzip -d.
+GZIP_COST = 30e-3 / 1e6
+GZIP_LEVEL = 1  # the fastest level: most of the gain for a fifth of the time of -6
+MEASURE_MIN = 256 << 10  # pushes smaller than this say more about latency than throughput
+
+
+def pays(setting: Setting, throughput: float | None, cost_per_byte: float) -> bool:
+    """Does spending `cost_per_byte` seconds per byte pay on a channel of `throughput` bytes/s?"""
+    if setting != "auto":
+        return setting == "always"
+    return throughput is not None and throughput > 0 and 1 / throughput > cost_per_byte
+
+
+@dataclass
+class Throughput:
+    """The channel's rate as the pushes measured it: a moving average of large pushes."""
+
+    rate: float | None = None
+
+    def observe(self, nbytes: int, seconds: float) -> None:
+        if nbytes < MEASURE_MIN or seconds <= 0:
+            return
+        now = nbytes / seconds
+        self.rate = now if self.rate is None else 0.5 * self.rate + 0.5 * now
