@@ -29,7 +29,7 @@ from syncd.transports.base import (
     TransportError,
     Unsupported,
 )
-from syncd.transports.patch import PATCH_SCRIPT, REFUSED
+from syncd.transports.patch import PATCH_SCRIPT, REFUSED, why
 from syncd.transports.session import Channel, Session, SessionError, SessionPool, call, say_fallback
 from syncd.transports.shell import (
     APPLY_SCRIPT,
@@ -150,7 +150,7 @@ class ExecTransport:
         else:
             result = await self._run_exec(ref, ["sh", "-c", PATCH_SCRIPT, "syncd-patch", *request.args], request.stream)
         if result.exit == REFUSED:
-            return PatchResult(False, result.sent, result.stdout.decode("utf-8", "replace").strip())
+            return PatchResult(False, result.sent, why(result.stdout.decode("utf-8", "replace")))
         self._check(ref, f"patching {request.name}", result)
         return PatchResult(True, result.sent)
 

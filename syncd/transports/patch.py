@@ -26,38 +26,44 @@ from syncd.transports.shell import GUARD, encode_deletes
 
 REFUSED = 3  # the patch was not applied (the output says why): send the file whole
 
+# Kept terse: the session script travels in the exec URL of Kubernetes, which API servers
+# cap at 8 KiB; a refusal prints a code WHY maps to words.
 PATCH_REQ = r"""
 patch_req() {
-  if mkdir -p -- "$1" 2>/dev/null && cd -- "$1"; then guard_dirs; b=$4
-  else while IFS= read -r l && [ -n "$l" ]; do :; done; b='!'; fi
-  d=$2; t="${d%/*}/.${d##*/}.syncd-patch"; ok=1; why=
-  if [ "$b" != - ]; then
-    h=; if [ -f "$d" ] && [ ! -L "$d" ]; then h=$(sha1sum < "$d" 2>/dev/null); fi
-    [ "${h%% *}" = "$b" ] || { ok=0; why="syncd: the container's copy is not the base (${h%% *})"; }
-  fi
-  if [ $ok = 1 ] && ! { mkdir -p -- "${d%/*}" && : > "$t"; } 2>/dev/null; then ok=0; why="syncd: cannot write $t"; fi
-  if [ $ok = 1 ]; then o=$t; else o=/dev/null; fi
-  while IFS=' ' read -r op x y && [ "$op" != E ]; do
-    case $op in
-    C) [ $ok = 0 ] || dd if="$d" bs="$3" skip="$x" count="$y" 2>/dev/null || { ok=0; why="syncd: reading the base failed"; } ;;
-    L) dd bs="$x" count=1 iflag=fullblock 2>/dev/null || { ok=0; why="syncd: writing $t failed"; } ;;
-    Z) dd bs="$x" count=1 iflag=fullblock 2>/dev/null | gzip -dc 2>/dev/null || { ok=0; why="syncd: gzip -d failed"; } ;;
-    *) ok=0; why="syncd: bad op '$op'" ;;
-    esac
-  done > "$o"
-  if [ $ok = 1 ]; then
-    h=$(sha1sum < "$t"); [ "${h%% *}" = "$5" ] || { ok=0; why="syncd: the patched file is not the new version"; }
-  fi
-  if [ $ok = 1 ] && chmod "$6" "$t"; then
-    touch -d "@$7" "$t" 2>/dev/null
-    mv -f -- "$t" "$d" && return 0
-    why="syncd: cannot rename $t"
-  fi
-  rm -f -- "$t" 2>/dev/null
-  echo "$why"
-  return 3
+if mkdir -p -- "$1" 2>/dev/null && cd -- "$1"; then guard_dirs; b=$4
+else while IFS= read -r l && [ -n "$l" ]; do :; done; b=!; fi
+d=$2; t="${d%/*}/.${d##*/}.syncd-patch"; w=
+if [ "$b" != - ]; then h=
+ [ -f "$d" ] && [ ! -L "$d" ] && h=$(sha1sum <"$d")
+ [ "${h%% *}" = "$b" ] || w=base; fi
+[ -n "$w" ] || { mkdir -p -- "${d%/*}" && :>"$t"; } 2>/dev/null || w=write
+o=/dev/null; [ -n "$w" ] || o=$t
+while IFS=' ' read -r op x y && [ "$op" != E ]; do case $op in
+ C) [ -n "$w" ] || dd if="$d" bs="$3" skip="$x" count="$y" || w=read;;
+ L) dd bs="$x" count=1 iflag=fullblock || w=write;;
+ Z) dd bs="$x" count=1 iflag=fullblock | gzip -dc || w=gzip;;
+ *) w=op;; esac; done 2>/dev/null >"$o"
+if [ -z "$w" ]; then h=$(sha1sum <"$t"); [ "${h%% *}" = "$5" ] || w=result; fi
+if [ -z "$w" ]; then chmod "$6" "$t" && { touch -d "@$7" "$t" 2>/dev/null; mv -f -- "$t" "$d"; } && return 0; w=rename; fi
+rm -f -- "$t" 2>/dev/null; echo "syncd-patch: $w"; return 3
 }
 """
+
+WHY = {
+    "base": "the container's copy is not the base version (changed behind syncd's back, or gone)",
+    "write": "cannot write the result beside the file (read-only or full file system)",
+    "read": "reading the base failed",
+    "gzip": "gzip -d failed (no gzip in the container?)",
+    "op": "the delta arrived corrupted",
+    "result": "the patched file is not the new version (the delta arrived corrupted?)",
+    "rename": "cannot rename the result into place",
+}
+
+
+def why(output: str) -> str:
+    code = output.strip().rpartition("syncd-patch: ")[2]
+    return WHY.get(code, output.strip() or "no answer")
+
 
 # One exec per patch (containers without a session): the same function, the request's
 # arguments as "$@".

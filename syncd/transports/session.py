@@ -7,6 +7,8 @@ ash, dash and bash), which reads framed requests from stdin and answers on stdou
     request:  "<seq> <op> <arg>...\\n"  (args `printf %b`-escaped, so no spaces inside)
               apply  ROOT   + deletes (escaped lines, empty line) + framed tar ("<n>\\n"+n bytes…, "0\\n")
               manifest DEST…
+              define N + N bytes of sh function definitions (loaded on first use: Kubernetes
+                     caps the exec URL the script travels in at 8 KiB)
               patch  ROOT NAME BLOCK BASE RESULT MODE MTIME + guard section + ops (transports/patch.py)
               run    CMD
               ping
@@ -58,7 +60,6 @@ apply_req() {
 manifest_one() {
 @MANIFEST_ONE@
 }
-@PATCH_REQ@
 echo "@@READY 1"
 while IFS= read -r req; do
   set -f; set -- $req; set +f
@@ -78,6 +79,7 @@ while IFS= read -r req; do
     ( cd / && while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
         xargs -0 -r sha1sum ); rc=$?
     printf '\0@@E %s %s\0\n' "$seq" "$rc" ;;
+  define) eval "$(dd bs="$1" count=1 iflag=fullblock 2>/dev/null)"; printf '@@R %s 0 0\n' "$seq" ;;
   patch)
     out=$(patch_req "$(printf '%b' "$1")" "$(printf '%b' "$2")" "$3" "$4" "$5" "$6" "$7" 2>&1); rc=$?
     printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
@@ -90,7 +92,7 @@ while IFS= read -r req; do
 done
 """
 SESSION_SCRIPT = (SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE).replace("@GUARD@", GUARD.strip())
-                  .replace("@PATCH_REQ@", PATCH_REQ.strip()))
+)
 
 
 
@@ -142,6 +144,7 @@ class Session:
         self.error: str = ""
         self.last_activity = time.monotonic()
         self._ready: Future[str] = Future()
+        self._patch_defined = False
         self._reader = threading.Thread(target=self._read_loop, daemon=True, name=f"session {label}")
         self._reader.start()
         self._keepalive = threading.Thread(target=self._keepalive_loop, daemon=True, name=f"keepalive {label}")
@@ -221,6 +224,10 @@ class Session:
         """Rebuild one file from a block delta (syncd/transports/patch.py); its ops are read
         by byte count, like the frames of an apply."""
         sent = 0
+        if not self._patch_defined:  # patch_req is loaded on first use (see `define`)
+            text = PATCH_REQ.encode()
+            self.request("define", [str(len(text))], [text])
+            self._patch_defined = True
 
         def payload() -> Iterator[bytes]:
             nonlocal sent
