@@ -29,7 +29,7 @@ from syncd.core.mapping import relative_name
 from syncd.core.transfer import DELTA_COST, GZIP_COST, GZIP_LEVEL, Setting, Throughput, pays
 from syncd.model import DestPath, Entry, Kind, Put
 from syncd.pack import read_stable
-from syncd.transports.base import PatchRequest, Unsupported
+from syncd.transports.base import PatchRequest, TransportError, Unsupported
 from syncd.transports.patch import patch_args, patch_stream
 from syncd.workers import ContainerWorker
 
@@ -77,7 +77,7 @@ class LargeFiles:
         self.cache = cache
         self.policies = policies  # per target; a target without one never uses deltas
         self.channels: dict[str, Throughput] = {}  # per container (ContainerWorker.key)
-        self.no_gzip: set[str] = set()  # containers whose gzip -d failed: raw literals
+        self.gzip_known: dict[str, bool] = {}  # container generation -> has gzip
 
     def channel(self, worker: ContainerWorker) -> Throughput:
         return self.channels.setdefault(worker.key, Throughput())
@@ -86,11 +86,23 @@ class LargeFiles:
         policy = self.policies.get(worker.target.name)
         return policy is not None and pays(policy.delta, self.channel(worker).rate, DELTA_COST)
 
-    def gzip_level(self, worker: ContainerWorker) -> int:
+    async def gzip_level(self, worker: ContainerWorker) -> int:
+        """The gzip level for this container's bytes now (0: raw): compression must pay on the
+        channel and the container must have gzip (asked once per container generation)."""
         policy = self.policies.get(worker.target.name)
-        if policy is None or worker.key in self.no_gzip:
+        if policy is None or not pays(policy.compress, self.channel(worker).rate, GZIP_COST):
             return 0
-        return GZIP_LEVEL if pays(policy.compress, self.channel(worker).rate, GZIP_COST) else 0
+        key = f"{worker.key}@{worker.ref.generation}"
+        if key not in self.gzip_known:
+            try:
+                probe = await worker.target.transport.run_step(worker.ref, ["sh", "-c", "command -v gzip"])
+            except TransportError:
+                return 0  # asked again next time
+            self.gzip_known[key] = probe.exit == 0
+            if probe.exit != 0:
+                log.warning("no gzip in the container; sending raw", container=worker.ref.label,
+                            hint="add gzip to the image (busybox has it) for compressed transfers; `syncd doctor` checks")
+        return GZIP_LEVEL if self.gzip_known[key] else 0
 
     def candidates(self, worker: ContainerWorker, puts: Sequence[Put], deletes: Sequence[DestPath]) -> list[Put]:
         """Large files whose container version is known and kept here. (Not below a delete of
@@ -133,7 +145,7 @@ class LargeFiles:
         mode = stat.S_IMODE(st.st_mode)
         name = relative_name(put.dest, root)
         guard = [name.rsplit("/", 1)[0]] if "/" in name else []
-        level = self.gzip_level(worker)
+        level = await self.gzip_level(worker)
         args = patch_args(root, name, encoded.block, have.digest, digest, mode, int(st.st_mtime))
         request = PatchRequest(root, name, args, patch_stream(encoded, guard, level))
         try:
@@ -145,7 +157,7 @@ class LargeFiles:
         if not result.applied:
             done.refused += 1
             if "gzip" in result.why:
-                self.no_gzip.add(worker.key)
+                self.gzip_known[f"{worker.key}@{worker.ref.generation}"] = False
             log.info("block delta refused; sending the file whole", container=worker.ref.label, file=put.dest,
                      why=result.why)
             return False

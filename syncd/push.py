@@ -132,11 +132,13 @@ class Pusher:
         else:
             stream, report = shared
         report.sent.update(patched.sent)
+        level = await self.large.gzip_level(worker) if self.large is not None else 0
+        report.method = "gzip" if level else "raw"
         sink = self.progress.sink(worker.ref.label, sum(p.source.entry.kind is Kind.FILE for p in puts),
                                   stream_size(puts))
         if sink is not None:
             stream = tracked(stream, report, sink)
-        request = ApplyRequest(root, *request_names, stream)
+        request = ApplyRequest(root, *request_names, stream, gzip=level)
         if pipelined:
             try:
                 answer = await target.transport.apply_start(worker.ref, request)

@@ -272,7 +272,7 @@ class RecordingTransport:
     def _wrap(self, request: ApplyRequest) -> ApplyRequest:
         if self.payload is None:
             return request
-        return ApplyRequest(request.root, request.deletes, request.puts, self.payload(request.tar))
+        return ApplyRequest(request.root, request.deletes, request.puts, self.payload(request.tar), request.gzip)
 
     async def containers(self) -> list[ContainerRef]:
         return await self._call("containers", None, None)

@@ -122,3 +122,30 @@ def test_the_container_applies_a_delta_only_to_its_base(session: Session, tmp_pa
     assert session.ping().result(5).rc == 0
     rc, out = _patch(session, root, "bin/api", new, other)
     assert rc == 0 and target.read_bytes() == other
+
+
+def test_a_compressed_batch_is_extracted_and_a_corrupt_one_fails(session: Session, tmp_path: Path) -> None:  # noqa: F811
+    from test_session_protocol import tar_of
+
+    root = str(tmp_path / "app")
+    files = {"a.txt": b"text " * 50_000, "b.bin": os.urandom(100_000)}
+    fut, sent = session.apply(root, [], iter([tar_of(files)]), gzip=1)
+    assert fut.result(20).rc == 0
+    assert sent() < 150_000  # the text compressed
+    assert {p.name: p.read_bytes() for p in Path(root).iterdir()} == files
+
+    def cut(chunks):  # noqa: ANN001, ANN202 - the gzip stream cut short in transit
+        data = b"".join(chunks)
+        yield data[: len(data) // 2]
+
+    from syncd.transports import session as session_module
+
+    real = session_module.gzipped
+    session_module.gzipped = lambda tar, level: cut(real(tar, level))  # type: ignore[assignment]
+    try:
+        bad, _ = session.apply(root, [], iter([tar_of({"c.txt": b"c" * 200_000, "d.txt": os.urandom(50_000)})]), gzip=1)
+        answer = bad.result(20)
+    finally:
+        session_module.gzipped = real
+    assert b"syncd: gzip -d failed" in answer.output  # exec.py turns this into a failed batch
+    assert session.ping().result(5).rc == 0

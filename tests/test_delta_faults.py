@@ -162,9 +162,9 @@ async def test_a_failed_delta_becomes_a_full_send(tmp_path: Path, make_container
     reliability.outcome = (f"pushes {methods}, {refused} delta(s) refused by the container and sent whole; "
                            f"converged, no .syncd-patch file left")
     if fault in ("base-changed", "base-removed", "corrupted"):
-        assert refused == 1 and "raw" in methods, details
+        assert refused == 1 and "gzip" in methods, details  # sent whole (compressed: compress = "always")
     elif fault in ("cache-deleted", "cache-full"):
-        assert "delta" not in methods and "raw" in methods, details
+        assert "delta" not in methods and "gzip" in methods, details
     else:
         assert "delta" in methods, details  # the version read was sent as a delta; the rewrite came after
     assert ".syncd-patch" not in container.exec_run(["ls", "-a", "/app/src"]).output.decode()

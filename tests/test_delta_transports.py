@@ -69,7 +69,13 @@ async def test_a_large_file_is_patched_from_its_base(subject: Subject) -> None: 
         assert done.applied and per_exec.mode(ref2).startswith("per-exec"), done.why
         assert await _digest(t, ref, "/app/bin/api") == hashlib.sha1(newer).hexdigest()
         assert not (await per_exec.patch(ref2, _request(new, newer))).applied  # base is now `newer`
+        text = {"bin/notes.txt": b"compressible " * 40_000}
+        for via, r in ((t, ref), (per_exec, ref2)):  # a gzip-compressed batch, session and per-exec
+            done_apply = await via.apply(r, ApplyRequest("/app", [], ["bin/notes.txt"], iter([_tar(text)]), gzip=1))
+            assert done_apply.bytes_sent < 100_000
+            assert await _digest(t, ref, "/app/bin/notes.txt") == hashlib.sha1(text["bin/notes.txt"]).hexdigest()
+            text = {"bin/notes.txt": text["bin/notes.txt"] + b"more"}
     finally:
         await per_exec.close()
     listing = await t.manifest(ref, ["/app/bin"])
-    assert sorted(listing) == ["/app/bin", "/app/bin/api"]  # nothing left beside the file
+    assert sorted(listing) == ["/app/bin", "/app/bin/api", "/app/bin/notes.txt"]  # nothing left beside the file

@@ -99,6 +99,7 @@ class ApplyRequest:
     deletes: list[str]
     puts: list[str]
     tar: Iterator[bytes]
+    gzip: int = 0  # > 0: the stream travels gzip-compressed at this level (the container runs gzip -d)
     guard: list[str] = field(init=False)
 
     def __post_init__(self) -> None:

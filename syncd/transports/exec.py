@@ -34,9 +34,13 @@ from syncd.transports.session import Channel, Session, SessionError, SessionPool
 from syncd.transports.shell import (
     APPLY_SCRIPT,
     FRAMED_APPLY_SCRIPT,
+    GUNZIP_FAILED,
+    GZIP_APPLY_SCRIPT,
+    GZIP_FRAMED_APPLY_SCRIPT,
     MANIFEST_SCRIPT,
     encode_head,
     frame_chunks,
+    gzipped,
     parse_hash_list,
     parse_manifest,
     rechunk,
@@ -122,7 +126,7 @@ class ExecTransport:
             raise Unsupported(f"{ref.label}: no session: one exec per batch")
         try:
             fut, sent = await anyio.to_thread.run_sync(session.apply, request.root, request.deletes, request.tar,
-                                                       request.guard, abandon_on_cancel=True)
+                                                       request.guard, request.gzip, abandon_on_cancel=True)
         except SessionError as e:
             if self._pool is not None:
                 self._pool.drop(ref, str(e))
@@ -132,6 +136,7 @@ class ExecTransport:
             got = await call(self._pool, ref, lambda: fut, timeout=self._answer_timeout)
             output = got.output.decode("utf-8", "replace")
             self._check(ref, "applying the batch", ExecResult(got.rc, b"", got.output))
+            self._check_gunzip(ref, output)
             return ApplyResult(bytes_sent=sent(), removed_symlinks=removed_symlinks(output), output=output)
 
         return answer
@@ -199,13 +204,23 @@ class ExecTransport:
 
         def stream() -> Iterator[bytes]:
             yield encode_head(request.guard, request.deletes)
-            yield from (frame_chunks(request.tar) if framed else rechunk(request.tar))  # few large writes
+            tar = gzipped(request.tar, request.gzip) if request.gzip else request.tar
+            yield from (frame_chunks(tar) if framed else rechunk(tar))  # few large writes
 
-        argv = ["sh", "-c", FRAMED_APPLY_SCRIPT if framed else APPLY_SCRIPT, "syncd-apply", request.root]
+        scripts = (GZIP_FRAMED_APPLY_SCRIPT, GZIP_APPLY_SCRIPT) if request.gzip else (FRAMED_APPLY_SCRIPT, APPLY_SCRIPT)
+        argv = ["sh", "-c", scripts[0] if framed else scripts[1], "syncd-apply", request.root]
         result = await self._run_exec(ref, argv, stream())
         self._check(ref, "applying the batch", result)
         output = (result.stderr or result.stdout).decode("utf-8", "replace")
+        self._check_gunzip(ref, output)
         return ApplyResult(bytes_sent=result.sent, removed_symlinks=removed_symlinks(output), output=output)
+
+    @staticmethod
+    def _check_gunzip(ref: ContainerRef, output: str) -> None:
+        """tar may end cleanly on a stream gzip cut short: the notice makes it a failure."""
+        if GUNZIP_FAILED in output:
+            raise TransportError(f"{ref.label}: a compressed batch could not be decompressed: {output.strip()[-200:]}",
+                                 "syncd reconciles; `syncd doctor` says whether the container has gzip")
 
     @staticmethod
     def _check(ref: ContainerRef, what: str, result: ExecResult) -> None:

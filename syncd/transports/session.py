@@ -6,6 +6,7 @@ ash, dash and bash), which reads framed requests from stdin and answers on stdou
 
     request:  "<seq> <op> <arg>...\\n"  (args `printf %b`-escaped, so no spaces inside)
               apply  ROOT   + deletes (escaped lines, empty line) + framed tar ("<n>\\n"+n bytes…, "0\\n")
+              applyz ROOT   the same, the tar stream gzip-compressed
               manifest DEST…
               define N + N bytes of sh function definitions (loaded on first use: Kubernetes
                      caps the exec URL the script travels in at 8 KiB)
@@ -38,7 +39,7 @@ import structlog
 from syncd.settings import SessionSettings
 from syncd.transports.base import ContainerRef, TransportError
 from syncd.transports.patch import PATCH_REQ
-from syncd.transports.shell import GUARD, MANIFEST_ONE, encode_head, escape_name, frame_chunks
+from syncd.transports.shell import GUARD, GUNZIP_FAILED, MANIFEST_ONE, encode_head, escape_name, frame_chunks, gzipped
 
 log = structlog.get_logger("syncd.session")
 
@@ -60,6 +61,7 @@ apply_req() {
 manifest_one() {
 @MANIFEST_ONE@
 }
+gzfail="@GZFAIL@"
 echo "@@READY 1"
 while IFS= read -r req; do
   set -f; set -- $req; set +f
@@ -79,6 +81,9 @@ while IFS= read -r req; do
     ( cd / && while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
         xargs -0 -r sha1sum ); rc=$?
     printf '\0@@E %s %s\0\n' "$seq" "$rc" ;;
+  applyz)
+    out=$(tar() { { gzip -dc || echo "$gzfail" >&2; } | command tar "$@"; }; apply_req "$(printf '%b' "$1")" 2>&1); rc=$?
+    printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
   define) eval "$(dd bs="$1" count=1 iflag=fullblock 2>/dev/null)"; printf '@@R %s 0 0\n' "$seq" ;;
   patch)
     out=$(patch_req "$(printf '%b' "$1")" "$(printf '%b' "$2")" "$3" "$4" "$5" "$6" "$7" 2>&1); rc=$?
@@ -91,7 +96,8 @@ while IFS= read -r req; do
   esac
 done
 """
-SESSION_SCRIPT = (SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE).replace("@GUARD@", GUARD.strip())
+SESSION_SCRIPT = (SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE).replace("@GZFAIL@", GUNZIP_FAILED)
+                  .replace("@GUARD@", GUARD.strip())
 )
 
 
@@ -205,7 +211,9 @@ class Session:
         return fut
 
     def apply(self, root: str, deletes: list[str], tar: Iterator[bytes],
-              guard: Sequence[str] = ()) -> tuple[Future[Answer], Callable[[], int]]:
+              guard: Sequence[str] = (), gzip: int = 0) -> tuple[Future[Answer], Callable[[], int]]:
+        """Delete, then extract the tar stream; `gzip` > 0: compressed at that level on the
+        way (request `applyz`: the container's tar reads through gzip -d)."""
         sent = 0
 
         def payload() -> Iterator[bytes]:
@@ -213,11 +221,11 @@ class Session:
             head = encode_head(list(guard), deletes)
             sent += len(head)
             yield head
-            for piece in _frames(tar):  # streamed: never the whole batch in memory
+            for piece in _frames(gzipped(tar, gzip) if gzip else tar):  # streamed: never the whole batch in memory
                 sent += len(piece)
                 yield piece
 
-        fut = self.request("apply", [root], payload())
+        fut = self.request("applyz" if gzip else "apply", [root], payload())
         return fut, lambda: sent
 
     def patch(self, args: list[str], stream: Iterator[bytes]) -> tuple[Future[Answer], Callable[[], int]]:
