@@ -238,6 +238,7 @@ class Pusher:
         files = report.files + patched.files
         wire = bytes_sent + patched.after
         worker.bytes_sent += wire
+        worker.content_sent += report.bytes + patched.before
         worker.files_sent += files
         detail: dict[str, Any] = {"files": files, "deletes": len(delta.deletes), "bytes": wire,
                                   "method": "delta" if patched.files else report.method,

@@ -6,6 +6,7 @@ torn, nothing lost; a refused delta becomes a full send said once in the log."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import threading
@@ -15,13 +16,15 @@ from pathlib import Path
 
 import anyio
 import pytest
-from engine_harness import running, settle, wait_until, write_config
+from engine_harness import running, settle, trace_records, wait_until, write_config
+from rich.console import Console
 from test_delta import elf_like
 from test_faults import lost
 from trees import container_tree, local_tree
 
 from syncd.core.delta import THRESHOLD
 from syncd.engine import Engine
+from syncd.report import cmd_trace, transfers
 from syncd.testing import RecordingTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
@@ -92,6 +95,14 @@ async def test_a_const_edit_and_an_insertion_travel_as_small_deltas(tmp_path: Pa
         assert not converged(container, src)
         listing = container.exec_run(["ls", "-a", "/app/src"]).output.decode()
         assert ".syncd-patch" not in listing
+        [shown] = engine.targets["web"].status().values()  # what the status page shows
+        assert shown["content_sent"] > 2 * SIZE and shown["bytes_sent"] < shown["content_sent"] * 0.6
+    # `syncd trace` shows how the pushes travelled, with the ratio
+    [row] = [r for r in transfers(trace_records(cfg.resolve(cfg.daemon.trace))) if r["method"] == "delta"]
+    assert row["pushes"] == 2 and row["ratio"] < 0.01 and row["copied"] > 2 * SIZE - 20_000, row
+    out = io.StringIO()
+    assert cmd_trace(cfg.resolve(cfg.daemon.trace), Console(file=out, width=200), None, None, 1, None, False) == 0
+    assert "how pushes travelled" in out.getvalue() and "delta" in out.getvalue()
 
 
 def _flip_a_literal(stream: Iterator[bytes]) -> Iterator[bytes]:
