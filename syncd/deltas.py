@@ -26,7 +26,16 @@ from syncd.basecache import BaseCache
 from syncd.config import Config, DockerTarget, KubernetesTarget
 from syncd.core.delta import THRESHOLD, Encoded, encode
 from syncd.core.mapping import relative_name
-from syncd.core.transfer import DELTA_COST, GZIP_COST, GZIP_LEVEL, Setting, Throughput, pays
+from syncd.core.transfer import (
+    DELTA_COST,
+    GZIP_COST,
+    GZIP_LEVEL,
+    PROBE_BYTES,
+    PROBE_FOR,
+    Setting,
+    Throughput,
+    pays,
+)
 from syncd.model import DestPath, Entry, Kind, Put
 from syncd.pack import read_stable
 from syncd.transports.base import PatchRequest, TransportError, Unsupported
@@ -81,6 +90,23 @@ class LargeFiles:
 
     def channel(self, worker: ContainerWorker) -> Throughput:
         return self.channels.setdefault(worker.key, Throughput())
+
+    async def measure(self, worker: ContainerWorker, push_bytes: int) -> None:
+        """Before a large push on a channel not yet measured (the first reconcile), measure it
+        with a probe, so `auto` can compress that push already."""
+        policy = self.policies.get(worker.target.name)
+        channel = self.channel(worker)
+        if (policy is None or channel.rate is not None or push_bytes < PROBE_FOR
+                or "auto" not in (policy.delta, policy.compress)):
+            return
+        try:
+            rate = await worker.target.transport.throughput(worker.ref, PROBE_BYTES)
+        except Unsupported:
+            self.policies.pop(worker.target.name, None)
+            return
+        except TransportError:
+            return
+        channel.observe(PROBE_BYTES, PROBE_BYTES / rate)
 
     def wants(self, worker: ContainerWorker) -> bool:
         policy = self.policies.get(worker.target.name)

@@ -132,7 +132,10 @@ class Pusher:
         else:
             stream, report = shared
         report.sent.update(patched.sent)
-        level = await self.large.gzip_level(worker) if self.large is not None else 0
+        level = 0
+        if self.large is not None:
+            await self.large.measure(worker, stream_size(puts))
+            level = await self.large.gzip_level(worker)
         report.method = "gzip" if level else "raw"
         sink = self.progress.sink(worker.ref.label, sum(p.source.entry.kind is Kind.FILE for p in puts),
                                   stream_size(puts))

@@ -187,6 +187,9 @@ class MemoryTransport:
         self.container(ref)
         return CommandResult(0, "")
 
+    async def throughput(self, ref: ContainerRef, nbytes: int) -> float:
+        raise Unsupported(f"{ref.label}: in memory: nothing to measure")
+
     async def patch(self, ref: ContainerRef, request: PatchRequest) -> PatchResult:
         raise Unsupported(f"{ref.label}: in memory, a file is sent whole")
 
@@ -298,6 +301,9 @@ class RecordingTransport:
         if self.patch_payload is not None:
             request = PatchRequest(request.root, request.name, request.args, self.patch_payload(request.stream))
         return await self._call("patch", ref, {"name": request.name, "args": request.args}, ref, request)
+
+    async def throughput(self, ref: ContainerRef, nbytes: int) -> float:
+        return await self._call("throughput", ref, nbytes, ref, nbytes)
 
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
         return await self._call("run", ref, list(argv), ref, argv)

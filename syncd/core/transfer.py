@@ -15,13 +15,17 @@ from typing import Literal
 
 Setting = Literal["auto", "always", "never"]
 
-# Seconds of CPU per byte of file: encoding a delta on the host (~10-20 ms/MB) plus the
-# container hashing its base and the result (sha1sum, ~2 x 3 ms/MB).
-DELTA_COST = 30e-3 / 1e6
+# Seconds per byte of file a delta costs: encoding on the host (10-25 ms/MB when most of the
+# file matches; up to ~130 ms/MB for a small binary whose relocations changed everywhere, on
+# the 2-core machine the benchmark ran on) plus the container hashing its base and the result
+# (sha1sum, ~2 x 3 ms/MB). 50 ms/MB: deltas on links below ~20 MB/s (cloud, home), not on a LAN.
+DELTA_COST = 50e-3 / 1e6
 # gzip -1 on the host (~25 ms/MB on text, less on incompressible data) plus gzip -d.
 GZIP_COST = 30e-3 / 1e6
 GZIP_LEVEL = 1  # the fastest level: most of the gain for a fifth of the time of -6
-MEASURE_MIN = 256 << 10  # pushes smaller than this say more about latency than throughput
+MEASURE_MIN = 512 << 10  # pushes smaller than this say more about latency than throughput
+PROBE_BYTES = 512 << 10  # an unmeasured channel is measured with this much before a large push
+PROBE_FOR = 4 << 20  # ... of at least this many bytes (smaller ones go raw: little to gain)
 
 
 def pays(setting: Setting, throughput: float | None, cost_per_byte: float) -> bool:
@@ -33,12 +37,13 @@ def pays(setting: Setting, throughput: float | None, cost_per_byte: float) -> bo
 
 @dataclass
 class Throughput:
-    """The channel's rate as the pushes measured it: a moving average of large pushes."""
+    """The channel's rate as large pushes (and probes) measured it: the highest seen. A push
+    also pays the container's own work and the round trip, so each sample is a floor of what
+    the channel carries; the best of them is the closest."""
 
     rate: float | None = None
 
     def observe(self, nbytes: int, seconds: float) -> None:
         if nbytes < MEASURE_MIN or seconds <= 0:
             return
-        now = nbytes / seconds
-        self.rate = now if self.rate is None else 0.5 * self.rate + 0.5 * now
+        self.rate = max(self.rate or 0.0, nbytes / seconds)

@@ -175,6 +175,12 @@ class Transport(Protocol):
         an error. Unsupported where a delta cannot pay (a local directory)."""
         ...
 
+    async def throughput(self, ref: ContainerRef, nbytes: int) -> float:
+        """Send `nbytes` the container discards and return bytes/s up to its answer: what
+        the channel carries, for deciding whether compression or deltas pay. Unsupported
+        where there is no channel worth measuring (a local directory) or no session."""
+        ...
+
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
         """Run a command in the container on its own (an action: it may be slow). Raises only
         when it could not be run at all."""

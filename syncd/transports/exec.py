@@ -10,6 +10,7 @@ the image lacks — lives here.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Iterator, Sequence
 
 import anyio
@@ -158,6 +159,14 @@ class ExecTransport:
             return PatchResult(False, result.sent, why(result.stdout.decode("utf-8", "replace")))
         self._check(ref, f"patching {request.name}", result)
         return PatchResult(True, result.sent)
+
+    async def throughput(self, ref: ContainerRef, nbytes: int) -> float:
+        session = await self._session(ref)
+        if session is None:
+            raise Unsupported(f"{ref.label}: no session to measure")
+        t0 = time.perf_counter()
+        await call(self._pool, ref, session.probe, nbytes, timeout=self._answer_timeout)
+        return nbytes / max(time.perf_counter() - t0, 1e-6)
 
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
         result = await self._run_exec(ref, argv, None)

@@ -210,6 +210,9 @@ class LocalTransport:
         os.utime(tmp, (m.mtime, m.mtime))
         os.replace(tmp, dst)
 
+    async def throughput(self, ref: ContainerRef, nbytes: int) -> float:
+        raise Unsupported(f"{ref.label}: a local directory: nothing to measure")
+
     async def patch(self, ref: ContainerRef, request: PatchRequest) -> PatchResult:
         raise Unsupported(f"{ref.label}: a local directory is written whole (a copy costs less than a delta)")
 

@@ -245,6 +245,11 @@ class Session:
 
         return self.request("patch", args, payload()), lambda: sent
 
+    def probe(self, nbytes: int) -> Future[Answer]:
+        """`nbytes` the container reads and drops (a `define` of a shell comment): timing
+        its answer measures the channel (syncd/core/transfer.py)."""
+        return self.request("define", [str(nbytes)], [b"#" + b"x" * max(0, nbytes - 2) + b"\n"])
+
     def manifest(self, dests: list[str], quick: bool = True) -> Future[Answer]:
         """List the destinations; `quick`: files with size and mtime instead of a hash."""
         return self.request("manifest", ["stat" if quick else "hash", *dests])
