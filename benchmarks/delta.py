@@ -1,13 +1,13 @@
 """The delta section: large-file edits and big-tree reconciles through simulated links, with
 block deltas and compression on (`auto`, as users get them) and off (`never`), same run.
 
-The daemon runs in-process (the real engine and Docker transport) with its Docker API traffic
-through tests/linksim.py's proxy (`DOCKER_HOST=tcp://…`) shaped as `lan`, `cloud` or `home`.
+`syncd run` runs as a user starts it, its Docker API traffic through tests/linksim.py's proxy
+(`DOCKER_HOST=tcp://…`) shaped as `lan`, `cloud` or `home`.
 For each (old, new) pair of a large file — the example backend built twice (a `const` edit,
 a route-adding edit) and a synthetic ELF-like binary (~29 MB: 2 changed 4-KiB blocks; 10 KB
 inserted in the middle) — the old version is synced (the engine's start-up reconcile), then
-the new one written: the figure is write -> the container holds the new version (the push's
-batch finished), and the bytes the link carried up meanwhile (its counter: everything on the
+the new one written: the figure is write -> the end of the push that carried it (the
+container then holds the new version: checked), and the bytes the link carried up meanwhile (its counter: everything on the
 wire, HTTP and exec framing included). The tree case syncs a 20k-file tree (random bytes, which
 do not compress, and text-like files, which do) into an empty container through `cloud`,
 against the link's own time for the bytes actually sent (`link_time`). Encoding cost on the
@@ -27,10 +27,19 @@ import time
 import uuid
 from pathlib import Path
 
-import anyio
 import docker
 
-from benchmarks.common import IMAGE, REPO_ROOT, Options, remove_container
+from benchmarks.common import (
+    IMAGE,
+    REPO_ROOT,
+    Options,
+    read_trace,
+    remove_container,
+    stop_process,
+    syncd_cli,
+    tail,
+    wait_ready,
+)
 
 PROFILES = ("lan", "cloud", "home")
 MODES = {"off": ("never", "never"), "on": ("auto", "auto")}  # (delta, compress)
@@ -94,85 +103,82 @@ def backend_pairs(work: Path, progress) -> dict[str, tuple[bytes, bytes]]:  # no
 
 
 class Run:
-    """One engine, in this process, its Docker traffic through a shaped link."""
+    """`syncd run` as a user starts it, in its own workspace, its Docker traffic through a shaped
+    link (DOCKER_HOST), with deltas and compression `off` (never) or `on` (auto)."""
 
-    def __init__(self, work: Path, container_name: str, profile: str, mode: str) -> None:
-        self.work, self.profile, self.mode = work, profile, mode
+    def __init__(self, work: Path, container_name: str, mode: str, link_port: int) -> None:
         delta, compress = MODES[mode]
         if work.exists():
             shutil.rmtree(work)
         (work / "src").mkdir(parents=True)
-        (work / "syncd.toml").write_text(
-            f'[daemon]\ndebounce_ms = 20\n[targets.web]\nkind = "docker"\ncontainer = "{container_name}"\n'
-            f'delta = "{delta}"\ncompress = "{compress}"\n'
+        self.work, self.cfg = work, work / "syncd.toml"
+        self.trace, self.log = work / ".syncd" / "trace.jsonl", work / "syncd.log"
+        self.cfg.write_text(
+            f'[daemon]\ndebounce_ms = 20\ntrace = ".syncd/trace.jsonl"\n[targets.web]\nkind = "docker"\n'
+            f'container = "{container_name}"\ndelta = "{delta}"\ncompress = "{compress}"\n'
             f'[[services]]\nname = "web"\ntarget = "web"\nsync = [{{ src = "src", dest = "{DEST}" }}]\n')
+        self.env = {**os.environ, "DOCKER_HOST": f"tcp://127.0.0.1:{link_port}", "PYTHONPATH": str(REPO_ROOT)}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> dict:
+        """Start the daemon; return its start-up reconcile's record once written."""
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(syncd_cli("run", self.cfg), cwd=self.work, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        wait_ready(self.proc, self.trace, self.log)
+        return next(r for r in read_trace(self.trace) if r.get("reconcile"))
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def pushes(self, since: int) -> list[dict]:
+        return [sp for r in read_trace(self.trace)[since:] for sp in r.get("spans", []) if sp["name"].startswith("push:")]
 
 
-async def _engine_run(cfg_path: Path, body):  # noqa: ANN001, ANN202
-    from syncd.config import load_config
-    from syncd.engine import Engine
-    from syncd.trace import TraceWriter
-    from syncd.transports import make_transports
-
-    cfg = load_config(cfg_path)
-    engine = Engine(cfg, make_transports(cfg), TraceWriter(cfg.resolve(cfg.daemon.trace)))
-    stop = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(engine.run, stop)
-        await engine.started.wait()
-        try:
-            return await body(engine)
-        finally:
-            stop.set()
-
-
-async def _until(cond, timeout: float, what: str) -> None:  # noqa: ANN001
+def _until(cond, timeout: float, what: str, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"delta: timed out after {timeout:.0f}s waiting for {what}")
-        await anyio.sleep(0.005)
+            raise RuntimeError(f"delta: timed out after {timeout:.0f}s waiting for {what}:\n{tail(log)}")
+        time.sleep(0.01)
 
 
-def _holds(engine, digest: str) -> bool:  # noqa: ANN001
-    workers = [w for t in engine.targets.values() for w in t.workers.values()]
-    return bool(workers) and engine.idle() and all(
-        (w.manifest or {}).get(f"{DEST}/big.bin") is not None and w.manifest[f"{DEST}/big.bin"].digest == digest
-        for w in workers)
+def _container_sha1(container, path: str) -> str:
+    out = container.exec_run(["sha1sum", path]).output.decode()
+    return out.split()[0] if out else ""
 
 
-def _push_details(engine, since: int) -> list[dict]:  # noqa: ANN001
-    return [s.get("detail", {}) for r in engine.trace.records[since:] for s in r["spans"] if s["name"].startswith("push:")]
-
-
-def measure_edit(work: Path, container, link, profile: str, mode: str, old: bytes, new: bytes) -> dict:  # noqa: ANN001
+def measure_edit(work: Path, container, link, profile: str, mode: str, old: bytes, new: bytes) -> dict:
     container.exec_run(["rm", "-rf", DEST])
-    run = Run(work, container.name, profile, mode)
-    big = work / "src" / "big.bin"
+    run = Run(work, container.name, mode, link.port)
+    big = run.work / "src" / "big.bin"
     big.write_bytes(old)
     old_digest, new_digest = hashlib.sha1(old).hexdigest(), hashlib.sha1(new).hexdigest()
-
-    async def body(engine) -> dict:  # noqa: ANN001
-        await _until(lambda: _holds(engine, old_digest), 600, "the old version in the container")
-        if mode == "on" and engine.pusher.large is not None:
-            # the base is kept after the push, off its path; auto needs one push's throughput
-            await _until(lambda: engine.pusher.large.cache.has(old_digest), 60, "the base to be kept")
-        await anyio.sleep(0.3)
-        n = len(engine.trace.records)
+    try:
+        run.start()
+        if mode == "on":  # the base is kept after the push, off its path
+            _until((run.work / ".syncd" / "bases" / old_digest).exists, 60, "the base to be kept", run.log)
+        time.sleep(0.3)
+        n = len(read_trace(run.trace))
         up0 = link.bytes_up
-        t0 = time.perf_counter()
+        t0 = time.time()
         big.write_bytes(new)
-        await _until(lambda: _holds(engine, new_digest), 600, "the new version in the container")
-        seconds = time.perf_counter() - t0
-        return {"seconds": round(seconds, 3), "wire_bytes": link.bytes_up - up0, "pushes": _push_details(engine, n)}
 
-    out = anyio.run(_engine_run, work / "syncd.toml", body)
-    got = container.exec_run(["sha1sum", f"{DEST}/big.bin"]).output.decode().split()[0]
-    out["verified"] = got == new_digest
-    out["link_time_s"] = round(load_linksim().PROFILES[profile].link_time(out["wire_bytes"]), 3)
-    out["methods"] = sorted({p.get("method", "?") for p in out["pushes"]})
-    del run
-    return out
+        def landed() -> bool:
+            spans = [sp for sp in run.pushes(n) if sp.get("detail", {}).get("files")]
+            return bool(spans) and _container_sha1(container, f"{DEST}/big.bin") == new_digest
+
+        _until(landed, 600, "the new version in the container", run.log)
+        wire = link.bytes_up - up0
+        pushes = [sp for sp in run.pushes(n) if sp.get("detail", {}).get("files")]
+        seconds = max(float(sp["end"]) for sp in pushes) - t0
+    finally:
+        run.stop()
+    details = [sp["detail"] for sp in pushes]
+    return {"seconds": round(seconds, 3), "wire_bytes": wire, "pushes": details, "verified": True,
+            "link_time_s": round(load_linksim().PROFILES[profile].link_time(wire), 3),
+            "methods": sorted({d.get("method", "?") for d in details})}
 
 
 def text_like(rng: random.Random, n: int) -> bytes:
@@ -198,28 +204,25 @@ def make_tree(root: Path, files: int, kind: str) -> int:
     return total
 
 
-def measure_tree(work: Path, container, link, mode: str, kind: str, files: int) -> dict:  # noqa: ANN001
-    """An empty container reconciled with a tree (the engine's start-up reconcile)."""
+def measure_tree(work: Path, container, link, mode: str, kind: str, files: int) -> dict:
+    """An empty container reconciled with a tree: the daemon's start-up reconcile (its record's
+    total), against the link's own time for the bytes it carried."""
     container.exec_run(["rm", "-rf", DEST])
-    Run(work, container.name, "cloud", mode)
-    size = make_tree(work / "src", files, kind)
-
-    async def body(engine) -> dict:  # noqa: ANN001
-        await _until(lambda: engine.idle() and all(t.workers for t in engine.targets.values())
-                     and all(w.manifest is not None and len(w.manifest) > files
-                             for t in engine.targets.values() for w in t.workers.values()), 1800, "the tree")
-        return {"pushes": _push_details(engine, 0)}
-
+    run = Run(work, container.name, mode, link.port)
+    size = make_tree(run.work / "src", files, kind)
     up0 = link.bytes_up
-    t0 = time.perf_counter()
-    out = anyio.run(_engine_run, work / "syncd.toml", body)
-    seconds = time.perf_counter() - t0
-    wire = link.bytes_up - up0
+    try:
+        record = run.start()
+        wire = link.bytes_up - up0
+    finally:
+        run.stop()
+    seconds = float(record["spans"][-1]["ms"]) / 1000
     count = container.exec_run(["sh", "-c", f"find {DEST} -type f | wc -l"]).output.decode().strip()
     floor = load_linksim().PROFILES["cloud"].link_time(wire)
+    methods = sorted({sp.get("detail", {}).get("method", "?") for sp in record["spans"] if sp["name"].startswith("push:")})
     return {"kind": kind, "files": files, "bytes": size, "seconds": round(seconds, 3), "wire_bytes": wire,
             "link_time_s": round(floor, 3), "over_link_time": round(seconds / floor, 3) if floor else None,
-            "container_files": int(count or 0), "methods": sorted({p.get("method", "?") for p in out["pushes"]})}
+            "container_files": int(count or 0), "methods": methods}
 
 
 def encode_cost(pairs: dict[str, tuple[bytes, bytes]]) -> dict:
@@ -243,12 +246,10 @@ def delta_section(opts: Options, client: docker.DockerClient, work: Path, progre
     cost = encode_cost(pairs)
     container = client.containers.run(IMAGE, name=f"syncd-bench-delta-{uuid.uuid4().hex[:8]}", detach=True,
                                       labels={"syncd-bench": "1"})
-    saved = os.environ.get("DOCKER_HOST")
     results: dict = {"loadavg_at_section_start": load, "encode": cost, "edits": {}, "trees": {}}
     try:
         for profile in opts.delta_profiles:
             link = linksim.Link.from_profile(profile, "/var/run/docker.sock")
-            os.environ["DOCKER_HOST"] = f"tcp://127.0.0.1:{link.port}"
             try:
                 for name, (old, new) in pairs.items():
                     for mode in MODES:
@@ -266,9 +267,5 @@ def delta_section(opts: Options, client: docker.DockerClient, work: Path, progre
             finally:
                 link.close()
     finally:
-        if saved is None:
-            os.environ.pop("DOCKER_HOST", None)
-        else:
-            os.environ["DOCKER_HOST"] = saved
         remove_container(container)
     return results

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,11 +28,13 @@ from syncd.config import Config, DockerTarget, KubernetesTarget
 from syncd.core.delta import THRESHOLD, Encoded, encode
 from syncd.core.mapping import relative_name
 from syncd.core.transfer import (
+    CONTAINER_COST,
     DELTA_COST,
     GZIP_COST,
     GZIP_LEVEL,
     PROBE_BYTES,
     PROBE_FOR,
+    Cost,
     Setting,
     Throughput,
     pays,
@@ -87,6 +90,7 @@ class LargeFiles:
         self.policies = policies  # per target; a target without one never uses deltas
         self.channels: dict[str, Throughput] = {}  # per container (ContainerWorker.key)
         self.gzip_known: dict[str, bool] = {}  # container generation -> has gzip
+        self.encoding = Cost(DELTA_COST)  # what encoding a delta costs here, per byte, as measured
 
     def channel(self, worker: ContainerWorker) -> Throughput:
         return self.channels.setdefault(worker.key, Throughput())
@@ -110,7 +114,7 @@ class LargeFiles:
 
     def wants(self, worker: ContainerWorker) -> bool:
         policy = self.policies.get(worker.target.name)
-        return policy is not None and pays(policy.delta, self.channel(worker).rate, DELTA_COST)
+        return policy is not None and pays(policy.delta, self.channel(worker).rate, self.encoding.per_byte + CONTAINER_COST)
 
     async def gzip_level(self, worker: ContainerWorker) -> int:
         """The gzip level for this container's bytes now (0: raw): compression must pay on the
@@ -165,7 +169,9 @@ class LargeFiles:
         data, st, digest = got
         if digest == have.digest:
             return False
+        t0 = time.perf_counter()
         encoded: Encoded = await anyio.to_thread.run_sync(encode, base, data)
+        self.encoding.observe(len(data), time.perf_counter() - t0)
         if not encoded.worth_it:
             return False
         mode = stat.S_IMODE(st.st_mode)

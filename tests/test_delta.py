@@ -149,3 +149,22 @@ def test_a_compressed_batch_is_extracted_and_a_corrupt_one_fails(session: Sessio
         session_module.gzipped = real
     assert b"syncd: gzip -d failed" in answer.output  # exec.py turns this into a failed batch
     assert session.ping().result(5).rc == 0
+
+
+def test_auto_pays_only_on_a_channel_slower_than_the_work() -> None:
+    from syncd.core.transfer import DELTA_COST, GZIP_COST, Cost, Throughput, pays
+
+    lan, cloud, home = 125e6, 6.25e6, 1.25e6  # bytes/s (tests/linksim.py profiles)
+    assert not pays("auto", lan, DELTA_COST) and not pays("auto", lan, GZIP_COST)
+    assert pays("auto", cloud, DELTA_COST) and pays("auto", home, GZIP_COST)
+    assert not pays("auto", None, GZIP_COST)  # unmeasured: taken as fast, nothing gets slower
+    assert pays("always", lan, DELTA_COST) and not pays("never", home, DELTA_COST)
+    channel = Throughput()
+    channel.observe(100_000, 1.0)  # too small to say anything about throughput
+    assert channel.rate is None
+    channel.observe(4_000_000, 1.0)
+    channel.observe(4_000_000, 4.0)  # a slower push (the container was busy): the best rate stands
+    assert channel.rate == 4_000_000
+    cost = Cost(DELTA_COST)
+    cost.observe(10_000_000, 2.0)  # a slow encode here (200 ms/MB) moves the estimate
+    assert cost.per_byte > DELTA_COST and not pays("auto", cloud, cost.per_byte)

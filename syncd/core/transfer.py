@@ -17,9 +17,10 @@ Setting = Literal["auto", "always", "never"]
 
 # Seconds per byte of file a delta costs: encoding on the host (10-25 ms/MB when most of the
 # file matches; up to ~130 ms/MB for a small binary whose relocations changed everywhere, on
-# the 2-core machine the benchmark ran on) plus the container hashing its base and the result
-# (sha1sum, ~2 x 3 ms/MB). 50 ms/MB: deltas on links below ~20 MB/s (cloud, home), not on a LAN.
+# the 2-core machine the benchmark ran on: the first estimate, then what encodes measure) plus
+# the container hashing its base and the result (sha1sum, ~2 x 3 ms/MB) and the round trips.
 DELTA_COST = 50e-3 / 1e6
+CONTAINER_COST = 10e-3 / 1e6
 # gzip -1 on the host (~25 ms/MB on text, less on incompressible data) plus gzip -d.
 GZIP_COST = 30e-3 / 1e6
 GZIP_LEVEL = 1  # the fastest level: most of the gain for a fifth of the time of -6
@@ -28,11 +29,27 @@ PROBE_BYTES = 512 << 10  # an unmeasured channel is measured with this much befo
 PROBE_FOR = 4 << 20  # ... of at least this many bytes (smaller ones go raw: little to gain)
 
 
+# The raw send must be this many times slower than the work that would replace it: the costs
+# are estimates and a busy machine does the work slower, while a LAN must never get slower.
+MARGIN = 2.0
+
+
 def pays(setting: Setting, throughput: float | None, cost_per_byte: float) -> bool:
     """Does spending `cost_per_byte` seconds per byte pay on a channel of `throughput` bytes/s?"""
     if setting != "auto":
         return setting == "always"
-    return throughput is not None and throughput > 0 and 1 / throughput > cost_per_byte
+    return throughput is not None and throughput > 0 and 1 / throughput > MARGIN * cost_per_byte
+
+
+@dataclass
+class Cost:
+    """Seconds per byte some work took here, as measured (a moving average), from an estimate."""
+
+    per_byte: float
+
+    def observe(self, nbytes: int, seconds: float) -> None:
+        if nbytes >= MEASURE_MIN and seconds > 0:
+            self.per_byte = 0.5 * self.per_byte + 0.5 * seconds / nbytes
 
 
 @dataclass
