@@ -136,12 +136,20 @@ class Run:
         return [sp for r in read_trace(self.trace)[since:] for sp in r.get("spans", []) if sp["name"].startswith("push:")]
 
 
-def _until(cond, timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
+def _until(cond, timeout: float, what: str, run: Run, container) -> None:
+    """Poll `cond`; fail at once when the daemon exits or the container stops (another run
+    restarting the Docker engine must not turn into a ten-minute wait)."""
+    deadline, i = time.monotonic() + timeout, 0
     while not cond():
+        i += 1
+        if i % 20 == 0:
+            container.reload()
+            if container.status != "running" or (run.proc is not None and run.proc.poll() is not None):
+                raise RuntimeError(f"delta: the container ({container.status}) or syncd stopped while waiting for "
+                                   f"{what}:\n{tail(run.log)}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"delta: timed out after {timeout:.0f}s waiting for {what}:\n{tail(log)}")
-        time.sleep(0.01)
+            raise RuntimeError(f"delta: timed out after {timeout:.0f}s waiting for {what}:\n{tail(run.log)}")
+        time.sleep(0.05)
 
 
 def _container_sha1(container, path: str) -> str:
@@ -158,7 +166,7 @@ def measure_edit(work: Path, container, link, profile: str, mode: str, old: byte
     try:
         run.start()
         if mode == "on":  # the base is kept after the push, off its path
-            _until((run.work / ".syncd" / "bases" / old_digest).exists, 60, "the base to be kept", run.log)
+            _until((run.work / ".syncd" / "bases" / old_digest).exists, 60, "the base to be kept", run, container)
         time.sleep(0.3)
         n = len(read_trace(run.trace))
         up0 = link.bytes_up
@@ -169,7 +177,7 @@ def measure_edit(work: Path, container, link, profile: str, mode: str, old: byte
             spans = [sp for sp in run.pushes(n) if sp.get("detail", {}).get("files")]
             return bool(spans) and _container_sha1(container, f"{DEST}/big.bin") == new_digest
 
-        _until(landed, 600, "the new version in the container", run.log)
+        _until(landed, 600, "the new version in the container", run, container)
         wire = link.bytes_up - up0
         pushes = [sp for sp in run.pushes(n) if sp.get("detail", {}).get("files")]
         seconds = max(float(sp["end"]) for sp in pushes) - t0
