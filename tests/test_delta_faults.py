@@ -75,6 +75,15 @@ async def start(tmp_path: Path, make_container) -> tuple:  # noqa: ANN001
     return container, src, big, write_config(tmp_path, CONFIG.format(name=container.name))
 
 
+def recording(into: list[RecordingTransport]):  # noqa: ANN201
+    """A `running(wrap=)` that puts the transport in a RecordingTransport, kept in `into`."""
+    def wrap(t):  # noqa: ANN001, ANN202
+        into.append(RecordingTransport(t))
+        return into[-1]
+
+    return wrap
+
+
 async def test_a_const_edit_and_an_insertion_travel_as_small_deltas(tmp_path: Path, make_container) -> None:  # noqa: ANN001
     container, src, big, cfg = await start(tmp_path, make_container)
     async with running(cfg) as engine:
@@ -130,12 +139,7 @@ async def test_a_failed_delta_becomes_a_full_send(tmp_path: Path, make_container
     reliability.name = f"block delta: {FAULTS[fault]}"
     container, src, big, cfg = await start(tmp_path, make_container)
     recorder: list[RecordingTransport] = []
-
-    def wrap(t):  # noqa: ANN001, ANN202
-        recorder.append(RecordingTransport(t))
-        return recorder[0]
-
-    async with running(cfg, wrap=wrap) as engine:
+    async with running(cfg, wrap=recording(recorder)) as engine:
         await based(engine, big)
         large = engine.pusher.large
         assert large is not None
@@ -192,12 +196,7 @@ async def test_a_link_stalling_mid_delta_converges(tmp_path: Path, make_containe
     try:
         container, src, big, cfg = await start(tmp_path, make_container)
         recorder: list[RecordingTransport] = []
-
-        def wrap(t):  # noqa: ANN001, ANN202
-            recorder.append(RecordingTransport(t))
-            return recorder[0]
-
-        async with running(cfg, wrap=wrap) as engine:
+        async with running(cfg, wrap=recording(recorder)) as engine:
             await based(engine, big)
 
             def stall_then_drop() -> None:
