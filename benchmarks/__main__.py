@@ -63,7 +63,7 @@ def parse(argv: list[str] | None) -> Options:
     quick = {"edits": 10, "burst": 100, "baseline_runs": 5, "cp_sample": 25, "put_sample": 0, "kubectl_sample": 25,
              "reconcile_files": 1000, "reconcile_repeats": 1, "idle_files": 5000, "idle_seconds": 5.0, "idle_settle": 1.0,
              "fullstack_edits": 3, "scale_files": "2000", "scale_idle_seconds": 3.0, "scale_edits": 5,
-             "delta_bytes": 3_000_000, "delta_files": 300, "delta_profiles": "lan,cloud"}
+             "delta_bytes": 3_000_000, "delta_files": 600, "delta_profiles": "lan,cloud"}
     full = {"edits": 60, "burst": 1000, "baseline_runs": 20, "cp_sample": 200, "put_sample": 0, "kubectl_sample": 200,
             "reconcile_files": 20_000, "reconcile_repeats": 3, "idle_files": 100_000, "idle_seconds": 30.0, "idle_settle": 5.0,
             "fullstack_edits": 10, "scale_files": "10000,100000", "scale_idle_seconds": 10.0, "scale_edits": 20,
