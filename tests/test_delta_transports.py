@@ -9,6 +9,7 @@ import hashlib
 import os
 
 import pytest
+from engine_harness import wait_until
 from test_delta import elf_like
 from test_transport_contract import Subject, _tar, subject  # noqa: F401 - the fixture
 
@@ -79,3 +80,43 @@ async def test_a_large_file_is_patched_from_its_base(subject: Subject) -> None: 
         await per_exec.close()
     listing = await t.manifest(ref, ["/app/bin"])
     assert sorted(listing) == ["/app/bin", "/app/bin/api", "/app/bin/notes.txt"]  # nothing left beside the file
+
+
+@pytest.mark.parametrize("protocol", ["v5", "v4"])
+async def test_replicas_get_deltas_through_the_engine(cluster, tmp_path, protocol: str) -> None:  # noqa: ANN001
+    """Kubernetes (the fixture), two replicas, through the engine: a changed large file reaches
+    both as a block delta; a replica whose copy was changed behind syncd's back gets it whole.
+    Over both exec protocols (v4 cannot close stdin: the patch script ends on its `E` op)."""
+    from engine_harness import running, settle
+    from test_delta_faults import edited, pushes
+    from test_kube import assert_pods_equal, kube_config
+
+    if protocol == "v4":
+        cluster.only_v4()
+    for pod in ("web-0", "web-1"):
+        cluster.create_pod(pod, {"app": "web"})
+    src = tmp_path / "src"
+    src.mkdir()
+    big = src / "big.bin"
+    big.write_bytes(elf_like(3 << 20))
+    cfg = kube_config(tmp_path, extra='delta = "always"\ncompress = "always"')
+    async with running(cfg) as engine:
+        await settle(engine, src)
+        large = engine.pusher.large
+        assert large is not None
+        digest = hashlib.sha1(big.read_bytes()).hexdigest()
+        await wait_until(lambda: large.cache.has(digest), what="the base to be kept")
+        n = len(engine.trace.records)
+        big.write_bytes(edited(big.read_bytes(), 1_000_000, b"CONST=2"))
+        await settle(engine, src)
+        methods = sorted(d.get("method", "") for d in pushes(engine, n) if d.get("files"))
+        assert methods.count("delta") == 2, pushes(engine, n)
+        [web0] = [w for w in engine.targets["web"].workers.values() if w.ref.name == "web-0"]
+        await engine.targets["web"].transport.run(web0.ref, ["sh", "-c", "printf X >> /app/src/big.bin"])
+        await wait_until(lambda: large.cache.has(hashlib.sha1(big.read_bytes()).hexdigest()), what="the new base")
+        n = len(engine.trace.records)
+        big.write_bytes(edited(big.read_bytes(), 2_000_000, b"CONST=3"))
+        await settle(engine, src)
+        refused = sum(d.get("delta", {}).get("refused", 0) for d in pushes(engine, n))
+        assert refused == 1, pushes(engine, n)
+    assert_pods_equal(cluster, src, ["web-0", "web-1"])
