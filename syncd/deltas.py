@@ -204,8 +204,9 @@ class LargeFiles:
         return True
 
     def keep_sent(self, worker: ContainerWorker, puts: Sequence[Put], sent: dict[DestPath, Entry]) -> list[tuple[str, str]]:
-        """The (local path, digest) of large files a push carried whole: the next bases."""
-        if worker.target.name not in self.policies:
+        """The (local path, digest) of large files a push carried whole: the next bases (only
+        where deltas pay: on a fast channel keeping them is work for nothing)."""
+        if not self.wants(worker):
             return []
         out = []
         for put in puts:
