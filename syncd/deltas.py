@@ -108,8 +108,7 @@ class LargeFiles:
         except Unsupported:
             self.policies.pop(worker.target.name, None)
             return
-        except TransportError:
-            return
+        # (A TransportError goes up: the channel broke under this push, which fails like any other.)
         channel.observe(PROBE_BYTES, PROBE_BYTES / rate)
 
     def wants(self, worker: ContainerWorker) -> bool:
