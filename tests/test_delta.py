@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -50,12 +51,10 @@ def test_two_changed_blocks_and_a_shift_travel_as_a_few_literals() -> None:
     assert apply(base, s) == shifted
     assert s.literal_bytes <= 10_000 + 2 * s.block  # everything after the insertion still matches
     assert sum(isinstance(op, Copy) for op in s.ops) <= 4  # runs merged: few dd calls
-    unrelated = encode(base, os.urandom(len(base)))
-    assert apply(base, unrelated) == unrelated_bytes(unrelated) and not unrelated.worth_it
-
-
-def unrelated_bytes(e) -> bytes:  # noqa: ANN001
-    return b"".join(op.data for op in e.ops if isinstance(op, Literal))
+    other = os.urandom(len(base))
+    unrelated = encode(base, other)
+    assert apply(base, unrelated) == other and not unrelated.worth_it  # nothing matches: sent whole
+    assert all(isinstance(op, Literal) for op in unrelated.ops)
 
 
 @settings(max_examples=60, deadline=None)
@@ -168,3 +167,25 @@ def test_auto_pays_only_on_a_channel_slower_than_the_work() -> None:
     cost = Cost(DELTA_COST)
     cost.observe(10_000_000, 2.0)  # a slow encode here (200 ms/MB) moves the estimate
     assert cost.per_byte > DELTA_COST and not pays("auto", cloud, cost.per_byte)
+
+
+def test_the_base_cache_is_bounded_and_trusts_only_what_hashes_right(tmp_path: Path) -> None:
+    from syncd.basecache import BaseCache
+
+    cache = BaseCache(tmp_path / "bases", limit=3 << 20)
+    blobs = [os.urandom(1 << 20) for _ in range(4)]
+    digests = [hashlib.sha1(b).hexdigest() for b in blobs]
+    for i, (d, b) in enumerate(zip(digests, blobs, strict=True)):
+        cache.put(d, b)
+        os.utime(tmp_path / "bases" / d, (1_000 + i, 1_000 + i))  # put order = use order
+        if i == 1:
+            assert cache.get(digests[0]) == blobs[0]  # used again: newest now
+            os.utime(tmp_path / "bases" / digests[0], (1_100, 1_100))
+    assert not cache.has(digests[1]) and all(cache.has(d) for d in (digests[0], digests[2], digests[3]))
+    (tmp_path / "bases" / digests[2]).write_bytes(b"torn")  # not what its name says: no base
+    assert cache.get(digests[2]) is None and not cache.has(digests[2])
+    shutil.rmtree(tmp_path / "bases")  # deleted behind syncd's back: nothing to get, put recreates it
+    assert cache.get(digests[0]) is None
+    cache.put(digests[0], blobs[0])
+    assert cache.get(digests[0]) == blobs[0]
+    assert not list((tmp_path / "bases").glob("*.tmp"))
