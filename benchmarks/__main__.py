@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from benchmarks.common import DEFAULT_OUT, SECTIONS, Options
+from benchmarks.common import DEFAULT_OUT, EXTRA_SECTIONS, SECTIONS, Options
 from benchmarks.harness import run
 from benchmarks.report import render, write_json
 
@@ -32,12 +32,16 @@ def parse(argv: list[str] | None) -> Options:
                    help="burst files timed for put_archive, extrapolated to --burst (default 0 = all)")
     p.add_argument("--kubectl-sample", type=int, default=None,
                    help="burst files timed for kubectl cp, extrapolated to --burst (default 200; 0 = all)")
-    p.add_argument("--only", choices=SECTIONS, default=None,
+    p.add_argument("--only", choices=SECTIONS + EXTRA_SECTIONS, default=None,
                    help="run one section: docker (docker target), kube (kubernetes target, API-server fixture), "
                         "reconcile (`syncd sync` of a large tree), idle (the daemon watching a large tree) or "
                         "fullstack (the example app: edit -> build -> push -> restart -> new response), scale (big trees "
                         "beside the tar floor, replicas, discovery) or compose (syncd reading develop.watch vs compose "
-                        "watch's debounce + upload)")
+                        "watch's debounce + upload); delta (only this way: large-file edits and big trees through simulated "
+                        "links, block deltas and compression on vs off)")
+    p.add_argument("--delta-bytes", type=int, default=None, help="delta: size of the synthetic binary (default 28900000)")
+    p.add_argument("--delta-files", type=int, default=None, help="delta: files in each tree (default 20000: ~200 MB)")
+    p.add_argument("--delta-profiles", default=None, help="delta: link profiles, comma-separated (default lan,cloud,home)")
     p.add_argument("--reconcile-files", type=int, default=None,
                    help="files in the reconcile tree, 2-18 KB of random bytes each (default 20000: ~200 MB)")
     p.add_argument("--reconcile-repeats", type=int, default=None,
@@ -58,10 +62,12 @@ def parse(argv: list[str] | None) -> Options:
     a = p.parse_args(argv)
     quick = {"edits": 10, "burst": 100, "baseline_runs": 5, "cp_sample": 25, "put_sample": 0, "kubectl_sample": 25,
              "reconcile_files": 1000, "reconcile_repeats": 1, "idle_files": 5000, "idle_seconds": 5.0, "idle_settle": 1.0,
-             "fullstack_edits": 3, "scale_files": "2000", "scale_idle_seconds": 3.0, "scale_edits": 5}
+             "fullstack_edits": 3, "scale_files": "2000", "scale_idle_seconds": 3.0, "scale_edits": 5,
+             "delta_bytes": 3_000_000, "delta_files": 600, "delta_profiles": "lan,cloud"}
     full = {"edits": 60, "burst": 1000, "baseline_runs": 20, "cp_sample": 200, "put_sample": 0, "kubectl_sample": 200,
             "reconcile_files": 20_000, "reconcile_repeats": 3, "idle_files": 100_000, "idle_seconds": 30.0, "idle_settle": 5.0,
-            "fullstack_edits": 10, "scale_files": "10000,100000", "scale_idle_seconds": 10.0, "scale_edits": 20}
+            "fullstack_edits": 10, "scale_files": "10000,100000", "scale_idle_seconds": 10.0, "scale_edits": 20,
+            "delta_bytes": 28_900_000, "delta_files": 20_000, "delta_profiles": "lan,cloud,home"}
     defaults = quick if a.quick else full
     pick = {k: getattr(a, k) if getattr(a, k) is not None else v for k, v in defaults.items()}
     if pick["edits"] < 1 or pick["burst"] < 1 or pick["baseline_runs"] < 1 or pick["fullstack_edits"] < 1:
@@ -74,6 +80,11 @@ def parse(argv: list[str] | None) -> Options:
         p.error("--scale-files: comma-separated file counts, e.g. 10000,100000,300000")
     if not pick["scale_files"] or min(pick["scale_files"]) < 1 or pick["scale_idle_seconds"] <= 0 or pick["scale_edits"] < 1:
         p.error("--scale-files must name sizes >= 1, --scale-idle-seconds > 0, --scale-edits >= 1")
+    pick["delta_profiles"] = tuple(x.strip() for x in str(pick["delta_profiles"]).split(",") if x.strip())
+    if not pick["delta_profiles"] or any(x not in ("lan", "cloud", "home") for x in pick["delta_profiles"]):
+        p.error("--delta-profiles: a comma-separated list of lan, cloud, home")
+    if pick["delta_bytes"] < 1 << 20 or pick["delta_files"] < 1:
+        p.error("--delta-bytes must be >= 1048576 (smaller files are never sent as deltas), --delta-files >= 1")
     kinds = tuple(k.strip() for k in a.idle_targets.split(",") if k.strip())
     if len(kinds) < 1 or any(k not in ("docker", "kube") for k in kinds) or kinds.count("kube") > 1:
         p.error("--idle-targets: a comma-separated list of docker and at most one kube, e.g. docker,kube")

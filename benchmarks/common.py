@@ -32,6 +32,9 @@ READY_TIMEOUT = 60.0
 FILE_BYTES = 100
 SYNC_DEST = "/app/src"
 SECTIONS = ("docker", "kube", "reconcile", "idle", "fullstack", "scale", "compose")
+# Run only when asked (`--only delta`): minutes of transfers through simulated slow links.
+EXTRA_SECTIONS = ("delta",)
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
@@ -56,6 +59,9 @@ class Options:
     scale_files: tuple[int, ...] = (10_000, 100_000)  # the scale curve's tree sizes (300,000: opt-in)
     scale_idle_seconds: float = 10.0  # idle sampling window per tree size
     scale_edits: int = 20  # single-file edits timed per tree size
+    delta_bytes: int = 28_900_000  # the synthetic large binary (the real example backend's debug build size)
+    delta_files: int = 20_000  # files in the delta section's trees (2-18 KB each: ~200 MB)
+    delta_profiles: tuple[str, ...] = ("lan", "cloud", "home")  # tests/linksim.py profiles
 
     @property
     def sections(self) -> tuple[str, ...]:

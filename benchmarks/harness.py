@@ -125,6 +125,7 @@ def run(opts: Options, progress=print) -> dict:  # noqa: ANN001
             "fullstack_edits": opts.fullstack_edits,
             "scale_files": list(opts.scale_files), "scale_idle_seconds": opts.scale_idle_seconds,
             "scale_edits": opts.scale_edits,
+            "delta_bytes": opts.delta_bytes, "delta_files": opts.delta_files, "delta_profiles": list(opts.delta_profiles),
             "warmup_edits": WARMUP, "edit_gap_s": list(GAP), "debounce_ms": DEBOUNCE_MS, "file_bytes": FILE_BYTES,
             "image": IMAGE,
         },
@@ -170,6 +171,10 @@ def run(opts: Options, progress=print) -> dict:  # noqa: ANN001
 
             results["compose"] = compose_section(opts, client, root / "compose", progress)
             clocks.append(results["compose"].pop("container_clock"))
+        if "delta" in opts.sections:
+            from benchmarks.delta import delta_section
+
+            results["delta"] = delta_section(opts, client, root / "delta", progress)
         results["observer"]["container_clock"] = all(clocks)
         results["targets"] = targets(results)
         results["pass"] = all(t["pass"] for t in results["targets"].values()) if results["targets"] else None

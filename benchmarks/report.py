@@ -44,6 +44,8 @@ def render(results: dict, console: Console) -> None:
         render_scale(results["scale"], console)
     if "compose" in sections:
         render_compose(results["compose"], console)
+    if "delta" in sections:
+        render_delta(results["delta"], console)
     console.print()
     lags = [s["single_file"]["syncd"]["observer_stream_lag_p50_ms"]
             for s in ([results] if "docker" in sections else []) + ([results["kube"]] if "kube" in sections else [])]
@@ -296,3 +298,33 @@ def render_compose(c: dict, console: Console) -> None:
     console.print(table)
     console.print("compose watch = the upload it makes per batch, measured, + its 500 ms debounce, added (a lower bound: "
                   "no Compose CLI is run)", markup=False, style="dim")
+
+
+def render_delta(d: dict, console: Console) -> None:
+    console.print()
+    table = Table(title=f"Large-file edits through simulated links: block deltas + compression off vs on (auto), "
+                        f"write → new version in the container (load {d['loadavg_at_section_start'][0]:.2f})",
+                  title_justify="left")
+    for col in ("file", "link", "off s", "off wire", "on s", "on wire", "on wire / file", "on method", "on / off"):
+        table.add_column(col, justify="left" if col in ("file", "link", "on method") else "right")
+    for name, by_link in d["edits"].items():
+        for link, modes in by_link.items():
+            off, on = modes["off"], modes["on"]
+            table.add_row(name, link, f"{off['seconds']:.2f}", f"{off['wire_bytes'] / 1e6:.2f} MB", f"{on['seconds']:.2f}",
+                          f"{on['wire_bytes'] / 1e6:.3f} MB", f"{100 * on['wire_share']:.2f} %", ",".join(on["methods"]),
+                          f"{on['seconds'] / off['seconds']:.2f}" if off["seconds"] else "-")
+    console.print(table)
+    if d["trees"]:
+        trees = Table(title="Tree into an empty container through cloud, vs the link's time for the bytes sent",
+                      title_justify="left")
+        for col in ("tree", "mode", "files", "content", "wire", "s", "link time s", "× link time", "method"):
+            trees.add_column(col, justify="left" if col in ("tree", "mode", "method") else "right")
+        for kind, modes in d["trees"].items():
+            for mode, t in modes.items():
+                trees.add_row(kind, mode, str(t["files"]), f"{t['bytes'] / 1e6:.1f} MB", f"{t['wire_bytes'] / 1e6:.1f} MB",
+                              f"{t['seconds']:.2f}", f"{t['link_time_s']:.2f}", f"{t['over_link_time']:.2f}",
+                              ",".join(t["methods"]))
+        console.print(trees)
+    cost = ", ".join(f"{name} {c['cpu_ms_per_mb']:.1f} ms/MB (literal {c['literal_bytes'] / 1e3:.1f} KB)"
+                     for name, c in d["encode"].items())
+    console.print(f"encoding on the host (CPU): {cost}", markup=False, style="dim")

@@ -24,9 +24,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("syncd.core",)),
     ("edges", ("syncd.config", "syncd.ignore", "syncd.dockerignore", "syncd.scan", "syncd.pack", "syncd.dirlinks",
                "syncd.known", "syncd.memory", "syncd.progress", "syncd.trace", "syncd.steps", "syncd.logs",
-               "syncd.watch", "syncd.inotify", "syncd.poll", "syncd.statelock", "syncd.compose")),
+               "syncd.watch", "syncd.inotify", "syncd.poll", "syncd.statelock", "syncd.compose", "syncd.basecache")),
     ("transports", ("syncd.transports",)),
-    ("runtime", ("syncd.services", "syncd.jobs", "syncd.builds", "syncd.workers", "syncd.push", "syncd.reconcile",
+    ("runtime", ("syncd.services", "syncd.jobs", "syncd.builds", "syncd.workers", "syncd.push", "syncd.deltas", "syncd.reconcile",
                  "syncd.batches", "syncd.engine", "syncd.testing")),
 ]
 

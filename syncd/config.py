@@ -149,7 +149,16 @@ class DaemonConfig(_Strict):
         return self
 
 
-class KubernetesTarget(_Strict):
+class _Remote(_Strict):
+    """How a remote target's bytes travel (syncd/core/transfer.py): large files as block
+    deltas against the version the container has, and gzip-compressed streams. "auto": when
+    the throughput syncd measures on the channel is below what the work costs."""
+
+    delta: Literal["auto", "always", "never"] = "auto"
+    compress: Literal["auto", "always", "never"] = "auto"
+
+
+class KubernetesTarget(_Remote):
     kind: Literal["kubernetes"]
     context: str | None = None
     namespace: str = "default"
@@ -173,7 +182,7 @@ class KubernetesTarget(_Strict):
         return v
 
 
-class DockerTarget(_Strict):
+class DockerTarget(_Remote):
     kind: Literal["docker"]
     container: str | None = None
     labels: dict[str, str] | None = None

@@ -142,8 +142,11 @@ TOOLS = ("tar", "dd", "sha1sum", "find", "xargs")
 TOOLS_PROBE = (
     f"for t in {' '.join(TOOLS)}; do command -v $t >/dev/null 2>&1 || echo missing:$t; done; "
     'if command -v dd >/dev/null 2>&1; then '
-    '[ "$(printf ab | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || echo weak:dd; fi'
+    '[ "$(printf ab | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || echo weak:dd; fi; '
+    "command -v gzip >/dev/null 2>&1 || echo nogzip"
 )
+# Optional: without it syncd sends raw (no compressed batches, no compressed delta literals).
+NO_GZIP = "no gzip: syncd sends raw (no compression on slow links); add gzip to the image (busybox has it) to compress"
 WITHOUT = {  # tool -> what breaks or degrades without it
     "tar": "nothing can be synced (every push unpacks a tar stream)",
     "dd": "no session: one exec per batch (slower); Kubernetes servers without v5.channel.k8s.io exec cannot push",
@@ -175,13 +178,16 @@ def check_tools(transport: Transport, ref: ContainerRef) -> Check:
             return Check(name, False, f"no 'sh' in the container{_image(ref)}: {last}",
                          "syncd needs a POSIX shell and tar in the image (e.g. add busybox)")
         return Check(name, False, f"the tool probe failed (exit {result.exit}): {last}", f"check that `sh -c` runs in {ref.name}")
+    gzip_note = f"; {NO_GZIP}" if "nogzip" in words else ""
     if not missing and not weak_dd:
-        return Check(name, True, f"sh, {', '.join(TOOLS)} found (dd with iflag=fullblock)")
+        return Check(name, True, f"sh, {', '.join(TOOLS)} found (dd with iflag=fullblock){gzip_note}")
     # busybox `sh` runs its own applets even without their /bin links: `command -v` knows.
     lines = [f"{t}: {WITHOUT[t]}; " + (ADD_TAR if t == "tar" else f"add {t} to the image (busybox or coreutils/findutils)")
              for t in missing]
     if weak_dd:
         lines.append(f"dd: lacks iflag=fullblock, so {WITHOUT['dd']}; use busybox or GNU coreutils dd")
+    if gzip_note:
+        lines.append(NO_GZIP)
     found = ", ".join(missing + (["dd without iflag=fullblock"] if weak_dd else []))
     return Check(name, False, f"missing in the container{_image(ref)}: {found}", "\n".join(lines))
 

@@ -26,6 +26,7 @@ from syncd.config import Config
 from syncd.core.coalesce import Coalescer
 from syncd.core.mapping import local_rel
 from syncd.core.paths import accepts, sets_off_a_build, watch_sources
+from syncd.deltas import large_files
 from syncd.ignore import IgnoreRules
 from syncd.jobs import BatchJob
 from syncd.known import KnownStore, record_of
@@ -64,7 +65,7 @@ class Engine:
         }
         self.coalescer = Coalescer(cfg.daemon.debounce_ms / 1000, cfg.daemon.max_batch_wait_ms / 1000,
                                    small=settings.batches.small_batch)
-        self.pusher = Pusher(clock, self.spawn)
+        self.pusher = Pusher(clock, self.spawn, large=large_files(cfg))
         self.reconciler = Reconciler(self.hashes, self.known, self.pusher, clock, settings, self.held_services,
                                      self._emit, cfg.state_dir / HASHES_FILE)
         self._events = anyio.Event()

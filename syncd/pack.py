@@ -38,6 +38,7 @@ class PackReport:
     seconds: float = 0.0
     streamed: bool = True  # False: packed whole before sending (syncd/push.py SharedPacks)
     shared: bool = False  # packed for another replica, its bytes reused
+    method: str = "raw"  # how the stream travels: "raw" or "gzip" (syncd/core/transfer.py)
 
 
 def _header(name: str, kind: Kind, mode: int, mtime: float, size: int = 0, link: str = "") -> bytes:
@@ -93,7 +94,7 @@ def _unchanged(before: os.stat_result, after: os.stat_result, size: int) -> bool
             and before.st_ctime_ns == after.st_ctime_ns and before.st_ino == after.st_ino)
 
 
-def _read_stable(path: str) -> tuple[bytes, os.stat_result] | str | None:
+def read_stable(path: str) -> tuple[bytes, os.stat_result] | str | None:
     """Read a small file whole; retry when it changed underneath us. None: vanished;
     "torn": still changing after 3 reads (not sent; the watcher brings it again)."""
     for _ in range(3):
@@ -177,7 +178,7 @@ def _shared(digest: str, put: Put) -> str:
 
 
 def _pack_small(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
-    got = _read_stable(put.source.path)
+    got = read_stable(put.source.path)
     if got is None:
         report.vanished.append(put.dest)
         return

@@ -20,6 +20,7 @@ import structlog
 from syncd.clock import Clock
 from syncd.core.manifest import apply_delta
 from syncd.core.mapping import UnsafePath, relative_name
+from syncd.deltas import LargeFiles, Patched
 from syncd.model import Delta, DestPath, Kind, Put
 from syncd.pack import PackReport, pack, stream_size
 from syncd.progress import Reporter, tracked
@@ -84,9 +85,11 @@ class SharedPacks:
 
 
 class Pusher:
-    def __init__(self, clock: Clock, spawn: Spawn, progress: Reporter | None = None) -> None:
+    def __init__(self, clock: Clock, spawn: Spawn, progress: Reporter | None = None,
+                 large: LargeFiles | None = None) -> None:
         self.clock = clock
         self.spawn = spawn
+        self.large = large  # block deltas for large files (syncd/deltas.py); None: always whole
         self.progress = progress or Reporter("json")  # the CLI swaps in its own (a bar on a terminal)
         self.packs = SharedPacks(clock)
 
@@ -108,18 +111,37 @@ class Pusher:
         except UnsafePath as e:
             raise TransportError(f"refused: {e}") from None
         t0 = self.clock.now()
+        puts, patched = list(delta.puts), Patched()
+        if self.large is not None:  # large files the container has a version of: block deltas first
+            puts, patched = await self.large.send(worker, puts, delta.deletes, root)
+            if patched.sent:
+                request_names = (request_names[0], [relative_name(p.dest, root) for p in puts])
+        if not puts and not delta.deletes:
+            if worker.manifest is not None:
+                apply_delta(worker.manifest, (), patched.sent)
+            report = PackReport(sent=dict(patched.sent), streamed=False)
+            self._landed(worker, delta, traces, report, ApplyResult(0), t0, patched)
+            await self.after_push(worker, delta, traces)
+            return None
+        t_tar = self.clock.now()
         # Packed once for all replicas when there are several (see SharedPacks); else streamed.
-        shared = await self.packs.packed(target.name, delta.puts, root) if len(target.workers) > 1 else None
+        shared = await self.packs.packed(target.name, puts, root) if len(target.workers) > 1 else None
         if shared is None:
             report = PackReport()
-            stream = pack(delta.puts, root, report)
+            stream = pack(puts, root, report)
         else:
             stream, report = shared
-        sink = self.progress.sink(worker.ref.label, sum(p.source.entry.kind is Kind.FILE for p in delta.puts),
-                                  stream_size(delta.puts))
+        report.sent.update(patched.sent)
+        level = 0
+        if self.large is not None:
+            await self.large.measure(worker, stream_size(puts))
+            level = await self.large.gzip_level(worker)
+        report.method = "gzip" if level else "raw"
+        sink = self.progress.sink(worker.ref.label, sum(p.source.entry.kind is Kind.FILE for p in puts),
+                                  stream_size(puts))
         if sink is not None:
             stream = tracked(stream, report, sink)
-        request = ApplyRequest(root, *request_names, stream)
+        request = ApplyRequest(root, *request_names, stream, gzip=level)
         if pipelined:
             try:
                 answer = await target.transport.apply_start(worker.ref, request)
@@ -135,20 +157,27 @@ class Pusher:
                     result = await answer()
                     worker.unconfirmed.subtract(report.sent.keys())
                     worker.unconfirmed += Counter()  # drop zero counts
-                    self._landed(worker, delta, traces, report, result, t0)
+                    self._landed(worker, delta, traces, report, result, t0, patched, t_tar, puts)
                     await self.after_push(worker, delta, traces)
 
                 return landed
         result = await target.transport.apply(worker.ref, request)
         if worker.manifest is not None:  # (None: a reconcile was requested meanwhile)
             apply_delta(worker.manifest, delta.deletes, report.sent)
-        self._landed(worker, delta, traces, report, result, t0)
+        self._landed(worker, delta, traces, report, result, t0, patched, t_tar, puts)
         await self.after_push(worker, delta, traces)
         return None
 
     def _landed(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace], report: PackReport,
-                result: ApplyResult, t0: float) -> None:
-        self._record(worker, delta, traces, report, result.bytes_sent, t0, self.clock.now())
+                result: ApplyResult, t0: float, patched: Patched, t_tar: float | None = None,
+                puts: Sequence[Put] = ()) -> None:
+        t1 = self.clock.now()
+        self._record(worker, delta, traces, report, result.bytes_sent, t0, t1, patched)
+        if self.large is not None and t_tar is not None:
+            self.large.channel(worker).observe(result.bytes_sent, t1 - t_tar)
+            keep = self.large.keep_sent(worker, puts, report.sent)
+            if keep:  # the next bases: kept off the push's path
+                self.spawn(self._keep, keep)
         if result.removed_symlinks:
             # Planted after syncd's last listing: what it believed was behind them is gone.
             log.warning("symlink in the way removed in the container", container=worker.ref.label,
@@ -156,6 +185,11 @@ class Pusher:
                         hint="something in the container replaced a synced directory with a symlink; syncd never "
                              "writes through one and reconciles now")
             worker.mark_stale()
+
+    async def _keep(self, files: list[tuple[str, str]]) -> None:
+        assert self.large is not None
+        for path, digest in files:
+            await anyio.to_thread.run_sync(self.large.cache.put_file, path, digest)
 
     async def after_push(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> None:
         """Run steps and restarts the push sets off, in order, timed on every batch it carried.
@@ -200,19 +234,28 @@ class Pusher:
 
     @staticmethod
     def _record(worker: ContainerWorker, delta: Delta, traces: list[BatchTrace], report: PackReport,
-                bytes_sent: int, t0: float, t1: float) -> None:
-        """Account a landed push: counters, and pack/push spans on every batch it carried."""
-        worker.bytes_sent += bytes_sent
-        worker.files_sent += report.files
-        detail = {"files": report.files, "deletes": len(delta.deletes), "bytes": bytes_sent}
+                bytes_sent: int, t0: float, t1: float, patched: Patched) -> None:
+        """Account a landed push: counters, and pack/push spans on every batch it carried.
+        The push span says how its bytes travelled: `method` (raw, gzip, delta), the bytes
+        before (the files' content) and after (on the wire), and a delta's copy/literal split."""
+        files = report.files + patched.files
+        wire = bytes_sent + patched.after
+        worker.bytes_sent += wire
+        worker.content_sent += report.bytes + patched.before
+        worker.files_sent += files
+        detail: dict[str, Any] = {"files": files, "deletes": len(delta.deletes), "bytes": wire,
+                                  "method": "delta" if patched.files else report.method,
+                                  "before": report.bytes + patched.before, "after": wire}
+        if patched.files or patched.refused:
+            detail["delta"] = patched.detail()
         for trace in traces:
             # Packing is interleaved with pushing (streamed): the span shows its own time only.
             trace.add("pack", t0, t0 + report.seconds,
                       detail={"container": worker.ref.label, "files": report.files,
                               "streamed": report.streamed, **({"shared": True} if report.shared else {})})
             trace.add(f"push:{worker.ref.label}", t0, t1, detail=detail)
-            for key, value in detail.items():
-                trace.stats[key] = trace.stats.get(key, 0) + value
+            for key in ("files", "deletes", "bytes"):
+                trace.stats[key] = trace.stats.get(key, 0) + detail[key]
             for dest, path, message in report.errors:
                 trace.errors.append(f"{path}: {message} (not sent to {dest})")
         for _dest, path, message in report.errors:

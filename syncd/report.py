@@ -149,6 +149,37 @@ def step_table(records: list[dict]) -> list[StepRow]:
     ]
 
 
+def transfers(records: list[dict]) -> list[dict]:
+    """Per method a push used (raw, gzip, delta): pushes, bytes before (the content) and after
+    (on the wire), their ratio, and for deltas the bytes copied from the container's copy vs
+    sent as literals (push spans' details, syncd/push.py)."""
+    rows: dict[str, dict] = {}
+    for rec in records:
+        for span in rec.get("spans") or []:
+            detail = span.get("detail")
+            if not span["name"].startswith("push:") or not isinstance(detail, dict) or "method" not in detail:
+                continue
+            row = rows.setdefault(detail["method"], {"method": detail["method"], "pushes": 0, "before": 0, "after": 0,
+                                                     "copied": 0, "literal": 0})
+            row["pushes"] += 1
+            row["before"] += int(detail.get("before", 0))
+            row["after"] += int(detail.get("after", 0))
+            row["copied"] += int((detail.get("delta") or {}).get("copied", 0))
+            row["literal"] += int((detail.get("delta") or {}).get("literal", 0))
+    for row in rows.values():
+        row["ratio"] = round(row["after"] / row["before"], 4) if row["before"] else None
+    return sorted(rows.values(), key=lambda r: ("raw", "gzip", "delta").index(r["method"])
+                  if r["method"] in ("raw", "gzip", "delta") else 9)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
 def slowest(records: list[dict], n: int) -> list[dict]:
     """The `n` records with the longest `total`, slowest first (each with all its spans)."""
     if n <= 0:
@@ -278,6 +309,7 @@ def summary(records: list[dict], top: int) -> dict:
         "actions": kinds.count("action"),
         "failed": sum(1 for r in records if not r.get("ok", True)),
         "steps": [row.as_dict() for row in step_table(records)],
+        "transfers": transfers(records),
         "slowest": [brief(r) for r in slowest(records, top)],
         "failures": [brief(r) for r in records if not r.get("ok", True)],
     }
@@ -362,6 +394,16 @@ def cmd_trace(path: Path, console: Console, since: str | None, service: str | No
     for row in step_table(chosen):
         table.add_row(row.step, str(row.count), f"{row.p50:.1f}", f"{row.p95:.1f}", f"{row.max:.1f}")
     console.print(table)
+    moved = transfers(chosen)
+    if moved:
+        sent = Table(title="how pushes travelled (bytes on the wire / bytes of content)")
+        for col in ("method", "pushes", "content", "on the wire", "ratio", "delta copied / literal"):
+            sent.add_column(col, justify="left" if col == "method" else "right")
+        for way in moved:
+            split = f"{_size(way['copied'])} / {_size(way['literal'])}" if way["method"] == "delta" else ""
+            ratio = f"{100 * way['ratio']:.2f} %" if way["ratio"] is not None else "-"
+            sent.add_row(way["method"], str(way["pushes"]), _size(way["before"]), _size(way["after"]), ratio, split)
+        console.print(sent)
 
     slow = slowest(chosen, top)
     if slow:

@@ -26,6 +26,8 @@ from syncd.transports.base import (
     ApplyResult,
     CommandResult,
     ContainerRef,
+    PatchRequest,
+    PatchResult,
     PendingApply,
     Transport,
     TransportError,
@@ -185,6 +187,12 @@ class MemoryTransport:
         self.container(ref)
         return CommandResult(0, "")
 
+    async def throughput(self, ref: ContainerRef, nbytes: int) -> float:
+        raise Unsupported(f"{ref.label}: in memory: nothing to measure")
+
+    async def patch(self, ref: ContainerRef, request: PatchRequest) -> PatchResult:
+        raise Unsupported(f"{ref.label}: in memory, a file is sent whole")
+
     async def run_step(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
         return await self.run(ref, argv)
 
@@ -227,6 +235,7 @@ class RecordingTransport:
         self._failures: dict[str, list[TransportError]] = {}
         self._hooks: dict[str, Hook] = {}
         self.payload: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None
+        self.patch_payload: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None  # same, for patches
 
     # --- scripting ---------------------------------------------------------------------------
 
@@ -266,7 +275,7 @@ class RecordingTransport:
     def _wrap(self, request: ApplyRequest) -> ApplyRequest:
         if self.payload is None:
             return request
-        return ApplyRequest(request.root, request.deletes, request.puts, self.payload(request.tar))
+        return ApplyRequest(request.root, request.deletes, request.puts, self.payload(request.tar), request.gzip)
 
     async def containers(self) -> list[ContainerRef]:
         return await self._call("containers", None, None)
@@ -287,6 +296,14 @@ class RecordingTransport:
     async def apply_start(self, ref: ContainerRef, request: ApplyRequest) -> PendingApply:
         detail = {"deletes": list(request.deletes), "puts": list(request.puts)}
         return await self._call("apply_start", ref, detail, ref, self._wrap(request))
+
+    async def patch(self, ref: ContainerRef, request: PatchRequest) -> PatchResult:
+        if self.patch_payload is not None:
+            request = PatchRequest(request.root, request.name, request.args, self.patch_payload(request.stream))
+        return await self._call("patch", ref, {"name": request.name, "args": request.args}, ref, request)
+
+    async def throughput(self, ref: ContainerRef, nbytes: int) -> float:
+        return await self._call("throughput", ref, nbytes, ref, nbytes)
 
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
         return await self._call("run", ref, list(argv), ref, argv)

@@ -92,7 +92,8 @@ class ContainerWorker:
     state: WorkerState = WorkerState.STARTING
     retry: Retry | None = None  # while backing off
     last_error: str = ""
-    bytes_sent: int = 0
+    bytes_sent: int = 0  # on the wire
+    content_sent: int = 0  # the content those bytes carried (more: compression or block deltas saved)
     files_sent: int = 0
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     steps_lock: anyio.Lock = field(default_factory=anyio.Lock)  # run steps of one batch at a time
@@ -462,6 +463,7 @@ class TargetRuntime:
                 "error": w.last_error,
                 "files_sent": w.files_sent,
                 "bytes_sent": w.bytes_sent,
+                "content_sent": w.content_sent,
                 "tracked_paths": len(w.manifest or {}),
                 "queued_paths": len(w.pending),
             }

@@ -194,3 +194,36 @@ def test_compose_section_alone(docker_client, tmp_path: Path) -> None:  # noqa: 
     assert r["settings"]["sections"] == ["compose"] and r["targets"] == {}
     check_compose(r["compose"], r["settings"]["edits"])
     assert "Compose develop.watch" in proc.stdout and "debounce" in proc.stdout
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(300)
+def test_delta_section_alone(docker_client, tmp_path: Path) -> None:  # noqa: ANN001
+    """Block deltas and compression, off vs on, through simulated links (issue #17)."""
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "delta", "--delta-files", "600",
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=290, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads(out.read_text())
+    d = r["delta"]
+    assert r["settings"]["sections"] == ["delta"] and r["settings"]["delta_profiles"] == ["lan", "cloud"]
+    assert set(d["edits"]) == {"backend_const", "backend_route", "synthetic_2_blocks", "synthetic_insert_10k"}
+    for name, by_link in d["edits"].items():
+        assert set(by_link) == {"lan", "cloud"}
+        for link, modes in by_link.items():
+            for mode, row in modes.items():
+                assert row["verified"] and row["seconds"] > 0 and row["wire_bytes"] > 0, (name, link, mode, row)
+                if mode == "off":
+                    assert row["methods"] == ["raw"] and row["wire_bytes"] >= row["file_bytes"], (name, link, row)
+    # cloud is slower than the encoder: auto sends deltas, far fewer bytes than the file
+    synth = d["edits"]["synthetic_2_blocks"]["cloud"]["on"]
+    assert synth["methods"] == ["delta"] and synth["wire_share"] < 0.05, synth
+    for kind in ("random", "text"):
+        for mode in ("off", "on"):
+            t = d["trees"][kind][mode]
+            assert t["container_files"] == 600 and t["over_link_time"] > 0, (kind, mode, t)
+    assert d["trees"]["text"]["on"]["wire_bytes"] < d["trees"]["text"]["off"]["wire_bytes"] / 2
+    for c in d["encode"].values():
+        assert c["cpu_ms_per_mb"] > 0 and c["literal_bytes"] <= c["bytes"]
+    assert "Large-file edits" in proc.stdout and "encoding on the host" in proc.stdout

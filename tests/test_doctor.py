@@ -334,3 +334,16 @@ def test_kube_api_server_unreachable(cluster, monkeypatch, tmp_path: Path) -> No
     assert code == 1 and "API server unreachable at http://127.0.0.1:9" in check.detail
     assert "`kubectl cluster-info`" in check.remedy
     assert "– pods, exec and tools of target web: skipped (API server not reachable)" in text
+
+
+@pytest.mark.docker
+def test_container_without_gzip_is_said_and_still_passes(make_container, tmp_path: Path) -> None:  # noqa: ANN001
+    """gzip is optional: without it syncd sends raw, and doctor says so (issue #17)."""
+    c = make_container("notar")  # dash as sh: busybox applets exist only through their links
+    assert c.exec_run(["/bin/busybox", "rm", "/bin/gzip"]).exit_code == 0
+    _code, _text, checks = doctor(write(tmp_path, docker_service(c.name)), limit(tmp_path))
+    tools = only(checks, f"tools in web/{c.name}")
+    assert "no gzip: syncd sends raw" in tools.remedy, tools  # (tar is missing too in this image)
+    ok = make_container()
+    _code, _text, checks = doctor(write(tmp_path, docker_service(ok.name)), limit(tmp_path))
+    assert "gzip" not in only(checks, f"tools in web/{ok.name}").detail

@@ -183,7 +183,7 @@ async def test_kube_sessions_and_dropped_websocket(cluster, tmp_path: Path, prot
 
         await _fault_mid_batch(engine, src, drop_websocket)
         assert not diff_trees(local_tree(src), cluster.tree("web-0", "/app/src"))
-        assert any("session lost" in e for r in engine.trace.records for e in r["errors"])
+        assert any("session lost" in e for r in engine.trace.records for e in r["errors"]), [r["errors"] for r in engine.trace.records]
 
 
 async def test_quick_reconcile_hashes_only_what_it_must(tmp_path: Path, make_container) -> None:  # noqa: ANN001

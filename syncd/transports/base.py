@@ -99,6 +99,7 @@ class ApplyRequest:
     deletes: list[str]
     puts: list[str]
     tar: Iterator[bytes]
+    gzip: int = 0  # > 0: the stream travels gzip-compressed at this level (the container runs gzip -d)
     guard: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +109,25 @@ class ApplyRequest:
 def guard_dirs(deletes: Iterable[str], puts: Iterable[str]) -> list[str]:
     """The directories (relative to the root) a batch deletes or writes in."""
     return sorted({n.rsplit("/", 1)[0] for n in [*deletes, *puts] if "/" in n})
+
+
+@dataclass(slots=True)
+class PatchRequest:
+    """One large file rebuilt in the container from the version it holds (`base`, a sha1; ""
+    for none: the file sent whole) and the ops of a block delta (syncd/transports/patch.py):
+    `stream` is the request's stdin, `args` its arguments."""
+
+    root: DestPath
+    name: str  # relative to root
+    args: list[str]
+    stream: Iterator[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class PatchResult:
+    applied: bool  # False: the container refused (another base, none, a failed check): `why`
+    bytes_sent: int
+    why: str = ""
 
 
 # The container's answer to an apply already written (see Transport.apply_start).
@@ -147,6 +167,18 @@ class Transport(Protocol):
         """Write the batch and return at once with an awaitable for the container's answer, so
         the next batch is packed while this one is applied (pipelining). Unsupported: no
         pipelining for this container; the engine uses `apply`."""
+        ...
+
+    async def patch(self, ref: ContainerRef, request: PatchRequest) -> PatchResult:
+        """Rebuild one file from the container's copy and a block delta, verified before and
+        after, renamed into place. A refusal is a result (`applied` False: send it whole), not
+        an error. Unsupported where a delta cannot pay (a local directory)."""
+        ...
+
+    async def throughput(self, ref: ContainerRef, nbytes: int) -> float:
+        """Send `nbytes` the container discards and return bytes/s up to its answer: what
+        the channel carries, for deciding whether compression or deltas pay. Unsupported
+        where there is no channel worth measuring (a local directory) or no session."""
         ...
 
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:

@@ -10,6 +10,7 @@ the image lacks — lives here.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Iterator, Sequence
 
 import anyio
@@ -23,17 +24,24 @@ from syncd.transports.base import (
     CommandResult,
     ContainerRef,
     ExecResult,
+    PatchRequest,
+    PatchResult,
     PendingApply,
     TransportError,
     Unsupported,
 )
+from syncd.transports.patch import PATCH_SCRIPT, REFUSED, why
 from syncd.transports.session import Channel, Session, SessionError, SessionPool, call, say_fallback
 from syncd.transports.shell import (
     APPLY_SCRIPT,
     FRAMED_APPLY_SCRIPT,
+    GUNZIP_FAILED,
+    GZIP_APPLY_SCRIPT,
+    GZIP_FRAMED_APPLY_SCRIPT,
     MANIFEST_SCRIPT,
     encode_head,
     frame_chunks,
+    gzipped,
     parse_hash_list,
     parse_manifest,
     rechunk,
@@ -125,7 +133,7 @@ class ExecTransport:
             raise Unsupported(f"{ref.label}: no session: one exec per batch")
         try:
             fut, sent = await anyio.to_thread.run_sync(session.apply, request.root, request.deletes, request.tar,
-                                                       request.guard, abandon_on_cancel=True)
+                                                       request.guard, request.gzip, abandon_on_cancel=True)
         except SessionError as e:
             if self._pool is not None:
                 self._pool.drop(ref, str(e))
@@ -136,9 +144,36 @@ class ExecTransport:
             output = got.output.decode("utf-8", "replace")
             await self._explain_refusal(ref, request, got.rc, output)
             self._check(ref, "applying the batch", ExecResult(got.rc, b"", got.output))
+            self._check_gunzip(ref, output)
             return ApplyResult(bytes_sent=sent(), removed_symlinks=removed_symlinks(output), output=output)
 
         return answer
+
+    async def patch(self, ref: ContainerRef, request: PatchRequest) -> PatchResult:
+        session = await self._session(ref)
+        if session is not None:
+            try:
+                fut, sent = await anyio.to_thread.run_sync(session.patch, request.args, request.stream,
+                                                           abandon_on_cancel=True)
+            except SessionError as e:
+                self.drop_session(ref, str(e))
+                raise TransportError(f"{ref.label}: session lost: {e}", "syncd reconciles on a new session") from None
+            answer = await call(self._pool, ref, lambda: fut, timeout=self._answer_timeout)
+            result = ExecResult(answer.rc, answer.output, b"", sent())
+        else:
+            result = await self._run_exec(ref, ["sh", "-c", PATCH_SCRIPT, "syncd-patch", *request.args], request.stream)
+        if result.exit == REFUSED:
+            return PatchResult(False, result.sent, why(result.stdout.decode("utf-8", "replace")))
+        self._check(ref, f"patching {request.name}", result)
+        return PatchResult(True, result.sent)
+
+    async def throughput(self, ref: ContainerRef, nbytes: int) -> float:
+        session = await self._session(ref)
+        if session is None:
+            raise Unsupported(f"{ref.label}: no session to measure")
+        t0 = time.perf_counter()
+        await call(self._pool, ref, session.probe, nbytes, timeout=self._answer_timeout)
+        return nbytes / max(time.perf_counter() - t0, 1e-6)
 
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
         result = await self._run_exec(ref, argv, None)
@@ -185,13 +220,16 @@ class ExecTransport:
 
         def stream() -> Iterator[bytes]:
             yield encode_head(request.guard, request.deletes)
-            yield from (frame_chunks(request.tar) if framed else rechunk(request.tar))  # few large writes
+            tar = gzipped(request.tar, request.gzip) if request.gzip else request.tar
+            yield from (frame_chunks(tar) if framed else rechunk(tar))  # few large writes
 
-        argv = ["sh", "-c", FRAMED_APPLY_SCRIPT if framed else APPLY_SCRIPT, "syncd-apply", request.root]
+        scripts = (GZIP_FRAMED_APPLY_SCRIPT, GZIP_APPLY_SCRIPT) if request.gzip else (FRAMED_APPLY_SCRIPT, APPLY_SCRIPT)
+        argv = ["sh", "-c", scripts[0] if framed else scripts[1], "syncd-apply", request.root]
         result = await self._run_exec(ref, argv, stream())
         output = (result.stderr or result.stdout).decode("utf-8", "replace")
         await self._explain_refusal(ref, request, result.exit, output)
         self._check(ref, "applying the batch", result)
+        self._check_gunzip(ref, output)
         return ApplyResult(bytes_sent=result.sent, removed_symlinks=removed_symlinks(output), output=output)
 
     async def probe_access(self, ref: ContainerRef, root: DestPath, dirs: Sequence[str]) -> Access:
@@ -213,6 +251,13 @@ class ExecTransport:
         error = not_writable(ref, access, self.other_user_fix())
         if error is not None:
             raise error
+
+    @staticmethod
+    def _check_gunzip(ref: ContainerRef, output: str) -> None:
+        """tar may end cleanly on a stream gzip cut short: the notice makes it a failure."""
+        if GUNZIP_FAILED in output:
+            raise TransportError(f"{ref.label}: a compressed batch could not be decompressed: {output.strip()[-200:]}",
+                                 "syncd reconciles; `syncd doctor` says whether the container has gzip")
 
     @staticmethod
     def _check(ref: ContainerRef, what: str, result: ExecResult) -> None:

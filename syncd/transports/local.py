@@ -26,6 +26,8 @@ from syncd.transports.base import (
     ApplyResult,
     CommandResult,
     ContainerRef,
+    PatchRequest,
+    PatchResult,
     PendingApply,
     TransportError,
     Unsupported,
@@ -207,6 +209,12 @@ class LocalTransport:
         os.chmod(tmp, m.mode & 0o7777)
         os.utime(tmp, (m.mtime, m.mtime))
         os.replace(tmp, dst)
+
+    async def throughput(self, ref: ContainerRef, nbytes: int) -> float:
+        raise Unsupported(f"{ref.label}: a local directory: nothing to measure")
+
+    async def patch(self, ref: ContainerRef, request: PatchRequest) -> PatchResult:
+        raise Unsupported(f"{ref.label}: a local directory is written whole (a copy costs less than a delta)")
 
     async def run(self, ref: ContainerRef, argv: list[str]) -> CommandResult:
         """A local target's "container" is a directory: commands run on this machine, in it

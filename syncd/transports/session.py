@@ -6,7 +6,11 @@ ash, dash and bash), which reads framed requests from stdin and answers on stdou
 
     request:  "<seq> <op> <arg>...\\n"  (args `printf %b`-escaped, so no spaces inside)
               apply  ROOT   + deletes (escaped lines, empty line) + framed tar ("<n>\\n"+n bytes…, "0\\n")
+              applyz ROOT   the same, the tar stream gzip-compressed
               manifest DEST…
+              define N + N bytes of sh function definitions (loaded on first use: Kubernetes
+                     caps the exec URL the script travels in at 8 KiB)
+              patch  ROOT NAME BLOCK BASE RESULT MODE MTIME + guard section + ops (transports/patch.py)
               run    CMD
               ping
     answer:   "@@R <seq> <rc> <len>\\n" + <len> bytes of output          (apply, run, ping)
@@ -34,7 +38,8 @@ import structlog
 
 from syncd.settings import SessionSettings
 from syncd.transports.base import ContainerRef, TransportError
-from syncd.transports.shell import GUARD, MANIFEST_ONE, encode_head, escape_name, frame_chunks
+from syncd.transports.patch import PATCH_REQ
+from syncd.transports.shell import GUARD, GUNZIP_FAILED, MANIFEST_ONE, encode_head, escape_name, frame_chunks, gzipped
 
 log = structlog.get_logger("syncd.session")
 
@@ -56,6 +61,7 @@ apply_req() {
 manifest_one() {
 @MANIFEST_ONE@
 }
+gzfail="@GZFAIL@"
 echo "@@READY 1"
 while IFS= read -r req; do
   set -f; set -- $req; set +f
@@ -75,6 +81,13 @@ while IFS= read -r req; do
     ( cd / && while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
         xargs -0 -r sha1sum ); rc=$?
     printf '\0@@E %s %s\0\n' "$seq" "$rc" ;;
+  applyz)
+    out=$(tar() { { gzip -dc || echo "$gzfail" >&2; } | command tar "$@"; }; apply_req "$(printf '%b' "$1")" 2>&1); rc=$?
+    printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
+  define) eval "$(dd bs="$1" count=1 iflag=fullblock 2>/dev/null)"; printf '@@R %s 0 0\n' "$seq" ;;
+  patch)
+    out=$(patch_req "$(printf '%b' "$1")" "$(printf '%b' "$2")" "$3" "$4" "$5" "$6" "$7" 2>&1); rc=$?
+    printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
   run)
     out=$(sh -c "$(printf '%b' "$1")" 2>&1 </dev/null); rc=$?
     printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
@@ -83,7 +96,9 @@ while IFS= read -r req; do
   esac
 done
 """
-SESSION_SCRIPT = SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE).replace("@GUARD@", GUARD.strip())
+SESSION_SCRIPT = (SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE).replace("@GZFAIL@", GUNZIP_FAILED)
+                  .replace("@GUARD@", GUARD.strip())
+)
 
 
 
@@ -136,6 +151,7 @@ class Session:
         self.error: str = ""
         self.last_activity = time.monotonic()
         self._ready: Future[str] = Future()
+        self._patch_defined = False
         self._reader = threading.Thread(target=self._read_loop, daemon=True, name=f"session {label}")
         self._reader.start()
         self._keepalive = threading.Thread(target=self._keepalive_loop, daemon=True, name=f"keepalive {label}")
@@ -196,7 +212,9 @@ class Session:
         return fut
 
     def apply(self, root: str, deletes: list[str], tar: Iterator[bytes],
-              guard: Sequence[str] = ()) -> tuple[Future[Answer], Callable[[], int]]:
+              guard: Sequence[str] = (), gzip: int = 0) -> tuple[Future[Answer], Callable[[], int]]:
+        """Delete, then extract the tar stream; `gzip` > 0: compressed at that level on the
+        way (request `applyz`: the container's tar reads through gzip -d)."""
         sent = 0
 
         def payload() -> Iterator[bytes]:
@@ -204,12 +222,34 @@ class Session:
             head = encode_head(list(guard), deletes)
             sent += len(head)
             yield head
-            for piece in _frames(tar):  # streamed: never the whole batch in memory
+            for piece in _frames(gzipped(tar, gzip) if gzip else tar):  # streamed: never the whole batch in memory
                 sent += len(piece)
                 yield piece
 
-        fut = self.request("apply", [root], payload())
+        fut = self.request("applyz" if gzip else "apply", [root], payload())
         return fut, lambda: sent
+
+    def patch(self, args: list[str], stream: Iterator[bytes]) -> tuple[Future[Answer], Callable[[], int]]:
+        """Rebuild one file from a block delta (syncd/transports/patch.py); its ops are read
+        by byte count, like the frames of an apply."""
+        sent = 0
+        if not self._patch_defined:  # patch_req is loaded on first use (see `define`)
+            text = PATCH_REQ.encode()
+            self.request("define", [str(len(text))], [text])
+            self._patch_defined = True
+
+        def payload() -> Iterator[bytes]:
+            nonlocal sent
+            for piece in stream:
+                sent += len(piece)
+                yield piece
+
+        return self.request("patch", args, payload()), lambda: sent
+
+    def probe(self, nbytes: int) -> Future[Answer]:
+        """`nbytes` the container reads and drops (a `define` of a shell comment): timing
+        its answer measures the channel (syncd/core/transfer.py)."""
+        return self.request("define", [str(nbytes)], [b"#" + b"x" * max(0, nbytes - 2) + b"\n"])
 
     def manifest(self, dests: list[str], quick: bool = True) -> Future[Answer]:
         """List the destinations; `quick`: files with size and mtime instead of a hash."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import string
+import zlib
 from collections.abc import Iterable, Iterator
 
 from syncd.core.manifest import Manifest
@@ -61,6 +62,25 @@ while IFS= read -r n && [ "$n" -gt 0 ]; do
   dd bs="$n" count=1 iflag=fullblock 2>/dev/null || { echo "syncd: dd failed" >&2; exit 124; }
 done | tar -xof - || exit $?
 """
+
+# A compressed batch: the same scripts with `tar` reading through `gzip -d`. A gzip failure
+# (a corrupt stream, no gzip) is said on stderr: syncd then takes the batch as failed, since
+# tar may have ended cleanly on what it got (syncd/transports/exec.py).
+GUNZIP_FAILED = "syncd: gzip -d failed"
+GUNZIP = "tar() { { gzip -dc || echo '" + GUNZIP_FAILED + "' >&2; } | command tar \"$@\"; }\n"
+GZIP_APPLY_SCRIPT = GUNZIP + APPLY_SCRIPT
+GZIP_FRAMED_APPLY_SCRIPT = GUNZIP + FRAMED_APPLY_SCRIPT
+
+
+def gzipped(chunks: Iterable[bytes], level: int) -> Iterator[bytes]:
+    """The stream gzip-compressed on the fly (the gzip format `gzip -d` reads)."""
+    z = zlib.compressobj(level, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        out = z.compress(chunk)
+        if out:
+            yield out
+    yield z.flush()
+
 
 FRAME = 1 << 20
 
