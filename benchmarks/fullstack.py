@@ -173,11 +173,11 @@ class Edit:
 
 
 class Daemon:
-    """`syncd run -c config/fullstack.toml` in the app copy, its trace, its control API."""
+    """`syncd run -c config/fullstack.toml` (or `config`) in the app copy, its trace, its control API."""
 
-    def __init__(self, app: Path, env: dict[str, str], log: Path):
+    def __init__(self, app: Path, env: dict[str, str], log: Path, config: str = CONFIG):
         self.app = app
-        self.cfg = app / CONFIG
+        self.cfg = app / config
         self.env = env
         self.log = log
         self.trace = TraceTail(self.cfg.parent / ".syncd" / "trace.jsonl")

@@ -44,6 +44,8 @@ def render(results: dict, console: Console) -> None:
         render_scale(results["scale"], console)
     if "compose" in sections:
         render_compose(results["compose"], console)
+    if "remote" in sections:
+        render_remote(results["remote"], console)
     console.print()
     lags = [s["single_file"]["syncd"]["observer_stream_lag_p50_ms"]
             for s in ([results] if "docker" in sections else []) + ([results["kube"]] if "kube" in sections else [])]
@@ -294,3 +296,38 @@ def render_compose(c: dict, console: Console) -> None:
     console.print(table)
     console.print("compose watch = the upload it makes per batch, measured, + its 500 ms debounce, added (a lower bound: "
                   "no Compose CLI is run)", markup=False, style="dim")
+
+
+def render_remote(r: dict, console: Console) -> None:
+    """Per link profile: each figure beside the link's own time for the bytes it sent."""
+    console.print()
+    table = Table(title=f"Remote: the kube fixture behind a simulated link (load {r['loadavg_at_section_start'][0]:.2f}); "
+                        "each figure | the link alone for its bytes", title_justify="left")
+    for col in ("profile", "1 file p50 ms", "p95", "link", "kubectl cp p50", "×", "burst s", "link s", "× kubectl",
+                "reconcile s", "link s", "const edit s", "route edit s"):
+        table.add_column(col, justify="left" if col == "profile" else "right")
+    for name, row in r["summary"].items():
+        if name == "goals":
+            continue
+
+        def f(key: str, scale: float = 1.0, fmt: str = ".1f", row: dict = row) -> str:
+            v = row.get(key)
+            return "" if v is None else format(v * scale, fmt)
+
+        def edit(kind: str, row: dict = row) -> str:
+            if f"backend_{kind}_s" not in row:
+                return ""
+            sp = row[f"backend_{kind}_split_s"] or {}
+            parts = "/".join(f"{sp[k]:.2f}" if sp.get(k) is not None else "-" for k in ("build", "push", "restart", "ready"))
+            return (f"{row[f'backend_{kind}_s']:.2f} ({parts}; {row[f'backend_{kind}_mb_up']:.1f} MB, "
+                    f"link {row[f'backend_{kind}_link_time_ms'] / 1000:.2f})")
+
+        table.add_row(name, f("single_file_p50_ms"), f("single_file_p95_ms"), f("single_file_link_time_ms"),
+                      f("kubectl_cp_p50_ms"), f("ratio_vs_kubectl_cp_p50"), f("burst_s", fmt=".2f"),
+                      f("burst_link_time_ms", 1e-3, ".2f"), f("burst_ratio_vs_kubectl_cp"), f("reconcile_s", fmt=".2f"),
+                      f("reconcile_link_time_ms", 1e-3, ".2f"), edit("const"), edit("route"))
+    console.print(table)
+    console.print("edits: end to end (build/push/restart/ready; MB up the link; the link's own time for them). "
+                  "link = RTT + bytes/rate (tests/linksim.py)", markup=False, style="dim")
+    for name, g in r["summary"].get("goals", {}).items():
+        console.print(f"{name}: goal {g['goal']}: {'pass' if g['pass'] else 'MISSED'}", markup=False)
