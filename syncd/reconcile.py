@@ -19,11 +19,13 @@ import anyio.lowlevel
 import structlog
 
 from syncd.clock import Clock
+from syncd.core.chunking import chunk_end, next_chunk_bytes
 from syncd.core.manifest import Manifest, diff
 from syncd.core.mapping import UnsafePath, most_specific
 from syncd.known import KnownStore, Record, record_of, resolve
 from syncd.memory import give_back
 from syncd.model import Delta, Desired, Entry, Kind
+from syncd.pack import stream_size
 from syncd.push import Pusher
 from syncd.scan import HashCache, scan_source
 from syncd.settings import Settings
@@ -179,7 +181,7 @@ class Reconciler:
             log.error("cannot read", path=path, error=message, hint="check the file's permissions")
         worker.manifest = found.remote
         try:
-            await self.pusher.send(worker, found.delta, [trace] + [j.trace for j in jobs])
+            await self.send(worker, found.delta, [trace] + [j.trace for j in jobs])
         except TransportError:
             worker.forget_manifest()
             raise
@@ -193,6 +195,30 @@ class Reconciler:
         if len(found.delta.puts) + len(found.remote) >= self.settings.batches.trim_after_paths:
             await give_back()
         return not found.errors
+
+    async def send(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> None:
+        """Send the reconcile's delta: a large one in chunks (deletes with the first; sizes from
+        core/chunking.py), with what was submitted meanwhile sent between two chunks
+        (`worker.push_waiting`), so a single-file edit does not wait for the whole tree. The
+        steps and restarts the delta sets off run once, after the last chunk."""
+        b = self.settings.batches
+        sizes = [stream_size([p]) - 1024 for p in delta.puts]  # (minus the trailer each estimate adds)
+        budget = b.chunk_first_bytes
+        if sum(sizes) <= budget:
+            await self.pusher.send(worker, delta, traces)
+            return
+        start, deletes = 0, delta.deletes
+        while start < len(sizes) and worker.manifest is not None:  # (None: a reconcile was asked for anew)
+            end = chunk_end(sizes, start, budget)
+            t0 = self.clock.now()
+            await self.pusher.send(worker, Delta(deletes, delta.puts[start:end]), traces, steps=False)
+            budget = next_chunk_bytes(sum(sizes[start:end]), self.clock.now() - t0, b.chunk_s, b.chunk_min_bytes,
+                                      b.chunk_max_bytes)
+            start, deletes = end, ()
+            if start < len(sizes) and worker.manifest is not None:
+                await worker.push_waiting()
+        if worker.manifest is not None:
+            await self.pusher.after_push(worker, delta, traces)
 
     async def save_hashes(self, at_least: int = 1) -> None:
         """Keep the hash cache for the next run once it holds `at_least` new digests (after a

@@ -49,6 +49,12 @@ class BatchSettings:
     save_hashes_after: int = 1000
     # A reconcile this large hands its freed heap back to the system (syncd/memory.py).
     trim_after_paths: int = 10_000
+    # A reconcile delta larger than the first chunk is sent in chunks of ~chunk_s each on the
+    # link (core/chunking.py); batches submitted meanwhile go out between two chunks.
+    chunk_first_bytes: int = 1 << 20
+    chunk_s: float = 0.5
+    chunk_min_bytes: int = 256 << 10
+    chunk_max_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
