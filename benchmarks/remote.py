@@ -186,6 +186,7 @@ def backend_through(profile: str, fx, app: Path, env: dict[str, str], backing_ip
             for kind in ("const", "route"):
                 version = f"{profile}-{kind}"
                 u0, d0 = link.bytes_up, link.bytes_down
+                n_before = len(daemon.trace.poll())
                 t_write = time.time()
                 if kind == "const":
                     set_version(app, version)
@@ -197,8 +198,9 @@ def backend_through(profile: str, fx, app: Path, env: dict[str, str], backing_ip
                             f"{path} to answer {want.strip()!r} through {profile}")
                 t_ok = time.time()
                 daemon.settle()
+                records = daemon.trace.poll()[n_before:]
                 up, down = link.bytes_up - u0, link.bytes_down - d0
-                out[kind] = {"e2e_s": t_ok - t_write, **split_edit(daemon.trace.poll(), t_write, t_ok),
+                out[kind] = {"e2e_s": t_ok - t_write, **split_edit(records, t_write, t_ok),
                              "wire": wire(link, up, down), "live_goal_s": LIVE_S,
                              "live_pass": t_ok - t_write <= LIVE_S}
                 progress(f"remote {profile}: backend {kind} edit live in {t_ok - t_write:.2f} s "
@@ -218,25 +220,18 @@ def wait_answer(daemon, cond: Callable[[], bool], what: str) -> None:  # noqa: A
 
 
 def split_edit(records: list[dict], t_write: float, t_ok: float) -> dict:
-    """The backend edit's parts from the trace record that ran its build: detect (write -> the
-    batch's start), build, push, restart (spans' durations), ready (restart's end -> answer)."""
-    rec = next((r for r in reversed(records) if r.get("spans") and r["spans"][0]["start"] >= t_write - 0.5
-                and any(s["name"] == "build:cargo" for s in r["spans"])), None)
-    if rec is None:
-        return {"split_s": None}
-    spans = rec["spans"]
+    """The edit's time split as the fullstack section splits it (benchmarks/fullstack.py's
+    attribute/split: consecutive parts on one clock, adding up to the end-to-end time): detect,
+    build, push, run, restart, ready, in seconds; and syncd's own span durations."""
+    from benchmarks.fullstack import RUST, Edit, attribute, span_ms, split
 
-    def dur(prefix: str) -> float:
-        return sum(s["end"] - s["start"] for s in spans if s["name"].startswith(prefix))
-
-    restart_end = max((s["end"] for s in spans if s["name"].startswith("restart:")), default=None)
-    return {"split_s": {
-        "detect": spans[0]["start"] - t_write,
-        "build": dur("build:cargo"),
-        "push": dur("push:backend/"),
-        "restart": dur("restart:backend"),
-        "ready": (t_ok - restart_end) if restart_end is not None else None,
-    }}
+    found = attribute(RUST, records, t_write)
+    if found is None:
+        return {"split_s": None, "spans_ms": None}
+    e = Edit(RUST.name, t_write, first_ok=t_ok)
+    e.record, e.used, e.borrowed = found
+    parts = split(RUST, e) or {}
+    return {"split_s": {k: v / 1000 for k, v in parts.items()}, "spans_ms": span_ms(RUST, e)}
 
 
 def start_pods(fx) -> None:  # noqa: ANN001
