@@ -20,22 +20,11 @@ from syncd.settings import DEFAULT_SETTINGS
 from kube_support import NAMESPACE
 from remote_support import docker_behind_link, fixture_behind_link
 from storms import storm
+from test_faults import config_text, lost
 from trees import Tree, container_tree, diff_trees, local_tree
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 
-CONFIG = """
-[daemon]
-debounce_ms = 20
-max_batch_wait_ms = 500
-trace = ".syncd/trace.jsonl"
-[targets.web]
-{target}
-[[services]]
-name = "web"
-target = "web"
-sync = [{{ src = "src", dest = "/app/src" }}]
-"""
 KUBE_TARGET = f'kind = "kubernetes"\nnamespace = "{NAMESPACE}"\nselector = "app=web"'
 
 
@@ -65,7 +54,7 @@ async def test_kube_target_through_a_cloud_link(cluster, monkeypatch, tmp_path: 
                              timeout=60)
         assert out.returncode == 0 and "pod/web-0" in out.stdout, out.stderr
         after_kubectl = link.bytes_up
-        async with running(write_config(tmp_path, CONFIG.format(target=KUBE_TARGET))) as engine:
+        async with running(write_config(tmp_path, config_text(KUBE_TARGET))) as engine:
             storm(src, random.Random(3), ops=40)
             await settle(engine, src, timeout=120)
             problems = diff_trees(local_tree(src), cluster.tree("web-0", "/app/src"))
@@ -84,7 +73,7 @@ async def test_docker_target_through_a_link(docker_client, make_container, monke
     with docker_behind_link("home") as (link, docker_host):
         monkeypatch.setenv("DOCKER_HOST", docker_host)
         target = f'kind = "docker"\ncontainer = "{container.name}"'
-        async with running(write_config(tmp_path, CONFIG.format(target=target))) as engine:
+        async with running(write_config(tmp_path, config_text(target))) as engine:
             storm(src, random.Random(5), ops=40)
             await settle(engine, src, timeout=120)
             problems = diff_trees(local_tree(src), container_tree(container, "/app/src"))
@@ -100,11 +89,6 @@ def big_tree(src: Path, files: int, size: int, tag: str = "v0") -> None:
         d = src / f"d{i // 100:02}"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"f{i:04}.bin").write_bytes(f"{tag} {i}\n".encode() + random.Random(i).randbytes(size))
-
-
-def lost(want: dict, got: dict) -> list[str]:
-    return [f"{k} ({'missing' if k not in got else 'should be gone' if k not in want else 'stale'})"
-            for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
 
 
 def pod_files(cluster) -> Tree:  # noqa: ANN001
@@ -124,7 +108,7 @@ async def test_link_stall_mid_batch(cluster, monkeypatch, tmp_path: Path, reliab
     (src / "start.txt").parent.mkdir(parents=True)
     (src / "start.txt").write_text("start\n")
     settings = replace(DEFAULT_SETTINGS, session=replace(DEFAULT_SETTINGS.session, keepalive_every=2.0))
-    cfg = write_config(tmp_path, CONFIG.format(target=KUBE_TARGET))
+    cfg = write_config(tmp_path, config_text(KUBE_TARGET))
     with fixture_behind_link(cluster.fx, "home", tmp_path) as (link, kubeconfig), capture_logs() as logs:
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         async with running(cfg, settings=settings) as engine:
@@ -158,7 +142,7 @@ async def test_link_dropping_every_connection(cluster, monkeypatch, tmp_path: Pa
     seed(src, files=20)
     with fixture_behind_link(cluster.fx, "cloud", tmp_path) as (link, kubeconfig):
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-        async with running(write_config(tmp_path, CONFIG.format(target=KUBE_TARGET))) as engine:
+        async with running(write_config(tmp_path, config_text(KUBE_TARGET))) as engine:
             await settle(engine, src, timeout=60)
             n_records = len(engine.trace.records)
             rng = random.Random(9)
@@ -197,7 +181,7 @@ async def test_single_edit_overtakes_a_slow_reconcile(cluster, monkeypatch, tmp_
 
     with fixture_behind_link(cluster.fx, "home", tmp_path) as (link, kubeconfig):
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-        async with running(write_config(tmp_path, CONFIG.format(target=KUBE_TARGET)), wait_idle=False) as engine:
+        async with running(write_config(tmp_path, config_text(KUBE_TARGET)), wait_idle=False) as engine:
             await wait_until(lambda: link.bytes_up > 1_000_000, 60, "the reconcile to start crossing the link")
             t_edit = time.time()
             (src / "edit.txt").write_text("during the reconcile\n")
