@@ -14,14 +14,14 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from engine_harness import running, settle, wait_until, write_config
-from syncd.settings import DEFAULT_SETTINGS
 from kube_support import NAMESPACE
 from remote_support import docker_behind_link, fixture_behind_link
 from storms import storm
 from test_faults import config_text, lost
 from trees import Tree, container_tree, diff_trees, local_tree
+
+from syncd.settings import DEFAULT_SETTINGS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 
