@@ -39,6 +39,7 @@ from benchmarks.baselines import kubectl_cp_pusher, kubectl_env
 from benchmarks.common import (
     FILE_BYTES,
     IMAGE,
+    WARMUP,
     Options,
     measure_burst,
     measure_edits,
@@ -135,8 +136,8 @@ def profile_edits(profile: str, fx, backing, opts: Options, work: Path, progress
                                              push, sub.burst, sub.kubectl_sample)}
         u2, d2 = link.bytes_up, link.bytes_down
         out = section_results(s, single, burst)
-        n_edits = s.single.attempted + 2  # + measure_edits' warm-up edits
-        n_cp = single["kubectl_cp"].attempted + 2
+        n_edits = s.single.attempted + WARMUP  # measure_edits' warm-up edits crossed the link too
+        n_cp = single["kubectl_cp"].attempted + WARMUP
         out["wire"] = {
             "syncd_single_file": wire(link, edits_up, edits_down, n_edits),
             "syncd_burst": wire(link, burst_up, burst_down),
