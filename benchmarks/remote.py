@@ -285,8 +285,12 @@ def remote_section(opts: Options, client: docker.DockerClient, work: Path, progr
             env = {**os.environ, **server.env}
             env.pop("CI", None)
             for profile in opts.remote_profiles:
-                profiles[profile]["backend"] = backend_through(profile, fx, app, env, ip, work / profile / "backend",
-                                                               progress)
+                try:
+                    profiles[profile]["backend"] = backend_through(profile, fx, app, env, ip,
+                                                                   work / profile / "backend", progress)
+                except RuntimeError as e:  # the other figures stand; this one says why it is missing
+                    profiles[profile]["backend_error"] = str(e)[-2000:]
+                    progress(f"remote {profile}: the backend's edits failed: {str(e)[-500:]}")
         return {"loadavg_at_section_start": load, "profiles": profiles, "summary": summarize(profiles),
                 "settings": {"edits": opts.remote_edits, "burst": opts.remote_burst,
                              "reconcile_files": opts.remote_reconcile_files, "backend": opts.remote_backend,

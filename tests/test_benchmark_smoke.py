@@ -224,6 +224,7 @@ def test_remote_section_alone(docker_client, kubectl, tmp_path: Path) -> None:  
             assert w["bytes_up"] > 0 and w["link_time_ms"] >= e["link"]["rtt_ms"], (name, key, w)
         rec = p["reconcile"]
         assert rec["exit_code"] == 0 and rec["wire"]["bytes_up"] > rec["tree"]["bytes"], (name, rec)
+        assert "backend" in p, p.get("backend_error")
         for kind in ("const", "route"):
             b = p["backend"][kind]
             assert b["e2e_s"] > 0 and b["wire"]["bytes_up"] > 1_000_000, (name, kind, b)  # the binary went up the link
