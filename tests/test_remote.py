@@ -128,7 +128,7 @@ async def test_link_stall_mid_batch(cluster, monkeypatch, tmp_path: Path, reliab
     events = [e["event"] for e in logs]
     reliability.outcome = (f"stalled 10 s mid-batch: 'no progress' reported {events.count('no progress')}x, "
                            f"'moving again' {events.count('moving again')}x; {len(failed)} failed batch(es) "
-                           f"(the batch waited and went on); converged {t_done - t_stall - 10:.1f} s after the link resumed")
+                           f"{'(retried)' if failed else '(the batch waited and went on)'}; converged {t_done - t_stall - 10:.1f} s after the link resumed")
     assert not reliability.lost, reliability.lost[:10]
     assert "no progress" in events and "moving again" in events[events.index("no progress"):], events
 
