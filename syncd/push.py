@@ -137,7 +137,8 @@ class Pusher:
                     worker.unconfirmed.subtract(report.sent.keys())
                     worker.unconfirmed += Counter()  # drop zero counts
                     self._landed(worker, delta, traces, report, result, t0)
-                    await self.after_push(worker, delta, traces)
+                    if steps:
+                        await self.after_push(worker, delta, traces)
 
                 return landed
         result = await target.transport.apply(worker.ref, request)

@@ -10,6 +10,7 @@ that record cannot prove. `compute_reconcile` is the comparison alone: `syncd sy
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from syncd.scan import HashCache, scan_source
 from syncd.settings import Settings
 from syncd.trace import BatchTrace
 from syncd.transports.base import ContainerRef, TransportError
-from syncd.workers import ContainerWorker, TargetRuntime
+from syncd.workers import ContainerWorker, PendingAnswer, TargetRuntime
 
 log = structlog.get_logger("syncd")
 
@@ -199,8 +200,10 @@ class Reconciler:
     async def send(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> None:
         """Send the reconcile's delta: a large one in chunks (deletes with the first; sizes from
         core/chunking.py), with what was submitted meanwhile sent between two chunks
-        (`worker.push_waiting`), so a single-file edit does not wait for the whole tree. The
-        steps and restarts the delta sets off run once, after the last chunk."""
+        (`worker.push_waiting`), so a single-file edit does not wait for the whole tree. Two
+        chunks are in flight where the transport pipelines (one crosses the link while the
+        answer to the one before comes back: no idle round trip per chunk), so an edit waits
+        for at most two. The steps and restarts the delta sets off run once, at the end."""
         b = self.settings.batches
         sizes = [stream_size([p]) - 1024 for p in delta.puts]  # (minus the trailer each estimate adds)
         budget = b.chunk_first_bytes
@@ -208,15 +211,35 @@ class Reconciler:
             await self.pusher.send(worker, delta, traces)
             return
         start, deletes = 0, delta.deletes
+        inflight: deque[tuple[PendingAnswer, int, float]] = deque()  # answer, bytes, when sending began
+        last_landed = 0.0
+
+        async def land_oldest() -> int:
+            nonlocal last_landed
+            answer, sent, began = inflight.popleft()
+            await answer()
+            # this chunk's own time on the link: since it began, or since the one before landed
+            now = self.clock.now()
+            took, last_landed = now - max(began, last_landed), now
+            return next_chunk_bytes(sent, took, b.chunk_s, b.chunk_min_bytes, b.chunk_max_bytes)
+
         while start < len(sizes) and worker.manifest is not None:  # (None: a reconcile was asked for anew)
             end = chunk_end(sizes, start, budget)
-            t0 = self.clock.now()
-            await self.pusher.send(worker, Delta(deletes, delta.puts[start:end]), traces, steps=False)
-            budget = next_chunk_bytes(sum(sizes[start:end]), self.clock.now() - t0, b.chunk_s, b.chunk_min_bytes,
-                                      b.chunk_max_bytes)
+            sent, t0 = sum(sizes[start:end]), self.clock.now()
+            answer = await self.pusher.send(worker, Delta(deletes, delta.puts[start:end]), traces, pipelined=True,
+                                            steps=False)
+            if answer is None:  # applied already (a transport that does not pipeline)
+                budget = next_chunk_bytes(sent, self.clock.now() - t0, b.chunk_s, b.chunk_min_bytes,
+                                          b.chunk_max_bytes)
+            else:
+                inflight.append((answer, sent, t0))
+                if len(inflight) >= 2:
+                    budget = await land_oldest()
             start, deletes = end, ()
             if start < len(sizes) and worker.manifest is not None:
                 await worker.push_waiting()
+        while inflight:
+            await land_oldest()
         if worker.manifest is not None:
             await self.pusher.after_push(worker, delta, traces)
 
