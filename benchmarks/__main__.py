@@ -36,9 +36,11 @@ def parse(argv: list[str] | None) -> Options:
                    help="run one section: docker (docker target), kube (kubernetes target, API-server fixture), "
                         "reconcile (`syncd sync` of a large tree), idle (the daemon watching a large tree) or "
                         "fullstack (the example app: edit -> build -> push -> restart -> new response), scale (big trees "
-                        "beside the tar floor, replicas, discovery) or compose (syncd reading develop.watch vs compose "
-                        "watch's debounce + upload); delta (only this way: large-file edits and big trees through simulated "
-                        "links, block deltas and compression on vs off)")
+                        "beside the tar floor, replicas, discovery), compose (syncd reading develop.watch vs compose "
+                        "watch's debounce + upload) or remote (the kube fixture behind simulated lan/cloud/home links: "
+                        "syncd vs kubectl cp, a reconcile, the real backend's edits; not part of --quick); delta (only "
+                        "this way: large-file edits and big trees through simulated links, block deltas and compression "
+                        "on vs off)")
     p.add_argument("--delta-bytes", type=int, default=None, help="delta: size of the synthetic binary (default 28900000)")
     p.add_argument("--delta-files", type=int, default=None, help="delta: files in each tree (default 20000: ~200 MB)")
     p.add_argument("--delta-profiles", default=None, help="delta: link profiles, comma-separated (default lan,cloud,home)")
@@ -58,15 +60,26 @@ def parse(argv: list[str] | None) -> Options:
                    help="scale: tree sizes of the curve, comma-separated (default 10000,100000; add 300000 for the long run)")
     p.add_argument("--scale-idle-seconds", type=float, default=None, help="scale: idle window per tree size (default 10)")
     p.add_argument("--scale-edits", type=int, default=None, help="scale: single-file edits per tree size (default 20)")
+    p.add_argument("--remote-profiles", default=None,
+                   help="remote: link profiles, comma-separated (default lan,cloud,home; tests/linksim.py)")
+    p.add_argument("--remote-edits", type=int, default=None, help="remote: single-file edits per profile (default 20)")
+    p.add_argument("--remote-burst", type=int, default=None, help="remote: files in the burst per profile (default 1000)")
+    p.add_argument("--remote-reconcile-files", type=int, default=None,
+                   help="remote: files (2-18 KB) reconciled per profile (default 2000, ~20 MB; the issue's 20000 = "
+                        "~205 MB takes ~3 min at 10 Mbit/s; 0 = skip)")
+    p.add_argument("--remote-no-backend", action="store_true",
+                   help="remote: skip the example backend's const/route edits")
     p.add_argument("--keep", action="store_true", help="keep the workspace (syncd.log, trace) for inspection")
     a = p.parse_args(argv)
     quick = {"edits": 10, "burst": 100, "baseline_runs": 5, "cp_sample": 25, "put_sample": 0, "kubectl_sample": 25,
              "reconcile_files": 1000, "reconcile_repeats": 1, "idle_files": 5000, "idle_seconds": 5.0, "idle_settle": 1.0,
              "fullstack_edits": 3, "scale_files": "2000", "scale_idle_seconds": 3.0, "scale_edits": 5,
-             "delta_bytes": 3_000_000, "delta_files": 600, "delta_profiles": "lan,cloud"}
+             "delta_bytes": 3_000_000, "delta_files": 600, "delta_profiles": "lan,cloud",
+             "remote_profiles": "lan,cloud,home", "remote_edits": 5, "remote_burst": 50, "remote_reconcile_files": 100}
     full = {"edits": 60, "burst": 1000, "baseline_runs": 20, "cp_sample": 200, "put_sample": 0, "kubectl_sample": 200,
             "reconcile_files": 20_000, "reconcile_repeats": 3, "idle_files": 100_000, "idle_seconds": 30.0, "idle_settle": 5.0,
             "fullstack_edits": 10, "scale_files": "10000,100000", "scale_idle_seconds": 10.0, "scale_edits": 20,
+            "remote_profiles": "lan,cloud,home", "remote_edits": 20, "remote_burst": 1000, "remote_reconcile_files": 2000,
             "delta_bytes": 28_900_000, "delta_files": 20_000, "delta_profiles": "lan,cloud,home"}
     defaults = quick if a.quick else full
     pick = {k: getattr(a, k) if getattr(a, k) is not None else v for k, v in defaults.items()}
@@ -85,10 +98,16 @@ def parse(argv: list[str] | None) -> Options:
         p.error("--delta-profiles: a comma-separated list of lan, cloud, home")
     if pick["delta_bytes"] < 1 << 20 or pick["delta_files"] < 1:
         p.error("--delta-bytes must be >= 1048576 (smaller files are never sent as deltas), --delta-files >= 1")
+    pick["remote_profiles"] = tuple(x.strip() for x in str(pick["remote_profiles"]).split(",") if x.strip())
+    if not pick["remote_profiles"] or any(x not in ("lan", "cloud", "home") for x in pick["remote_profiles"]):
+        p.error("--remote-profiles: a comma-separated list of lan, cloud, home")
+    if pick["remote_edits"] < 1 or pick["remote_burst"] < 1 or pick["remote_reconcile_files"] < 0:
+        p.error("--remote-edits and --remote-burst must be >= 1, --remote-reconcile-files >= 0")
     kinds = tuple(k.strip() for k in a.idle_targets.split(",") if k.strip())
     if len(kinds) < 1 or any(k not in ("docker", "kube") for k in kinds) or kinds.count("kube") > 1:
         p.error("--idle-targets: a comma-separated list of docker and at most one kube, e.g. docker,kube")
-    return Options(out=a.out, keep=a.keep, only=a.only, idle_targets=kinds, **pick)
+    return Options(out=a.out, keep=a.keep, only=a.only, idle_targets=kinds, quick=a.quick,
+                   remote_backend=not a.remote_no_backend, **pick)
 
 
 def main(argv: list[str] | None = None) -> int:

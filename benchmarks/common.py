@@ -31,7 +31,9 @@ BURST_TIMEOUT = 120.0
 READY_TIMEOUT = 60.0
 FILE_BYTES = 100
 SYNC_DEST = "/app/src"
-SECTIONS = ("docker", "kube", "reconcile", "idle", "fullstack", "scale", "compose")
+SECTIONS = ("docker", "kube", "reconcile", "idle", "fullstack", "scale", "compose", "remote")
+# --quick (the all-sections smoke run) leaves these out: smoke them with --only (tests do)
+NOT_QUICK = ("remote",)
 # Run only when asked (`--only delta`): minutes of transfers through simulated slow links.
 EXTRA_SECTIONS = ("delta",)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -59,13 +61,21 @@ class Options:
     scale_files: tuple[int, ...] = (10_000, 100_000)  # the scale curve's tree sizes (300,000: opt-in)
     scale_idle_seconds: float = 10.0  # idle sampling window per tree size
     scale_edits: int = 20  # single-file edits timed per tree size
+    quick: bool = False
+    remote_profiles: tuple[str, ...] = ("lan", "cloud", "home")  # tests/linksim.py PROFILES
+    remote_edits: int = 20  # single-file edits per profile (syncd); kubectl cp: baseline_runs
+    remote_burst: int = 1000  # files in the burst per profile
+    remote_reconcile_files: int = 2000  # ~20 MB per profile; the 20000 (~205 MB) is opt-in; 0 = none
+    remote_backend: bool = True  # the example backend's const and route edits per profile
     delta_bytes: int = 28_900_000  # the synthetic large binary (the real example backend's debug build size)
     delta_files: int = 20_000  # files in the delta section's trees (2-18 KB each: ~200 MB)
     delta_profiles: tuple[str, ...] = ("lan", "cloud", "home")  # tests/linksim.py profiles
 
     @property
     def sections(self) -> tuple[str, ...]:
-        return (self.only,) if self.only else SECTIONS
+        if self.only:
+            return (self.only,)
+        return tuple(s for s in SECTIONS if not (self.quick and s in NOT_QUICK))
 
 
 @dataclass

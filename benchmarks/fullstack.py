@@ -40,9 +40,9 @@ from typing import BinaryIO
 import docker
 
 from benchmarks.common import Options, percentile, syncd_cli, tail
+from benchmarks.example_app import BACKEND_BINARY, copy_example
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "fullstack"
 IMAGE = "syncd-test/fullstack:latest"
 CONFIG = "config/fullstack.toml"
 WARMUP = 1  # edits of each kind not counted: the first incremental build and push after start-up
@@ -80,7 +80,7 @@ class Kind:
 
 RUST = Kind("rust", "backend", "backend/src/version.rs", r'pub const VERSION: &str = "[^"]*";',
             'pub const VERSION: &str = "{v}";', 8080, "/version", "build:cargo", "push:backend/",
-            "backend {v}\n", True, ["cargo", "build", "--bin", "api"], "backend", "{v}", "backend/target/debug/api")
+            "backend {v}\n", True, ["cargo", "build", "--bin", "api"], "backend", "{v}", BACKEND_BINARY)
 FRONTEND = Kind("frontend", "frontend", "frontend/src/version.js", r'export const VERSION = "[^"]*";',
                 'export const VERSION = "{v}";', 8081, "/app.js", "build:esbuild", "push:frontend/",
                 "frontend {v}", False, ["npm", "run", "--silent", "build"], "frontend", "frontend {v}",
@@ -173,11 +173,11 @@ class Edit:
 
 
 class Daemon:
-    """`syncd run -c config/fullstack.toml` in the app copy, its trace, its control API."""
+    """`syncd run -c config/fullstack.toml` (or `config`) in the app copy, its trace, its control API."""
 
-    def __init__(self, app: Path, env: dict[str, str], log: Path):
+    def __init__(self, app: Path, env: dict[str, str], log: Path, config: str = CONFIG):
         self.app = app
-        self.cfg = app / CONFIG
+        self.cfg = app / config
         self.env = env
         self.log = log
         self.trace = TraceTail(self.cfg.parent / ".syncd" / "trace.jsonl")
@@ -550,15 +550,6 @@ def tool_version(argv: list[str]) -> str:
         return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
     except (OSError, IndexError, subprocess.TimeoutExpired):
         return ""
-
-
-def copy_example(dest: Path) -> None:
-    """The example without build products; frontend/node_modules is linked from the repo."""
-    modules = EXAMPLE / "frontend" / "node_modules"
-    if not modules.is_dir():
-        raise RuntimeError("examples/fullstack/frontend/node_modules is missing: run `npm ci` there")
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("target", "node_modules", "dist", ".syncd"))
-    (dest / "frontend" / "node_modules").symlink_to(modules)
 
 
 def fullstack_section(opts: Options, client: docker.DockerClient, work: Path, progress) -> dict:  # noqa: ANN001

@@ -175,6 +175,11 @@ def run(opts: Options, progress=print) -> dict:  # noqa: ANN001
             from benchmarks.delta import delta_section
 
             results["delta"] = delta_section(opts, client, root / "delta", progress)
+        if "remote" in opts.sections:
+            from benchmarks.remote import remote_section
+
+            results["remote"] = remote_section(opts, client, root / "remote", progress)
+            clocks.extend(p["edits"].pop("container_clock") for p in results["remote"]["profiles"].values())
         results["observer"]["container_clock"] = all(clocks)
         results["targets"] = targets(results)
         results["pass"] = all(t["pass"] for t in results["targets"].values()) if results["targets"] else None

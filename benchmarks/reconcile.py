@@ -50,34 +50,41 @@ def make_tree(root: Path, files: int, seed: int = 1) -> dict:
             "file_size_range_bytes": list(SIZE_RANGE), "generate_s": time.time() - t0}
 
 
-def spans_of(record: dict) -> dict:
-    """A reconcile record's spans in seconds (pack runs interleaved with push: its own time)."""
-    out: dict = {"ok": record.get("ok"), "errors": record.get("errors", [])[:5]}
-    for s in record.get("spans", []):
-        step = s["name"].split(":", 1)[0]
-        detail = s.get("detail") or {}
-        out[f"{step}_s"] = out.get(f"{step}_s", 0.0) + s["ms"] / 1000
-        if step == "manifest":
-            out["listed_paths"] = detail.get("paths", 0)
-            out["hashed_in_container"] = detail.get("hashed", 0)
-        elif step == "push":
-            out["files_sent"] = detail.get("files", 0)
-            out["deletes_sent"] = detail.get("deletes", 0)
-            out["bytes_sent"] = detail.get("bytes", 0)
-        elif step == "total":
-            out["paths"] = detail.get("paths", 0)
-    for key in ("scan_s", "manifest_s", "pack_s", "push_s", "total_s"):
-        out.setdefault(key, 0.0)
-    # Time inside the reconcile that no span covers (the diff, saving the records, …).
-    steps = sorted((s["start"], s["end"]) for s in record.get("spans", []) if s["name"] != "total")
+def covered_s(intervals: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of (start, end) intervals."""
     covered, reach = 0.0, None
-    for start, end in steps:
+    for start, end in sorted(intervals):
         if reach is None or start > reach:
             covered += end - start
             reach = end
         elif end > reach:
             covered += end - reach
             reach = end
+    return covered
+
+
+def spans_of(record: dict) -> dict:
+    """A reconcile record's spans in seconds (pack runs interleaved with push: its own time)."""
+    out: dict = {"ok": record.get("ok"), "errors": record.get("errors", [])[:5]}
+    for s in record.get("spans", []):
+        step = s["name"].split(":", 1)[0]
+        detail = s.get("detail") or {}
+        if step != "push":  # (a large reconcile's chunks overlap in flight: their union, below)
+            out[f"{step}_s"] = out.get(f"{step}_s", 0.0) + s["ms"] / 1000
+        if step == "manifest":
+            out["listed_paths"] = detail.get("paths", 0)
+            out["hashed_in_container"] = detail.get("hashed", 0)
+        elif step == "push":  # one span per chunk
+            out["files_sent"] = out.get("files_sent", 0) + detail.get("files", 0)
+            out["deletes_sent"] = out.get("deletes_sent", 0) + detail.get("deletes", 0)
+            out["bytes_sent"] = out.get("bytes_sent", 0) + detail.get("bytes", 0)
+        elif step == "total":
+            out["paths"] = detail.get("paths", 0)
+    out["push_s"] = covered_s([(s["start"], s["end"]) for s in record.get("spans", []) if s["name"].startswith("push:")])
+    for key in ("scan_s", "manifest_s", "pack_s", "push_s", "total_s"):
+        out.setdefault(key, 0.0)
+    # Time inside the reconcile that no span covers (the diff, saving the records, …).
+    covered = covered_s([(s["start"], s["end"]) for s in record.get("spans", []) if s["name"] != "total"])
     out["gaps_s"] = max(0.0, out["total_s"] - covered)
     for key in ("files_sent", "deletes_sent", "bytes_sent", "hashed_in_container", "listed_paths"):
         out.setdefault(key, 0)

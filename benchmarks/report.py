@@ -46,6 +46,8 @@ def render(results: dict, console: Console) -> None:
         render_compose(results["compose"], console)
     if "delta" in sections:
         render_delta(results["delta"], console)
+    if "remote" in sections:
+        render_remote(results["remote"], console)
     console.print()
     lags = [s["single_file"]["syncd"]["observer_stream_lag_p50_ms"]
             for s in ([results] if "docker" in sections else []) + ([results["kube"]] if "kube" in sections else [])]
@@ -328,3 +330,40 @@ def render_delta(d: dict, console: Console) -> None:
     cost = ", ".join(f"{name} {c['cpu_ms_per_mb']:.1f} ms/MB (literal {c['literal_bytes'] / 1e3:.1f} KB)"
                      for name, c in d["encode"].items())
     console.print(f"encoding on the host (CPU): {cost}", markup=False, style="dim")
+def render_remote(r: dict, console: Console) -> None:
+    """Per link profile: each figure beside the link's own time for the bytes it sent."""
+    console.print()
+    table = Table(title=f"Remote: the kube fixture behind a simulated link (load {r['loadavg_at_section_start'][0]:.2f}); "
+                        "link = what the link alone needs for the bytes sent", title_justify="left")
+    for col in ("profile", "1 file p50 ms", "p95", "link", "kubectl cp p50", "×", "burst s", "link", "× kubectl",
+                "reconcile s", "MB", "link"):
+        table.add_column(col, justify="left" if col == "profile" else "right")
+    rows = {k: v for k, v in r["summary"].items() if k != "goals"}
+    for name, row in rows.items():
+        def f(key: str, scale: float = 1.0, fmt: str = ".1f", row: dict = row) -> str:
+            v = row.get(key)
+            return "" if v is None else format(v * scale, fmt)
+
+        table.add_row(name, f("single_file_p50_ms"), f("single_file_p95_ms"), f("single_file_link_time_ms"),
+                      f("kubectl_cp_p50_ms"), f("ratio_vs_kubectl_cp_p50"), f("burst_s", fmt=".2f"),
+                      f("burst_link_time_ms", 1e-3, ".2f"), f("burst_ratio_vs_kubectl_cp"), f("reconcile_s", fmt=".2f"),
+                      f("reconcile_mb_up"), f("reconcile_link_time_ms", 1e-3, ".2f"))
+    console.print(table)
+    edits = Table(title="Remote: the real backend (33 MB debug binary), edit → new HTTP answer, s", title_justify="left")
+    for col in ("profile", "edit", "total", "detect", "build", "push", "run", "restart", "ready", "MB up", "link",
+                "≤ 10 s"):
+        edits.add_column(col, justify="left" if col in ("profile", "edit") else "right")
+    for name, row in rows.items():
+        for kind in ("const", "route"):
+            if f"backend_{kind}_s" not in row:
+                continue
+            sp = row[f"backend_{kind}_split_s"] or {}
+            edits.add_row(name, kind, f"{row[f'backend_{kind}_s']:.2f}",
+                          *(f"{sp[k]:.2f}" if sp.get(k) is not None else "-"
+                            for k in ("detect", "build", "push", "run", "restart", "ready")),
+                          f"{row[f'backend_{kind}_mb_up']:.1f}", f"{row[f'backend_{kind}_link_time_ms'] / 1000:.2f}",
+                          "yes" if row[f"backend_{kind}_s"] <= 10 else "NO")
+    if edits.row_count:
+        console.print(edits)
+    for name, g in r["summary"].get("goals", {}).items():
+        console.print(f"{name}: goal {g['goal']}: {'pass' if g['pass'] else 'MISSED'}", markup=False)

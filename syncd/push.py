@@ -94,12 +94,13 @@ class Pusher:
         self.packs = SharedPacks(clock)
 
     async def send(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace],
-                   pipelined: bool = False) -> PendingAnswer | None:
+                   pipelined: bool = False, steps: bool = True) -> PendingAnswer | None:
         """Apply `delta` to the container and record what it now holds.
 
         `pipelined`: when the transport can, return right after the payload is written with
         an awaitable for the container's answer (the manifest is updated optimistically; a
-        failed answer makes the worker reconcile). Else None once applied."""
+        failed answer makes the worker reconcile). Else None once applied. `steps=False`: a
+        chunk of a larger delta; the caller runs `after_push` for the whole of it."""
         if not delta:
             return None
         assert worker.manifest is not None
@@ -158,14 +159,16 @@ class Pusher:
                     worker.unconfirmed.subtract(report.sent.keys())
                     worker.unconfirmed += Counter()  # drop zero counts
                     self._landed(worker, delta, traces, report, result, t0, patched, t_tar, puts)
-                    await self.after_push(worker, delta, traces)
+                    if steps:
+                        await self.after_push(worker, delta, traces)
 
                 return landed
         result = await target.transport.apply(worker.ref, request)
         if worker.manifest is not None:  # (None: a reconcile was requested meanwhile)
             apply_delta(worker.manifest, delta.deletes, report.sent)
         self._landed(worker, delta, traces, report, result, t0, patched, t_tar, puts)
-        await self.after_push(worker, delta, traces)
+        if steps:
+            await self.after_push(worker, delta, traces)
         return None
 
     def _landed(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace], report: PackReport,

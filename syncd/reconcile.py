@@ -10,6 +10,7 @@ that record cannot prove. `compute_reconcile` is the comparison alone: `syncd sy
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +20,19 @@ import anyio.lowlevel
 import structlog
 
 from syncd.clock import Clock
+from syncd.core.chunking import chunk_end, next_chunk_bytes
 from syncd.core.manifest import Manifest, diff
 from syncd.core.mapping import UnsafePath, most_specific
 from syncd.known import KnownStore, Record, record_of, resolve
 from syncd.memory import give_back
 from syncd.model import Delta, Desired, Entry, Kind
+from syncd.pack import stream_size
 from syncd.push import Pusher
 from syncd.scan import HashCache, scan_source
 from syncd.settings import Settings
 from syncd.trace import BatchTrace
 from syncd.transports.base import ContainerRef, TransportError
-from syncd.workers import ContainerWorker, TargetRuntime
+from syncd.workers import ContainerWorker, PendingAnswer, TargetRuntime
 
 log = structlog.get_logger("syncd")
 
@@ -205,7 +208,7 @@ class Reconciler:
             log.error("cannot read", path=path, error=message, hint="check the file's permissions")
         worker.manifest = found.remote
         try:
-            await self.pusher.send(worker, found.delta, [trace] + [j.trace for j in jobs])
+            await self.send(worker, found.delta, [trace] + [j.trace for j in jobs])
         except TransportError:
             worker.forget_manifest()
             raise
@@ -221,6 +224,52 @@ class Reconciler:
         if len(found.delta.puts) + len(found.remote) >= self.settings.batches.trim_after_paths:
             await give_back()
         return not found.errors
+
+    async def send(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> None:
+        """Send the reconcile's delta: a large one in chunks (deletes with the first; sizes from
+        core/chunking.py), with what was submitted meanwhile sent between two chunks
+        (`worker.push_waiting`), so a single-file edit does not wait for the whole tree. Two
+        chunks are in flight where the transport pipelines (one crosses the link while the
+        answer to the one before comes back: no idle round trip per chunk), so an edit waits
+        for at most two. The steps and restarts the delta sets off run once, at the end."""
+        b = self.settings.batches
+        sizes = [stream_size([p]) - 1024 for p in delta.puts]  # (minus the trailer each estimate adds)
+        budget = b.chunk_first_bytes
+        if sum(sizes) <= budget:
+            await self.pusher.send(worker, delta, traces)
+            return
+        start, deletes = 0, delta.deletes
+        inflight: deque[tuple[PendingAnswer, int, float]] = deque()  # answer, bytes, when sending began
+        last_landed = 0.0
+
+        async def land_oldest() -> int:
+            nonlocal last_landed
+            answer, sent, began = inflight.popleft()
+            await answer()
+            # this chunk's own time on the link: since it began, or since the one before landed
+            now = self.clock.now()
+            took, last_landed = now - max(began, last_landed), now
+            return next_chunk_bytes(sent, took, b.chunk_s, b.chunk_min_bytes, b.chunk_max_bytes)
+
+        while start < len(sizes) and worker.manifest is not None:  # (None: a reconcile was asked for anew)
+            end = chunk_end(sizes, start, budget)
+            sent, t0 = sum(sizes[start:end]), self.clock.now()
+            answer = await self.pusher.send(worker, Delta(deletes, delta.puts[start:end]), traces, pipelined=True,
+                                            steps=False)
+            if answer is None:  # applied already (a transport that does not pipeline)
+                budget = next_chunk_bytes(sent, self.clock.now() - t0, b.chunk_s, b.chunk_min_bytes,
+                                          b.chunk_max_bytes)
+            else:
+                inflight.append((answer, sent, t0))
+                if len(inflight) >= 2:
+                    budget = await land_oldest()
+            start, deletes = end, ()
+            if start < len(sizes) and worker.manifest is not None:
+                await worker.push_waiting()
+        while inflight:
+            await land_oldest()
+        if worker.manifest is not None:
+            await self.pusher.after_push(worker, delta, traces)
 
     async def save_hashes(self, at_least: int = 1) -> None:
         """Keep the hash cache for the next run once it holds `at_least` new digests (after a

@@ -54,6 +54,12 @@ class BatchSettings:
     # but left the daemon ~55 MiB bigger for good (the listing's long-lived entries interleaved
     # in the heap with the scan's short-lived ones, which then cannot be given back).
     overlap_listing_below: int = 50_000
+    # A reconcile delta larger than the first chunk is sent in chunks of ~chunk_s each on the
+    # link (core/chunking.py); batches submitted meanwhile go out between two chunks.
+    chunk_first_bytes: int = 1 << 20
+    chunk_s: float = 0.5
+    chunk_min_bytes: int = 256 << 10
+    chunk_max_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)

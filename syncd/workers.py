@@ -128,6 +128,24 @@ class ContainerWorker:
             self.jobs.append(job)
         self._wake.set()
 
+    async def push_waiting(self) -> None:
+        """Between two chunks of a long reconcile: send what was submitted meanwhile (an
+        editor's save), so it does not wait for the whole tree. On failure it goes back to
+        the queue (older than anything submitted since) for the round after the back-off."""
+        if not (self.pending or self.jobs) or self.manifest is None:
+            return
+        desired, self.pending = self.pending, {}
+        jobs, self.jobs = self.jobs, []
+        try:
+            finished = await self._push(desired, jobs)
+        except TransportError:
+            merge_pending(desired, self.pending)
+            self.pending, self.jobs = desired, jobs + self.jobs
+            raise
+        if finished:
+            for job in jobs:
+                job.finish_one()
+
     def confirmed(self) -> Manifest:
         """The manifest without paths whose pipelined batch has not been answered yet:
         only what surely landed may vouch for a quick listing (known.py)."""

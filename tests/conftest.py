@@ -4,8 +4,10 @@ missing test image is a failure, elsewhere a skip (run scripts/test.sh to get bo
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -128,6 +130,29 @@ def postgres() -> Iterator[dict[str, str]]:
         yield server.env
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory) -> Iterator[dict[str, str]]:  # noqa: ANN001
+    """A throwaway Redis (Debian's redis-server) on a unix socket, no persistence: the
+    environment (REDIS_SOCKET) the example app's warm-cache action uses."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        if IN_CI:
+            pytest.fail("CI=true but redis-server is not installed; scripts/test.sh installs it")
+        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    base = tmp_path_factory.mktemp("redis")
+    sock = str(base / "redis.sock")
+    subprocess.run(["redis-server", "--port", "0", "--unixsocket", sock, "--dir", str(base), "--daemonize", "yes",
+                    "--pidfile", str(base / "redis.pid"), "--logfile", str(base / "log"), "--save", ""], check=True)
+    deadline = time.monotonic() + 30
+    while subprocess.run(["redis-cli", "-s", sock, "ping"], capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            pytest.fail(f"redis-server did not answer on {sock}:\n{(base / 'log').read_text(errors='replace')}")
+        time.sleep(0.05)
+    try:
+        yield {"REDIS_SOCKET": sock}
+    finally:
+        subprocess.run(["redis-cli", "-s", sock, "shutdown", "nosave"], capture_output=True, check=False)
 
 
 # --- docs/RELIABILITY.md: what each fault / bad-input / security test tried and lost ------------

@@ -1,5 +1,6 @@
 """`python -m benchmarks --quick` runs end to end, all six sections (docker, kube, reconcile,
-idle, fullstack, scale, compose; reconcile, idle and scale with tiny trees), and writes sane JSON (no
+idle, fullstack, scale, compose; reconcile, idle and scale with tiny trees; remote, left out of --quick, has
+its own run below), and writes sane JSON (no
 timing goals asserted: keys and plausibility only)."""
 
 from __future__ import annotations
@@ -227,3 +228,40 @@ def test_delta_section_alone(docker_client, tmp_path: Path) -> None:  # noqa: AN
     for c in d["encode"].values():
         assert c["cpu_ms_per_mb"] > 0 and c["literal_bytes"] <= c["bytes"]
     assert "Large-file edits" in proc.stdout and "encoding on the host" in proc.stdout
+@pytest.mark.timeout(420)
+def test_remote_section_alone(docker_client, kubectl, tmp_path: Path) -> None:  # noqa: ANN001
+    """`--only remote` with small counts and two profiles: syncd and kubectl cp through the same
+    link, every edit seen; a reconcile; the backend's const and route edits answered, split, and
+    the link's bytes and own time beside each figure."""
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "remote", "--remote-profiles",
+                           "lan,cloud", "--remote-edits", "3", "--remote-burst", "20", "--baseline-runs", "3",
+                           "--kubectl-sample", "5", "--remote-reconcile-files", "60", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=400, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads(out.read_text())
+    assert r["settings"]["sections"] == ["remote"] and r["targets"] == {}
+    remote = r["remote"]
+    assert list(remote["profiles"]) == ["lan", "cloud"]
+    for name, p in remote["profiles"].items():
+        e = p["edits"]
+        for method in KUBE_METHODS:
+            single = e["single_file"][method]
+            assert single["observed"] == single["attempted"] > 0 and single["verified"], (name, method, single)
+            assert e["burst"][method]["observed"] and e["burst"][method]["verified"], (name, method)
+        assert e["link"]["profile"] == name
+        for key, w in e["wire"].items():
+            assert w["bytes_up"] > 0 and w["link_time_ms"] >= e["link"]["rtt_ms"], (name, key, w)
+        rec = p["reconcile"]
+        assert rec["exit_code"] == 0 and rec["wire"]["bytes_up"] > rec["tree"]["bytes"], (name, rec)
+        assert "backend" in p, p.get("backend_error")
+        for kind in ("const", "route"):
+            b = p["backend"][kind]
+            assert b["e2e_s"] > 0 and b["wire"]["bytes_up"] > 1_000_000, (name, kind, b)  # the binary went up the link
+            assert b["split_s"] is not None and abs(sum(b["split_s"].values()) - b["e2e_s"]) < 0.05, (name, kind, b)
+        row = remote["summary"][name]
+        assert row["ratio_vs_kubectl_cp_p50"] > 0 and row["single_file_link_time_ms"] > 0
+    assert set(remote["summary"]["goals"]) == {"cloud_single_file_p50_ms", "cloud_ratio_vs_kubectl_cp"}
+    assert "Remote: the kube fixture behind a simulated link" in proc.stdout
+    assert "Remote: the real backend" in proc.stdout

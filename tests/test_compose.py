@@ -567,12 +567,12 @@ def test_the_example_apps_compose_file(tmp_path: Path) -> None:
     root = tmp_path / "fullstack"
     root.mkdir()
     (root / "compose.yaml").write_text((Path(__file__).parents[1] / "examples/fullstack/compose.yaml").read_text())
-    for d in ("backend/target/debug", "migrations", "runtime", "frontend/dist"):
+    for d in ("backend/target/x86_64-unknown-linux-gnu/debug", "migrations", "runtime", "frontend/dist"):
         (root / d).mkdir(parents=True)
-    (root / "backend/target/debug/api").write_text("binary")
+    (root / "backend/target/x86_64-unknown-linux-gnu/debug/api").write_text("binary")
     services, targets = derived(root / "compose.yaml")
     assert targets["backend"].labels["com.docker.compose.project"] == "fullstack"
-    assert [(m.src, m.dest) for m in services["backend"].sync] == [("backend/target/debug/api", "/app/bin/api"),
+    assert [(m.src, m.dest) for m in services["backend"].sync] == [("backend/target/x86_64-unknown-linux-gnu/debug/api", "/app/bin/api"),
                                                                   ("migrations", "/app/migrations")]
     assert services["backend"].run[0].cmd == ["kill", "-HUP", "1"]
     assert services["backend:restart"].fallback[-2:] == ["restart", "backend"]

@@ -233,3 +233,28 @@ def test_plan_skips_ignored_paths() -> None:
     plan = plan_batch(1, local, [SVC], Path("/w"), lambda svc, p, d, s: str(p).endswith(".swp"))
     assert set(plan.targets["t"].desired) == {"/app/src/a.rs"}
     assert plan.skipped[0].reason == "ignored by service 'backend'"
+
+
+# --- core/chunking.py: a long reconcile's chunks ---------------------------------------------
+
+
+def test_chunk_end_fills_the_budget_and_takes_at_least_one() -> None:
+    from syncd.core.chunking import chunk_end
+
+    sizes = [100, 200, 300, 5000, 50]
+    assert chunk_end(sizes, 0, 300) == 2  # 100 + 200 fit, + 300 does not
+    assert chunk_end(sizes, 2, 300) == 3
+    assert chunk_end(sizes, 3, 300) == 4  # larger than the budget alone: still sent, by itself
+    assert chunk_end(sizes, 4, 10_000) == 5
+    assert chunk_end(sizes, 0, 10**9) == len(sizes)
+
+
+def test_next_chunk_follows_the_link_within_bounds() -> None:
+    from syncd.core.chunking import next_chunk_bytes
+
+    lo, hi = 256 << 10, 64 << 20
+    # 1 MiB in 0.8 s (10 Mbit/s): half a second's worth next
+    assert next_chunk_bytes(1 << 20, 0.8, 0.5, lo, hi) == int((1 << 20) / 0.8 * 0.5)
+    assert next_chunk_bytes(1 << 20, 0.005, 0.5, lo, hi) == hi  # a LAN: the ceiling
+    assert next_chunk_bytes(1 << 20, 60.0, 0.5, lo, hi) == lo  # a crawl: the floor
+    assert next_chunk_bytes(1 << 20, 0.0, 0.5, lo, hi) == hi

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.example_app import BACKEND_BINARY, copy_example
 from conftest import REPO
 from engine_harness import trace_records
 
@@ -107,21 +108,21 @@ def _stop(app: App) -> None:
 
 
 def _copy_example(dest: Path) -> None:
-    """The example without build products; node_modules is linked (installed by test.sh)."""
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("target", "node_modules", "dist", ".syncd"))
-    modules = EXAMPLE / "frontend" / "node_modules"
-    if not modules.is_dir():
-        pytest.fail("examples/fullstack/frontend/node_modules is missing: run `npm ci` there (scripts/test.sh does)")
-    (dest / "frontend" / "node_modules").symlink_to(modules)
+    """The example without build products; node_modules is linked (installed by test.sh) and the
+    backend's target/ is a copy of one shared from-scratch build (benchmarks/example_app.py)."""
+    try:
+        copy_example(dest)
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="module")
-def app(docker_client, postgres, tmp_path_factory) -> Iterator[App]:  # noqa: ANN001
+def app(docker_client, postgres, redis, tmp_path_factory) -> Iterator[App]:  # noqa: ANN001
     if shutil.which("cargo") is None or shutil.which("npm") is None:
         pytest.fail("cargo and npm are needed for the example app (scripts/test.sh checks)")
     root = tmp_path_factory.mktemp("fullstack") / "app"
     _copy_example(root)
-    env = {**os.environ, **postgres, "BACKEND_PORT": "0", "FRONTEND_PORT": "0"}
+    env = {**os.environ, **postgres, **redis, "BACKEND_PORT": "0", "FRONTEND_PORT": "0"}
     env.pop("CI", None)  # the daemon's own behaviour must not depend on it
     subprocess.run(["sh", str(root / "scripts" / "down.sh")], env=env, check=True, capture_output=True)
     subprocess.run(["sh", str(root / "scripts" / "up.sh")], env=env, check=True, capture_output=True)
@@ -215,6 +216,11 @@ def test_actions_run_with_their_dependencies(app: App) -> None:
         assert "(ran by the daemon" in out.stdout, out.stdout  # through the control API
     assert "test result: ok" in ran["backend-unit-tests"].stdout
     assert "ok\n" in ran["health-check"].stdout
+    assert "recorded in Redis" in ran["warm-cache"].stdout, ran["warm-cache"].stdout
+    stored = subprocess.run(["redis-cli", "-s", app.env["REDIS_SOCKET"], "hget", "fullstack:warm-cache", "backend"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    binary = (app.root / BACKEND_BINARY).read_bytes()
+    assert stored == subprocess.run(["cksum"], input=binary, capture_output=True, check=True).stdout.split()[0].decode()
     assert re.search(r"cargo incremental build: \d+ ms", ran["build-performance-test"].stdout)
     # Dependencies first, each once, in order.
     lines = [line.split()[1] for line in ran["all-tests"].stdout.splitlines() if line.startswith("✓")]

@@ -11,18 +11,23 @@
 # The build context is examples/fullstack (it needs backend/ and runtime/). Not built by this
 # repository's tests: they have no registry, and rust:1 / busybox come from Docker Hub.
 #
-# Caching: cargo's registry and the target directory are BuildKit cache mounts, so a rebuild
-# after a source edit recompiles only the crate (the cache survives image rebuilds, it is not
-# part of any layer). The binary is copied out of the cache mount in the same RUN.
+# Crates: Debian's packages, as on the host (backend/.cargo/config.toml replaces crates.io with
+# /usr/share/cargo/registry; Cargo.lock holds Debian 12's versions, hence the bookworm image).
+# The target directory is a BuildKit cache mount, so a rebuild after a source edit recompiles
+# only the crate (the cache survives image rebuilds, it is not part of any layer). The binary
+# is copied out of the cache mount in the same RUN.
 
-FROM rust:1 AS build
+FROM rust:1-bookworm AS build
+RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      librust-tokio-dev librust-hyper-dev librust-tokio-postgres-dev librust-serde-json-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY backend/ ./
-# .cargo/config.toml links with +crt-static: a static binary that runs on busybox, no libc.
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
+# .cargo/config.toml links with +crt-static (build.target = the host's triple): a static
+# binary that runs on busybox, no libc; it lands in target/<triple>/release/.
+RUN --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin api \
-    && install -D -m 0755 target/release/api /out/api
+    && install -D -m 0755 target/*/release/api /out/api
 
 FROM busybox:1.36
 # busybox brings what syncd needs in a container: sh, tar, find, xargs, sha1sum, dd.

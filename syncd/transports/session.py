@@ -205,6 +205,7 @@ class Session:
                 self.channel.send(line.encode())
                 for chunk in payload:
                     self.channel.send(chunk)
+                    self.last_activity = time.monotonic()  # bytes moving: a big apply is not stalled
             except Exception as e:
                 self.close(f"connection lost while sending ({type(e).__name__}: {e})")
                 raise SessionError(self.error) from None
@@ -343,12 +344,28 @@ class Session:
     # --- keep-alive ------------------------------------------------------------------------
 
     def _keepalive_loop(self) -> None:
-        """Ping when idle, so a silently dead connection is noticed within seconds. Sleeps
-        between pings: no polling on either side."""
+        """Ping when idle, so a silently dead connection is noticed within seconds. With a
+        request in flight nothing is pinged (it has its own timeout), but a request that moved
+        no byte either way for `keepalive_every` is reported, once, and its recovery too: on a
+        stalled link the user learns why nothing arrives. Sleeps between checks: no polling on
+        either side."""
         every, timeout = self.settings.keepalive_every, self.settings.keepalive_timeout
+        stalled = False
         while not self._closed.wait(every):
-            if self._pending or time.monotonic() - self.last_activity < every:
-                continue  # a request in flight may legitimately take long: it has its own timeout
+            quiet = time.monotonic() - self.last_activity
+            if stalled and quiet < every:
+                stalled = False
+                log.info("moving again", container=self.label)
+            if self._pending:
+                if quiet >= every and not stalled:
+                    stalled = True
+                    log.warning("no progress", container=self.label, seconds=round(quiet, 1),
+                                hint="a request is in flight but no byte moved: the link to the container is "
+                                     "stalled or a command there is slow; syncd keeps waiting (up to "
+                                     f"{self.settings.answer_timeout:.0f} s), then reconnects and sends again")
+                continue
+            if quiet < every:
+                continue
             try:
                 self.ping().result(timeout)
             except TimeoutError:

@@ -167,14 +167,24 @@ class KubeFixture:
             raise RuntimeError("the fixture is not running (start() it first)")
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
 
-    def _write_kubeconfig(self) -> Path:
+    def kubeconfig_through(self, address: tuple[str, int], path: str | Path) -> Path:
+        """A kubeconfig naming `address` instead of the TLS port: a proxy in front of the API
+        server, e.g. a tests/linksim.py Link to ("127.0.0.1", fx.tls_port). The proxy must listen
+        on 127.0.0.1 (the certificate's name) and forward bytes, so TLS still verifies."""
+        if self._tmpdir is None:
+            raise RuntimeError("the fixture is not running (start() it first)")
+        host, port = address
+        return self._write_kubeconfig(Path(path), f"https://{host}:{port}")
+
+    def _write_kubeconfig(self, path: Path | None = None, server: str | None = None) -> Path:
         assert self._tmpdir is not None
-        path = self._kubeconfig_path or Path(self._tmpdir.name) / "kubeconfig"
+        path = path or self._kubeconfig_path or Path(self._tmpdir.name) / "kubeconfig"
         ca = base64.b64encode(self.ca_file.read_bytes()).decode()
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "fixture", "cluster": {"server": self.https_url, "certificate-authority-data": ca}}],
+            "clusters": [{"name": "fixture",
+                          "cluster": {"server": server or self.https_url, "certificate-authority-data": ca}}],
             "users": [{"name": "fixture", "user": {"token": self.token}}],
             "contexts": [{"name": "fixture", "context": {"cluster": "fixture", "user": "fixture", "namespace": "default"}}],
             "current-context": "fixture",

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Everything the example needs to run live under syncd, in one go (run from anywhere):
 #   the runtime image (syncd-test/fullstack, built locally by the syncd repository's
-#   scripts/build-test-images.sh when missing), the frontend's npm packages, PostgreSQL
+#   scripts/build-test-images.sh when missing), the frontend's npm packages, PostgreSQL and Redis
 #   (scripts/services-up.sh), and the two dev containers (scripts/up.sh).
 # Then: syncd run -c config/fullstack.toml. Undo with scripts/dev-down.sh.
 set -eu

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Stop what services-up.sh started (the data stays in .syncd/services/; remove it to start over).
+# Stop what services-up.sh started (PostgreSQL, Redis) (the data stays in .syncd/services/; remove it to start over).
 set -eu
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 state=${FULLSTACK_STATE:-$here/../.syncd}
@@ -13,5 +13,11 @@ if [ -f "$pg/data/postmaster.pid" ] && [ -n "${pg_ctl:-}" ]; then
   as_pg "$pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null && echo "PostgreSQL stopped"
 else
   echo "PostgreSQL was not running"
+fi
+redis=$state/services/redis
+if [ -f "$redis/redis.pid" ] && kill "$(cat "$redis/redis.pid")" 2>/dev/null; then
+  echo "Redis stopped"
+else
+  echo "Redis was not running"
 fi
 rm -f "$state/services.env"

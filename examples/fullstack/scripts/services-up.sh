@@ -3,8 +3,9 @@
 # under the example's .syncd/services/ (FULLSTACK_STATE overrides .syncd):
 #   PostgreSQL: the migrations' database; data and a unix socket in .syncd/services/pg (no TCP
 #               port to collide on). Installed with apt-get when missing and running as root.
-# Writes .syncd/services.env (PGHOST, PGPORT, PGUSER, PGDATABASE), which scripts/migrate.sh and
-# db-reset.sh read when PGHOST is not set, so `syncd run` needs no exports.
+#   Redis:      the warm-cache action's store; a unix socket only, data in .syncd/services/redis.
+# Writes .syncd/services.env (PGHOST, PGPORT, PGUSER, PGDATABASE, REDIS_SOCKET), which
+# scripts/migrate.sh, db-reset.sh and warm-cache.sh read when unset, so `syncd run` needs no exports.
 # Idempotent: what already runs is kept. Stop with scripts/services-down.sh.
 set -eu
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
@@ -19,6 +20,15 @@ pg_bin() {
   done
   return 1
 }
+if ! command -v redis-server >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's redis-server ..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "services-up.sh: no redis-server; install it: sudo apt-get install redis-server" >&2
+    exit 1
+  fi
+fi
 if ! pg_bin initdb >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian's postgresql ..." >&2
@@ -61,11 +71,26 @@ else
     || { tail -20 "$pg/server.log" >&2; exit 1; }
   echo "PostgreSQL started (socket in $sock, log $pg/server.log)"
 fi
+redis=$state/services/redis
+mkdir -p "$redis"
+rsock=$redis/redis.sock
+[ ${#rsock} -le 100 ] || rsock=${TMPDIR:-/tmp}/syncd-fullstack-redis-$(printf '%s' "$redis" | cksum | cut -d' ' -f1).sock
+if redis-cli -s "$rsock" ping >/dev/null 2>&1; then
+  echo "Redis already running (socket $rsock)"
+else
+  redis-server --port 0 --unixsocket "$rsock" --unixsocketperm 700 --dir "$redis" --daemonize yes \
+    --pidfile "$redis/redis.pid" --logfile "$redis/redis.log" --save "" --appendonly no
+  i=0; until redis-cli -s "$rsock" ping >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -lt 100 ] || { tail -20 "$redis/redis.log" >&2; exit 1; }; sleep 0.05
+  done
+  echo "Redis started (socket $rsock, log $redis/redis.log)"
+fi
 cat > "$state/services.env" <<ENV
 PGHOST=$sock
 PGPORT=5432
 PGUSER=postgres
 PGDATABASE=postgres
-export PGHOST PGPORT PGUSER PGDATABASE
+REDIS_SOCKET=$rsock
+export PGHOST PGPORT PGUSER PGDATABASE REDIS_SOCKET
 ENV
 echo "wrote $state/services.env"

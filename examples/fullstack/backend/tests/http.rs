@@ -31,7 +31,7 @@ fn get(port: u16, path: &str) -> String {
             Err(e) => panic!("server did not listen on {port} within 5 s: {e}"),
         }
     };
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let mut out = String::new();
     stream.read_to_string(&mut out).unwrap();
     out
@@ -42,6 +42,8 @@ fn serves_version_and_health() {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_api"))
         .env("PORT", port.to_string())
+        .env_remove("DATABASE_URL")
+        .env_remove("PGHOST")
         .spawn()
         .expect("spawn api");
     let _server = Server(child);
@@ -51,8 +53,32 @@ fn serves_version_and_health() {
     assert!(version.ends_with(&format!("\r\n\r\nbackend {}\n", api::version::VERSION)), "{version}");
 
     let health = get(port, "/health");
-    assert!(health.contains("Content-Length: 3\r\n"), "{health}");
+    assert!(health.to_ascii_lowercase().contains("content-length: 3\r\n"), "{health}");
     assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
 
     assert!(get(port, "/missing").starts_with("HTTP/1.1 404 "));
+}
+
+/// The database routes: with PGHOST (the migrated PostgreSQL scripts/services-up.sh starts, or
+/// the test suite's), /stats counts the migrations' tables; without one they answer 503 and
+/// say why, and the server keeps serving.
+#[test]
+fn database_routes() {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api"));
+    cmd.env("PORT", port.to_string()).env_remove("DATABASE_URL");
+    let configured = std::env::var("PGHOST").is_ok();
+    let _server = Server(cmd.spawn().expect("spawn api"));
+    let stats = get(port, "/stats");
+    if configured {
+        assert!(stats.starts_with("HTTP/1.1 200 OK\r\n"), "{stats}");
+        let body = stats.split("\r\n\r\n").nth(1).unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(v["users"].is_i64() && v["notes"].is_i64(), "{body}");
+        assert!(get(port, "/notes").contains("\"notes\":["));
+    } else {
+        assert!(stats.starts_with("HTTP/1.1 503 "), "{stats}");
+        assert!(stats.contains("not configured"), "{stats}");
+    }
+    assert!(get(port, "/health").ends_with("ok\n"));
 }
