@@ -26,8 +26,11 @@ from syncd.steps import StepResult, run_local
 
 log = structlog.get_logger("syncd.build")
 
-# release(service, desired, jobs): send what a good build let through (the engine's dispatch)
-Release = Callable[[str, Desired, list[BatchJob]], Awaitable[None]]
+# What arrived while a good build's outputs were being found (see BuildGate.late).
+Late = Callable[[], tuple[Desired, list[BatchJob]]]
+# release(service, desired, jobs, late): send what a good build let through (the engine's
+# dispatch: it rescans the service's tree for the outputs, then takes `late()` along)
+Release = Callable[[str, Desired, list[BatchJob], Late], Awaitable[None]]
 
 
 def build_names(svc: Service) -> list[str]:
@@ -46,12 +49,15 @@ class BuildGate:
         self.running: str = ""  # the step running now
         self.failed: StepResult | None = None  # the last build failed: hold until one succeeds
         self.builds_run = 0
+        self.releasing = False  # a good build's outputs are being found and sent
+        self._late_jobs: list[BatchJob] = []
         self._wake = anyio.Event()
 
     @property
     def busy(self) -> bool:
-        """Must the service's changes wait here? (A build runs or is due, or the last failed.)"""
-        return bool(self.running or self.wanted or self.failed)
+        """Must the service's changes wait here? (A build runs or is due, the last failed, or a
+        good build's outputs are being found: their own events, arriving then, join that batch.)"""
+        return bool(self.running or self.wanted or self.failed or self.releasing)
 
     @property
     def state(self) -> str:
@@ -68,7 +74,7 @@ class BuildGate:
         merge_pending(self.held, desired)
         self.wanted.update(steps)
         if job is not None:
-            if self.wanted or self.running:
+            if self.wanted or self.running or self.releasing:
                 job.expect()
                 self.jobs.append(job)
             elif self.failed is not None:
@@ -134,6 +140,22 @@ class BuildGate:
             return
         self.failed = None
         held, self.held = self.held, {}
-        await self._release(self.svc.name, held, jobs)
-        for job in jobs:
+        self.releasing = True
+        try:
+            await self._release(self.svc.name, held, jobs, self.late)
+        finally:
+            self.releasing = False
+        late_jobs, self._late_jobs = self._late_jobs, []
+        for job in jobs + late_jobs:
             job.finish_one()  # the gate's own hold; the containers hold theirs
+
+    def late(self) -> tuple[Desired, list[BatchJob]]:
+        """What was held while the release looked for the build's outputs — mostly those
+        outputs' own events, which would otherwise race the build's batch to the container and
+        carry its push and restart — to be sent with it. Left here when it asks for a build."""
+        if self.wanted:
+            return {}, []
+        late, self.held = self.held, {}
+        jobs, self.jobs = self.jobs, []
+        self._late_jobs.extend(jobs)
+        return late, jobs

@@ -20,7 +20,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from syncd import batches
-from syncd.builds import BuildGate
+from syncd.builds import BuildGate, Late
 from syncd.clock import SYSTEM_CLOCK, Clock
 from syncd.config import Config
 from syncd.core.coalesce import Coalescer
@@ -257,9 +257,10 @@ class Engine:
         as they are (nothing sent, nothing deleted) until a build succeeds."""
         return {name: g.failed.summary() for name, g in self.gates.items() if g.failed is not None}
 
-    async def release(self, service: str, held: Desired, jobs: list[BatchJob]) -> None:
+    async def release(self, service: str, held: Desired, jobs: list[BatchJob], late: Late) -> None:
         """After a good build: send the service's held changes and what the build wrote (its
-        outputs are mapped paths; a rescan finds them even before their events arrive)."""
+        outputs are mapped paths; a rescan finds them even before their events arrive), with
+        what arrived during the rescan (`late`: those events, mostly)."""
         svc = self.cfg.service(service)
         target = self.targets[svc.target]
         errors: list[tuple[str, str]] = []
@@ -267,7 +268,8 @@ class Engine:
         fresh = await anyio.to_thread.run_sync(desired_state, target, {service}, self.hashes, errors)
         for job in jobs:
             job.trace.add("scan", t0, self.clock.now(), detail={"service": service, "paths": len(fresh), "after": "build"})
-        self._submit(svc.target, {**held, **fresh}, jobs)
+        more, more_jobs = late()
+        self._submit(svc.target, {**held, **fresh, **more}, jobs + more_jobs)
         for worker in target.workers.values():
             if service in worker.held_back:  # a reconcile left it out: compare it whole now (deletes too)
                 worker.held_back.discard(service)
