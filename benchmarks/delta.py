@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from benchmarks.common import (
     tail,
     wait_ready,
 )
+from benchmarks.example_app import backend_edits, copy_example
 
 PROFILES = ("lan", "cloud", "home")
 MODES = {"off": ("never", "never"), "on": ("auto", "auto")}  # (delta, compress)
@@ -77,29 +77,14 @@ def synthetic_pairs(size: int) -> dict[str, tuple[bytes, bytes]]:
 
 
 def backend_pairs(work: Path, progress) -> dict[str, tuple[bytes, bytes]]:  # noqa: ANN001
-    """The example backend built as checked out, after a `const` edit, and after a route-adding edit."""
-    src = work / "backend"
-    shutil.copytree(REPO_ROOT / "examples" / "fullstack" / "backend", src, ignore=shutil.ignore_patterns("target"))
-    env = {**os.environ, "CARGO_TARGET_DIR": str(work / "target")}
-
-    def build() -> bytes:
-        subprocess.run(["cargo", "build", "--offline", "--bin", "api"], cwd=src, env=env, check=True, capture_output=True)
-        return (work / "target" / "debug" / "api").read_bytes()
-
+    """The example backend built as checked out, after a `const` edit, and after a route-adding
+    edit (benchmarks/example_app.py: a copy of the example, its target/ from the shared build)."""
     progress("delta: building the example backend (old, const edit, route edit)")
-    version, lib = src / "src" / "version.rs", src / "src" / "lib.rs"
-    old = build()
-    text = version.read_text()
-    version.write_text(re.sub(r'VERSION: &str = "[^"]*"', 'VERSION: &str = "bench-2"', text))
-    const = build()
-    version.write_text(text)
-    code = lib.read_text()
-    lib.write_text(code.replace('"/health" => Response::text(200, "ok\\n"),',
-                                '"/health" => Response::text(200, "ok\\n"),\n'
-                                '        "/bench" => Response::text(200, format!("bench route {}\\n", req.path.len())),', 1))
-    route = build()
-    lib.write_text(code)
-    return {"backend_const": (old, const), "backend_route": (old, route)}
+    app = work / "app"
+    copy_example(app)
+    built = backend_edits(app, "bench-2", "bench")
+    return {"backend_const": (built["before"].binary, built["const"].binary),
+            "backend_route": (built["before"].binary, built["route"].binary)}
 
 
 class Run:
