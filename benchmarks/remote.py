@@ -47,7 +47,7 @@ from benchmarks.common import (
     section_results,
     write_config,
 )
-from benchmarks.example_app import add_route, copy_example, set_version
+from benchmarks.example_app import BACKEND_BINARY, add_route, copy_example, set_version
 from benchmarks.kube import CONTAINER, KUBECTL_DEST, NAMESPACE, POD, SELECTOR, kube_target, load_fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,7 +211,9 @@ def backend_through(profile: str, fx, app: Path, env: dict[str, str], backing_ip
                 up, down = link.bytes_up - u0, link.bytes_down - d0
                 parts = split_edit(records, t_write, t_ok)
                 detect = (parts["split_s"] or {}).get("detect")
+                binary = (app / BACKEND_BINARY).stat().st_size
                 out[kind] = {"e2e_s": t_ok - t_write, **parts, "wire": wire(link, up, down),
+                             "binary_bytes": binary, "wire_share_of_binary": up / binary if binary else 0.0,
                              "live_goal_s": LIVE_S, "live_pass": t_ok - t_write <= LIVE_S,
                              "detect_goal_s": DETECT_S, "detect_pass": detect is not None and detect < DETECT_S}
                 progress(f"remote {profile}: backend {kind} edit live in {t_ok - t_write:.2f} s "

@@ -238,6 +238,8 @@ class Reconciler:
         if sum(sizes) <= budget:
             await self.pusher.send(worker, delta, traces)
             return
+        if self.pusher.large is not None:  # a channel not yet measured: measured for the whole delta,
+            await self.pusher.large.measure(worker, sum(sizes))  # so `auto` compresses its first chunk too
         start, deletes = 0, delta.deletes
         inflight: deque[tuple[PendingAnswer, int, float]] = deque()  # answer, bytes, when sending began
         last_landed = 0.0

@@ -258,7 +258,9 @@ def test_remote_section_alone(docker_client, kubectl, tmp_path: Path) -> None:  
         assert "backend" in p, p.get("backend_error")
         for kind in ("const", "route"):
             b = p["backend"][kind]
-            assert b["e2e_s"] > 0 and b["wire"]["bytes_up"] > 1_000_000, (name, kind, b)  # the binary went up the link
+            # A new binary reached the pod (its answer came back); how much of it crossed the
+            # link depends on block deltas (issue 17): a const edit is a few KB of a 33 MB binary.
+            assert b["e2e_s"] > 0 and b["binary_bytes"] > 1_000_000 and 0 < b["wire"]["bytes_up"], (name, kind, b)
             assert b["split_s"] is not None and abs(sum(b["split_s"].values()) - b["e2e_s"]) < 0.05, (name, kind, b)
         row = remote["summary"][name]
         assert row["ratio_vs_kubectl_cp_p50"] > 0 and row["single_file_link_time_ms"] > 0
