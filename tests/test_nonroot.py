@@ -32,20 +32,8 @@ from storms import storm
 from syncd.core.worker import WorkerState
 from syncd.settings import Settings, WorkerSettings
 from trees import Tree, container_tree, local_tree
-from test_faults import lost
+from test_faults import config_text, lost
 
-CONFIG = """
-[daemon]
-debounce_ms = 20
-max_batch_wait_ms = 500
-trace = ".syncd/trace.jsonl"
-[targets.web]
-{target}
-[[services]]
-name = "web"
-target = "web"
-sync = [{{ src = "src", dest = "/app/src" }}]
-"""
 # A destination fixed from outside is picked up on the permanent-error retry; shortened here
 # (the daemon's is WorkerSettings.permanent_retry, 60 s) so the test does not sleep a minute.
 QUICK_RETRY = Settings(workers=WorkerSettings(backoff_start=0.05, permanent_retry=0.5))
@@ -168,7 +156,7 @@ async def test_nonroot_writable_destination_storms_converge(request, tmp_path: P
     src = tmp_path / "src"
     src.mkdir()
     (src / "seed.txt").write_text("seed\n")
-    cfg = write_config(tmp_path, CONFIG.format(target=place.target))
+    cfg = write_config(tmp_path, config_text(place.target))
     rng = random.Random(20)
     async with running(cfg, settings=QUICK_RETRY) as engine:
         mode = engine.targets["web"].transport.mode(worker_of(engine).ref)
@@ -202,7 +190,7 @@ async def test_unwritable_destination_is_explained_then_converges(request, tmp_p
     src = tmp_path / "src"
     (src / "pkg").mkdir(parents=True)
     (src / "pkg" / "main.js").write_text("console.log(1)\n")
-    cfg = write_config(tmp_path, CONFIG.format(target=place.target))
+    cfg = write_config(tmp_path, config_text(place.target))
     async with running(cfg, wait_idle=False, settings=QUICK_RETRY) as engine:
         error = await wait_for_error(engine, "cannot write")
         worker = worker_of(engine)
@@ -244,7 +232,7 @@ async def test_read_only_root_with_a_volume_storms_converge(request, tmp_path: P
         assert probe.exit_code != 0 and b"Read-only file system" in probe.output, probe.output
     src = tmp_path / "src"
     src.mkdir()
-    cfg = write_config(tmp_path, CONFIG.format(target=place.target))
+    cfg = write_config(tmp_path, config_text(place.target))
     rng = random.Random(21)
     async with running(cfg, settings=QUICK_RETRY) as engine:
         for _ in range(3):
@@ -266,7 +254,7 @@ async def test_read_only_destination_is_explained(request, tmp_path: Path, runti
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_text("a\n")
-    cfg = write_config(tmp_path, CONFIG.format(target=place.target))
+    cfg = write_config(tmp_path, config_text(place.target))
     async with running(cfg, wait_idle=False, settings=QUICK_RETRY) as engine:
         error = await wait_for_error(engine, "read-only")
         worker = worker_of(engine)
@@ -295,7 +283,7 @@ async def test_docker_target_user_runs_every_exec_as_that_user(make_container, t
     (src / "d").mkdir(parents=True)
     (src / "d" / "f.txt").write_text("f\n")
     target = f'kind = "docker"\ncontainer = "{c.name}"\nuser = "{UID}:{UID}"'
-    text = CONFIG.format(target=target) + 'run = [{ cmd = "id -u > /app/who", trigger = ["src/**"] }]\n'
+    text = config_text(target) + 'run = [{ cmd = "id -u > /app/who", trigger = ["src/**"] }]\n'
     cfg = write_config(tmp_path, text)
     async with running(cfg) as engine:
         (src / "d" / "g.txt").write_text("g\n")
@@ -344,7 +332,7 @@ def test_sync_once_says_who_cannot_write_where_and_exits_1(make_container, tmp_p
     c = make_container(user=f"{UID}:{UID}")
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.txt").write_text("a\n")
-    write_config(tmp_path, CONFIG.format(target=f'kind = "docker"\ncontainer = "{c.name}"'))
+    write_config(tmp_path, config_text(f'kind = "docker"\ncontainer = "{c.name}"'))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     done = subprocess.run([sys.executable, "-m", "syncd", "sync"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, env=env)
