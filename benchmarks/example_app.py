@@ -98,14 +98,17 @@ def add_route(app: Path, name: str, body: str) -> str:
     return path
 
 
-def backend_edits(app: Path, version: str, route: str) -> dict[str, BackendBuild]:
-    """The backend of the copy `app` built as it is, after a `const` edit, then after a
-    route-adding edit: {"before", "const", "route"} -> build time and binary (for #17's delta
-    and gzip figures too)."""
+def backend_edits(app: Path, route: str) -> dict[str, BackendBuild]:
+    """The backend of the copy `app` built as it is ("before", VERSION "v1"), after a `const`
+    edit of the same length ("const": "v2"), after one that makes the string longer
+    ("const_longer": it moves every later string in the binary, and with them much of the code
+    that addresses them — another edit for a delta), then after a route-adding edit ("route")
+    -> build time and binary (#17's delta and gzip figures)."""
     backend = app / "backend"
     out = {"before": build_backend(backend)}
-    set_version(app, version)
-    out["const"] = build_backend(backend)
-    add_route(app, route, f"{route} {version}")
+    for name, version in (("const", "v2"), ("const_longer", "v2-longer")):
+        set_version(app, version)
+        out[name] = build_backend(backend)
+    add_route(app, route, f"{route} v2-longer")
     out["route"] = build_backend(backend)
     return out

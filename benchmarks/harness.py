@@ -215,6 +215,12 @@ GOALS = {
     "scale_fanout_10_over_1": ("scale", "<=", 2.0, "x"),
     "scale_discovery_ms": ("scale", "<=", 300.0, "ms"),
     "scale_idle_rss_mib": ("scale", "<=", 120.0, "MiB"),
+    # the delta issue's goals (the delta section: `--only delta`)
+    "delta_const_wire_pct": ("delta", "<=", 1.0, "%"),  # the backend's const edit through home, share of the binary
+    "delta_route_wire_pct": ("delta", "<=", 40.0, "%"),
+    "delta_text_tree_over_link": ("delta", "<=", 1.3, "x"),  # 20k files through cloud, destination on tmpfs
+    "delta_random_tree_over_link": ("delta", "<=", 1.3, "x"),
+    "delta_text_tree_over_floor": ("delta", "<=", 1.3, "x"),  # the same into the overlay file system ÷ C tools
     # goal None: computed from the run, max(5 % of the by-hand build p50, 50 ms) (fullstack.overhead)
     "fullstack_rust_overhead_ms": ("fullstack", "<=", None, "ms"),
     "fullstack_frontend_overhead_ms": ("fullstack", "<=", None, "ms"),
@@ -303,6 +309,36 @@ def _scale_goals(sc: dict) -> dict[str, tuple]:
     }
 
 
+def _delta_goals(d: dict, files: int) -> dict[str, tuple]:
+    """The delta section's goals: wire shares of the backend's edits through home, the 20k-file
+    trees through cloud (into tmpfs against the link; into the overlay against C tools)."""
+    full = files >= 20_000
+    out: dict[str, tuple] = {}
+    for name, edit in (("delta_const_wire_pct", "backend_const"), ("delta_route_wire_pct", "backend_route")):
+        on = d["edits"].get(edit, {}).get("home", {}).get("on")
+        if on:
+            out[name] = (100 * on["wire_share"], on.get("verified", False),
+                         f"{on['wire_bytes'] / 1e3:.1f} KB of {on['file_bytes'] / 1e6:.1f} MB through home in "
+                         f"{on['seconds']:.2f} s ({','.join(on['methods'])})", True)
+    for kind in ("text", "random"):
+        rows = d["trees"].get(kind)
+        if not rows:
+            continue
+        t, on, floor = rows["on_tmpfs"], rows["on"], rows["floor"]
+        complete = all(r["container_files"] == r["files"] for r in rows.values())
+        out[f"delta_{kind}_tree_over_link"] = (
+            t["over_link_time"], complete,
+            f"{t['files']:,} files, {t['bytes'] / 1e6:.0f} MB, {t['wire_bytes'] / 1e6:.1f} MB on the wire "
+            f"({','.join(t['methods'])}): {t['seconds']:.2f} s, the link alone {t['link_time_s']:.2f} s "
+            f"(destination on tmpfs)", full)
+        if kind == "text":
+            out["delta_text_tree_over_floor"] = (
+                on["over_floor"], complete,
+                f"into the container's overlay file system: syncd {on['seconds']:.2f} s, C tools {floor['seconds']:.2f} s "
+                f"({','.join(floor['methods'])}), the link alone {on['link_time_s']:.2f} s", full)
+    return out
+
+
 def targets(results: dict) -> dict:
     """The issue's goals for every section that ran. A benchmark reports them; it does not fail on them."""
     s = results["settings"]
@@ -341,6 +377,8 @@ def targets(results: dict) -> dict:
                                  f"{i['batches_during_window']} trace record(s) during the window", full)
     if "scale" in results:
         found.update(_scale_goals(results["scale"]))
+    if "delta" in results:
+        found.update(_delta_goals(results["delta"], s.get("delta_files", 0)))
     if "fullstack" in results:
         f = results["fullstack"]
         full = s.get("fullstack_edits", 0) >= ISSUE_SIZES["fullstack_edits"]

@@ -209,7 +209,8 @@ def test_delta_section_alone(docker_client, tmp_path: Path) -> None:  # noqa: AN
     r = json.loads(out.read_text())
     d = r["delta"]
     assert r["settings"]["sections"] == ["delta"] and r["settings"]["delta_profiles"] == ["lan", "cloud"]
-    assert set(d["edits"]) == {"backend_const", "backend_route", "synthetic_2_blocks", "synthetic_insert_10k"}
+    assert set(d["edits"]) == {"backend_const", "backend_const_longer", "backend_route", "synthetic_2_blocks",
+                               "synthetic_insert_10k"}
     for name, by_link in d["edits"].items():
         assert set(by_link) == {"lan", "cloud"}
         for link, modes in by_link.items():
@@ -221,10 +222,14 @@ def test_delta_section_alone(docker_client, tmp_path: Path) -> None:  # noqa: AN
     synth = d["edits"]["synthetic_2_blocks"]["cloud"]["on"]
     assert synth["methods"] == ["delta"] and synth["wire_share"] < 0.05, synth
     for kind in ("random", "text"):
-        for mode in ("off", "on"):
-            t = d["trees"][kind][mode]
-            assert t["container_files"] == 600 and t["over_link_time"] > 0, (kind, mode, t)
-    assert d["trees"]["text"]["on"]["wire_bytes"] < d["trees"]["text"]["off"]["wire_bytes"] / 2
+        for run in ("off", "on", "floor", "on_tmpfs"):  # syncd off/on, C tools through the same link, on into tmpfs
+            t = d["trees"][kind][run]
+            assert t["container_files"] == 600 and t["over_link_time"] > 0, (kind, run, t)
+        assert d["trees"][kind]["on"]["over_floor"] > 0
+    text = d["trees"]["text"]
+    assert text["on"]["wire_bytes"] < text["off"]["wire_bytes"] / 2 and text["floor"]["methods"] == ["gzip"]
+    assert text["on_tmpfs"]["wire_bytes"] < text["off"]["wire_bytes"] / 2
+    assert {"delta_text_tree_over_link", "delta_random_tree_over_link", "delta_text_tree_over_floor"} <= set(r["targets"])
     for c in d["encode"].values():
         assert c["cpu_ms_per_mb"] > 0 and c["literal_bytes"] <= c["bytes"]
     assert "Large-file edits" in proc.stdout and "encoding on the host" in proc.stdout
