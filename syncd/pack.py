@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
+from syncd.core.manifest import DIR
 from syncd.core.mapping import relative_name
 from syncd.model import DestPath, Entry, Kind, Put
 
@@ -151,7 +152,7 @@ def _pack(puts: Sequence[Put], root: DestPath, report: PackReport) -> Iterator[b
                     report.torn.append(put.dest)
                     continue
                 block = _header(name, kind, stat.S_IMODE(st.st_mode), st.st_mtime)
-                report.sent[put.dest] = Entry(Kind.DIR)
+                report.sent[put.dest] = DIR
             report.bytes += len(block)
             yield block
             continue

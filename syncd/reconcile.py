@@ -21,7 +21,7 @@ import structlog
 
 from syncd.clock import Clock
 from syncd.core.chunking import chunk_end, next_chunk_bytes
-from syncd.core.manifest import Manifest, diff
+from syncd.core.manifest import Manifest, diff, share
 from syncd.core.mapping import UnsafePath, most_specific
 from syncd.known import KnownStore, Record, record_of, resolve
 from syncd.memory import give_back
@@ -113,11 +113,13 @@ class Comparison:
 
 async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Record, hashes: HashCache,
                             clock: Clock, services: set[str] | None = None,
-                            scans: SharedScans | None = None, overlap: bool = True) -> Comparison:
+                            scans: SharedScans | None = None, overlap: bool = True,
+                            pool: dict[Entry, Entry] | None = None) -> Comparison:
     """Compare the container's tree below the target's destinations with the local one.
     `known`: what syncd last sent there (lets a quick listing stand in for hashes); `scans`:
     share the local scan with the target's other replicas reconciling at the same moment;
-    `overlap`: the container lists itself while the tree is scanned (else after)."""
+    `overlap`: the container lists itself while the tree is scanned (else after); `pool`: the
+    entries of the manifests compared at the same moment, shared (core/manifest.py `share`)."""
     trace = BatchTrace(0, clock.now(), reconcile=True)
     trace.services = [s.cfg.name for s in target.services if services is None or s.cfg.name in services]
     t0 = clock.now()
@@ -153,6 +155,7 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
         for dest in unsure:
             e = remote[dest]
             remote[dest] = Entry(Kind.FILE, digests.get(dest, "?"), e.exec, size=e.size, mtime=e.mtime)
+    share(remote, desired, {} if pool is None else pool)
     trace.add(f"manifest:{ref.label}", began[0], clock.now(), detail={"paths": len(remote), "hashed": len(unsure)})
     def compare() -> Delta:
         return diff(desired, remote, full=True, owned=lambda d: target.owned(d, remote[d].kind, services))
@@ -178,6 +181,8 @@ class Reconciler:
         self._held = held  # services whose last build failed -> why (left out, see below)
         self._emit = emit  # a finished record: trace file, metrics, status page
         self.scans = SharedScans()
+        self._pool: dict[Entry, Entry] = {}  # entries of the manifests being compared now (shared)
+        self._comparing = 0
 
     def known_of(self, worker: ContainerWorker) -> Record:
         """What syncd last sent to the container: its saved record, updated by this run's own
@@ -197,8 +202,14 @@ class Reconciler:
         overlap = len(self.hashes) < self.settings.batches.overlap_listing_below
         # (the record is read on the loop and dropped with the comparison: loading it in a
         # thread, or keeping it for the push, left the idle daemon 20-40 MiB bigger at 100k files)
-        found = await compute_reconcile(target, worker.ref, self.known_of(worker), self.hashes, self.clock, services,
-                                        self.scans, overlap)
+        self._comparing += 1
+        try:
+            found = await compute_reconcile(target, worker.ref, self.known_of(worker), self.hashes, self.clock,
+                                            services, self.scans, overlap, self._pool)
+        finally:
+            self._comparing -= 1
+            if not self._comparing:
+                self._pool = {}
         trace = found.trace
         for name, why in held.items():
             trace.errors.append(f"service '{name}': build {why}; held: nothing of it sent to {worker.ref.label} "

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from syncd.core.coalesce import Coalescer
-from syncd.core.manifest import apply_delta, diff, merge_pending, prune_nested, rewritten_dirs, unlisted_below
+from syncd.core.manifest import apply_delta, diff, merge_pending, prune_nested, rewritten_dirs, share, unlisted_below
 from syncd.core.mapping import ResolvedMapping, UnsafePath, check_within, common_root, most_specific, relative_name
 from syncd.core.plan import ServicePlanInput, plan_batch
 from syncd.model import Entry, Kind, LocalFile
@@ -258,3 +258,29 @@ def test_next_chunk_follows_the_link_within_bounds() -> None:
     assert next_chunk_bytes(1 << 20, 0.005, 0.5, lo, hi) == hi  # a LAN: the ceiling
     assert next_chunk_bytes(1 << 20, 60.0, 0.5, lo, hi) == lo  # a crawl: the floor
     assert next_chunk_bytes(1 << 20, 0.0, 0.5, lo, hi) == hi
+
+
+def test_share_keeps_one_copy_of_what_replicas_and_the_local_tree_hold() -> None:
+    """Two replicas' manifests, parsed apart: after `share` with one pool they hold the same
+    entry objects, their digests are the local entries' strings, and nothing compares
+    differently than before (a differing entry stays that replica's own)."""
+    digest = "a" * 40
+    local_digest = "".join(["a"] * 40)  # equal, another object (as the hash cache's string is)
+    assert local_digest is not digest
+    desired = {"/app/x": LocalFile("/src/x", Entry(Kind.FILE, local_digest)), "/app/d": LocalFile("/src/d", Entry(Kind.DIR)),
+               "/app/y": LocalFile("/src/y", Entry(Kind.FILE, "b" * 40))}
+
+    def parsed(y: str) -> dict:
+        return {"/app/x": Entry(Kind.FILE, "".join(["a"] * 40), size=3, mtime=7), "/app/d": Entry(Kind.DIR),
+                "/app/y": Entry(Kind.FILE, y, size=3, mtime=7), "/app/extra": Entry(Kind.LINK, link="x")}
+
+    one, two = parsed("b" * 40), parsed("c" * 40)
+    before = (dict(one), dict(two))
+    pool: dict = {}
+    share(one, desired, pool)
+    share(two, desired, pool)
+    assert (one, two) == before
+    assert one["/app/x"] is two["/app/x"] and one["/app/x"].digest is local_digest
+    assert one["/app/d"] is two["/app/d"] and one["/app/extra"] is two["/app/extra"]
+    assert one["/app/y"] is not two["/app/y"] and two["/app/y"].digest == "c" * 40
+    assert one["/app/y"].digest is desired["/app/y"].entry.digest

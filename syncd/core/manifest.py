@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from syncd.model import Delta, DestPath, Entry, Kind, LocalFile, Put, parent_dirs
 
 Manifest = dict[DestPath, Entry]
+DIR = Entry(Kind.DIR)  # every directory's entry is this one (entries are frozen)
 
 
 def _under(path: DestPath, ancestor: DestPath) -> bool:
@@ -107,5 +108,22 @@ def apply_delta(remote: Manifest, deletes: Iterable[DestPath], sent: Mapping[Des
                 del remote[key]
     for dest, entry in sent.items():
         for ancestor in parent_dirs(dest):
-            remote.setdefault(ancestor, Entry(Kind.DIR))
+            remote.setdefault(ancestor, DIR)
         remote[dest] = entry
+
+
+def share(remote: Manifest, desired: Mapping[DestPath, LocalFile | None], pool: dict[Entry, Entry]) -> None:
+    """Make `remote` hold one copy of what other manifests and the local tree hold too: a
+    file's digest becomes the local entry's string (the hash cache's) when they are equal, and
+    an entry equal to one in `pool` (the manifests of the replicas reconciled alongside) that
+    very object. At 100,000 files two replicas' manifests were ~60 MiB, mostly the same entries
+    and digests twice over (the paths are shared by the listing: sys.intern)."""
+    for dest, e in remote.items():
+        same = pool.get(e)
+        if same is None:
+            local = desired.get(dest)
+            if (e.kind is Kind.FILE and local is not None and e.digest == local.entry.digest
+                    and e.digest is not local.entry.digest):
+                e = Entry(Kind.FILE, local.entry.digest, e.exec, e.link, e.size, e.mtime)
+            same = pool.setdefault(e, e)
+        remote[dest] = same

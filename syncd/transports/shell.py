@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import string
+import sys
 import zlib
 from collections.abc import Iterable, Iterator
 
-from syncd.core.manifest import Manifest
+from syncd.core.manifest import DIR, Manifest
 from syncd.model import DestPath, Entry, Kind
 
 # First on stdin: the directories the batch writes or deletes in (octal-escaped, one per line,
@@ -162,7 +163,8 @@ _GNU_CODES = {b"n": b"\n", b"r": b"\r", b"\\": b"\\"}
 def _join(base: DestPath, rel: bytes) -> DestPath:
     name = rel.decode("utf-8", "surrogateescape")
     name = name[2:] if name.startswith("./") else name
-    return base if name in ("", ".") else base.rstrip("/") + "/" + name
+    # interned, as the local side's paths are: replicas' manifests share one string per path
+    return base if name in ("", ".") else sys.intern(base.rstrip("/") + "/" + name)
 
 
 def parse_manifest(out: bytes) -> Manifest:
@@ -189,7 +191,7 @@ def parse_manifest(out: bytes) -> Manifest:
                 _parse_stats(tokens[i + 1], manifest, base)
             i += 1
         elif tok and section == b"@@D":
-            manifest[_join(base, tok)] = Entry(Kind.DIR)
+            manifest[_join(base, tok)] = DIR
         elif tok and section == b"@@L":
             target = tokens[i + 1] if i + 1 < len(tokens) else b""
             manifest[_join(base, tok)] = Entry(Kind.LINK, link=target.decode("utf-8", "surrogateescape"))
@@ -234,7 +236,7 @@ def _parse_stats(blob: bytes, manifest: Manifest, base: DestPath) -> None:
         mode = int(m.group(1), 16)
         kind = mode & _S_IFMT
         if kind == _S_IFDIR:
-            manifest[_join(base, name)] = Entry(Kind.DIR)
+            manifest[_join(base, name)] = DIR
         elif kind == _S_IFREG:
             written_by_tar = not (m.group(4) or b"").strip(b"0")
             mtime = int(m.group(3)) if written_by_tar else -2  # -2: matches no local mtime
