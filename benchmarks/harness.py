@@ -282,6 +282,20 @@ def _overhead_goal(f: dict, kind: str) -> tuple[float, bool, str, tuple[float, s
     return o["overhead_ms"], valid, bound, (o["limit_ms"], o["limit_how"])
 
 
+def _startup_goal(n: int, big: dict, full: bool) -> tuple:
+    """Judged where the destination is on tmpfs when the run has it (the overlay floor is this
+    VM's throttled disk: it moved 4x between back-to-back runs); the overlay figures beside it."""
+    st = big["startup"]
+    overlay = (f"into overlayfs: syncd sync {st['wall_s']:.2f} s (peak RSS {st['peak_rss_mib']:.0f} MiB), "
+               f"tar | docker exec tar -x {big['floor_s']:.2f} s ({big['startup_over_floor']:.2f}×)")
+    tm = big.get("startup_tmpfs")
+    if tm is None:
+        return big["startup_over_floor"], st["exit_code"] == 0 and st["complete"], f"{n:,} files, 2 containers {overlay}", full
+    return (big["startup_over_floor_tmpfs"], tm["exit_code"] == 0 and tm["complete"] and st["complete"],
+            f"{n:,} files into 2 containers, destination on tmpfs: syncd sync {tm['wall_s']:.2f} s, the floor "
+            f"{big['floor_tmpfs_s']:.2f} s; {overlay}", full)
+
+
 def _scale_goals(sc: dict) -> dict[str, tuple]:
     """The scale section's goals, judged on its largest tree (full size: 100,000 files or more)."""
     n, big = max(((int(k), v) for k, v in sc["curve"].items()), key=lambda kv: kv[0])
@@ -291,9 +305,7 @@ def _scale_goals(sc: dict) -> dict[str, tuple]:
     rows = ", ".join(f"{r['replicas']}: {r['seconds']:.2f} s (floor {r.get('floor_s', 0):.2f} s)"
                      for r in fo["rows"].values())
     return {
-        "scale_startup_over_floor": (big["startup_over_floor"], st["exit_code"] == 0 and st["complete"],
-                                     f"{n:,} files into 2 containers: syncd sync {st['wall_s']:.2f} s (peak RSS "
-                                     f"{st['peak_rss_mib']:.0f} MiB), tar | docker exec tar -x {big['floor_s']:.2f} s", full),
+        "scale_startup_over_floor": _startup_goal(n, big, full),
         "scale_restart_s": (big["restart_converged_s"], st["complete"],
                             f"syncd run over the unchanged {n:,}-file tree until both containers' reconcile records; "
                             f"syncd sync with nothing to send {big['nodiff']['wall_s']:.2f} s", full),

@@ -212,6 +212,11 @@ def render_scale(sc: dict, console: Console) -> None:
                       f"{c['restart_converged_s']:.2f} s", f"{idle['rss_mib_median']:.0f} MiB", f"{idle['cpu_pct']:.2f} %",
                       f"{one['p50_ms']:.1f}/{one['p95_ms']:.1f} ms")
     console.print(table)
+    for n, c in sorted(sc["curve"].items(), key=lambda kv: int(kv[0])):
+        if "startup_tmpfs" in c:
+            console.print(f"{int(n):,} files, destination on tmpfs (no disk on either side): floor {c['floor_tmpfs_s']:.2f} s, "
+                          f"syncd sync {c['startup_tmpfs']['wall_s']:.2f} s = {c['startup_over_floor_tmpfs']:.2f}× the floor",
+                          markup=False)
     fo, d = sc["fan_out"], sc["discovery"]
     rows = ", ".join(f"{r['replicas']} → {r['seconds']:.2f} s (floor {r.get('floor_s', 0):.2f} s)"
                      for r in fo["rows"].values())

@@ -135,6 +135,7 @@ def test_quick_benchmark_writes_plausible_json(docker_client, kubectl, tmp_path:
     c = sc["curve"]["400"]
     assert c["tree"]["files"] == 400 and c["floor_s"] > 0 and c["startup_over_floor"] > 0
     assert c["startup"]["exit_code"] == 0 and c["startup"]["complete"] and c["startup"]["container_files"] == [400, 400]
+    assert c["floor_tmpfs_s"] > 0 and c["startup_tmpfs"]["complete"] and c["startup_over_floor_tmpfs"] > 0  # disk-free pair
     assert c["startup"]["peak_rss_mib"] > 10 and c["nodiff"]["exit_code"] == 0 and c["restart_converged_s"] > 0
     assert c["single_file"]["observed"] == 3 and c["single_file"]["verified"] and c["idle"]["rss_mib_median"] > 10
     assert set(sc["fan_out"]["rows"]) == {"1", "3", "10"} and all(x["complete"] for x in sc["fan_out"]["rows"].values())
