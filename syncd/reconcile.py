@@ -42,19 +42,18 @@ def desired_state(target: TargetRuntime, services: set[str] | None, hashes: Hash
     """Every mapped, non-ignored local path of the target, keyed by container path. Blocking
     (it reads the tree): call it in a worker thread."""
     desired: Desired = {}
-    with hashes.scanning():
-        for svc in target.services:
-            if services is not None and svc.cfg.name not in services:
-                continue
-            for m in svc.mappings:
-                tree = scan_source(m.src, svc.rules, hashes, errors)
-                for raw, lf in tree.items():
-                    if len(svc.mappings) > 1 and most_specific(svc.mappings, raw) is not m:
-                        continue  # a more specific mapping sends it
-                    try:
-                        desired[m.dest_of(raw)] = lf
-                    except UnsafePath:
-                        continue
+    for svc in target.services:
+        if services is not None and svc.cfg.name not in services:
+            continue
+        for m in svc.mappings:
+            tree = scan_source(m.src, svc.rules, hashes, errors)
+            for raw, lf in tree.items():
+                if len(svc.mappings) > 1 and most_specific(svc.mappings, raw) is not m:
+                    continue  # a more specific mapping sends it
+                try:
+                    desired[m.dest_of(raw)] = lf
+                except UnsafePath:
+                    continue
     return desired
 
 
@@ -231,8 +230,6 @@ class Reconciler:
         log.info("reconciled", container=worker.ref.label, puts=len(found.delta.puts),
                  deletes=len(found.delta.deletes), ms=record["spans"][-1]["ms"])
         await self.save_hashes(self.settings.batches.save_hashes_after)
-        if self.hashes_file is not None and len(self.hashes) >= self.settings.batches.release_hashes_above:
-            await anyio.to_thread.run_sync(self.hashes.release, self.hashes_file)
         if len(found.delta.puts) + len(found.remote) >= self.settings.batches.trim_after_paths:
             await give_back()
         return not found.errors

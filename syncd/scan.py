@@ -7,9 +7,7 @@ import marshal
 import os
 import stat
 import struct
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -44,81 +42,35 @@ class HashCache:
     def __init__(self) -> None:
         self._cache: dict[str, tuple[bytes, str]] = {}
         self.fresh = 0  # digests computed since the last save
-        # Released (`release`): the entries are kept only in this file until a whole-tree scan
-        # needs them (`scanning` loads them back); what is hashed meanwhile is kept in memory.
-        self._kept: Path | None = None
-        self._kept_len = 0
-        self._scans = 0
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path) -> HashCache:
         """The cache saved at `path`; empty when there is none or it cannot be read (it is
         only a cache: everything is hashed again)."""
         cache = cls()
-        cache._cache = cls._read(path)
-        return cache
-
-    @classmethod
-    def _read(cls, path: Path) -> dict[str, tuple[bytes, str]]:
         try:
             with open(path, "rb") as f:
                 if f.read(len(cls._MAGIC)) != cls._MAGIC:
-                    return {}
+                    return cache
                 data = marshal.load(f)  # data only: marshal builds values, it runs nothing
         except (OSError, EOFError, ValueError, TypeError):
-            return {}
-        if not isinstance(data, dict):
-            return {}
-        return {p: v for p, v in data.items() if isinstance(p, str) and isinstance(v, tuple) and len(v) == 2
-                and isinstance(v[0], bytes) and isinstance(v[1], str)}
+            return cache
+        if isinstance(data, dict):
+            cache._cache = {p: v for p, v in data.items() if isinstance(p, str) and isinstance(v, tuple) and len(v) == 2
+                            and isinstance(v[0], bytes) and isinstance(v[1], str)}
+        return cache
 
     def __len__(self) -> int:
-        return max(self._kept_len, len(self._cache)) if self._kept is not None else len(self._cache)
-
-    @contextmanager
-    def scanning(self) -> Iterator[None]:
-        """Around a whole-tree scan (blocking: in a worker thread): every entry in memory, and
-        none released meanwhile."""
-        with self._lock:
-            self._scans += 1
-            if self._kept is not None:
-                kept = self._read(self._kept)
-                kept.update(self._cache)  # (what was hashed since the release is newer)
-                self._cache, self._kept = kept, None
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._scans -= 1
-
-    def release(self, path: Path) -> bool:
-        """Save the cache to `path` and keep it only there until the next whole-tree scan: an
-        idle daemon needs no digest of a file that has not changed, and a file that changed
-        has a new ctime, so a watched change is hashed either way. At 100,000 files the cache
-        is ~32 MiB of the idle daemon. Blocking; False (nothing released) while a scan runs."""
-        with self._lock:
-            if self._scans:
-                return False
-            # nothing hashed since it was loaded from or saved to `path`: that file holds it all
-            written = len(self) if self.fresh == 0 and path.exists() else self.save(path)
-            if written is None:
-                return False  # it could not be written: kept in memory
-            self._cache, self._kept, self._kept_len = {}, path, written
-            return True
+        return len(self._cache)
 
     def snapshot(self) -> dict[str, tuple[bytes, str]]:
         """A copy to save from another thread (dict.copy runs under the GIL, whole)."""
         self.fresh = 0
         return self._cache.copy()
 
-    def save(self, path: Path, entries: dict[str, tuple[bytes, str]] | None = None) -> int | None:
-        """Write the cache (or a `snapshot`) to `path` atomically; the entries written, None if
-        it could not be. Blocking: a thread for big trees."""
+    def save(self, path: Path, entries: dict[str, tuple[bytes, str]] | None = None) -> None:
+        """Write the cache (or a `snapshot`) to `path` atomically. Blocking: a thread for big trees."""
         data = self.snapshot() if entries is None else entries
-        kept = self._kept
-        if kept is not None:  # released: most entries are in that file
-            data = {**self._read(kept), **data}
         data = {p: v for p, v in data.items() if os.path.lexists(p)}  # deleted files leave the cache
         tmp = path.with_name(path.name + ".tmp")
         try:
@@ -128,10 +80,7 @@ class HashCache:
                 marshal.dump(data, f)
             os.replace(tmp, path)
         except OSError:
-            return None  # a cache that cannot be written costs time at the next start, nothing else
-        if kept is not None:
-            self._kept_len = len(data)
-        return len(data)
+            pass  # a cache that cannot be written costs time at the next start, nothing else
 
     @classmethod
     def _key(cls, st: os.stat_result) -> bytes:

@@ -54,10 +54,6 @@ class BatchSettings:
     # but left the daemon ~55 MiB bigger for good (the listing's long-lived entries interleaved
     # in the heap with the scan's short-lived ones, which then cannot be given back).
     overlap_listing_below: int = 50_000
-    # A hash cache of at least this many files is kept on disk only, after a reconcile, until the
-    # next whole-tree scan (scan.HashCache.release): ~32 MiB of an idle daemon at 100,000 files,
-    # and it costs that scan ~0.2 s to load back. Smaller caches stay: they cost little memory.
-    release_hashes_above: int = 20_000
     # A reconcile delta larger than the first chunk is sent in chunks of ~chunk_s each on the
     # link (core/chunking.py); batches submitted meanwhile go out between two chunks.
     chunk_first_bytes: int = 1 << 20

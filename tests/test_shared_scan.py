@@ -78,38 +78,3 @@ def test_the_hash_cache_survives_a_restart_and_a_rewrite_is_never_taken_for_the_
     assert HashCache.load(saved).snapshot() == {}  # unreadable: an empty cache, hashed again
     saved.write_bytes(b"syncd-hashes 1\n" + b"\x00\x01")
     assert HashCache.load(saved).snapshot() == {}
-
-
-def test_a_released_hash_cache_lives_on_disk_until_the_next_scan_and_loses_nothing(tmp_path) -> None:  # noqa: ANN001
-    """`release` keeps the entries only in the state file (an idle daemon needs none of them);
-    a file hashed meanwhile is kept in memory and wins over the file's older entry; a whole-tree
-    scan (`scanning`) has them all again, and nothing is released while it runs; a save while
-    released writes the file's entries and the new ones."""
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    files = [tree / f"f{i}.txt" for i in range(5)]
-    for f in files:
-        f.write_text(f.name)
-    saved = tmp_path / ".syncd" / "hashes"
-    cache = HashCache()
-    digests = {f: cache.digest(str(f), f.stat()) for f in files}
-    assert cache.release(saved) and len(cache) == 5 and cache.snapshot() == {}  # written, then dropped
-    assert len(HashCache.load(saved).snapshot()) == 5
-    files[0].write_text("changed")  # a watched change: hashed anew, kept in memory
-    changed = cache.digest(str(files[0]), files[0].stat())
-    assert changed != digests[files[0]] and len(cache.snapshot()) == 1
-    with cache.scanning():
-        assert not cache.release(saved)  # not during a scan
-        for f in files[1:]:
-            before = cache.fresh
-            assert cache.digest(str(f), f.stat()) == digests[f] and cache.fresh == before  # from the file: not hashed
-        assert cache.digest(str(files[0]), files[0].stat()) == changed
-    assert len(cache.snapshot()) == 5
-    assert cache.release(saved)
-    files[1].write_text("again")
-    cache.digest(str(files[1]), files[1].stat())
-    cache.save(saved)  # (at exit) while released: the file's entries plus the new one
-    kept = HashCache.load(saved)
-    assert len(kept.snapshot()) == 5 and kept.digest(str(files[2]), files[2].stat()) == digests[files[2]]
-    assert kept.digest(str(files[1]), files[1].stat()) == cache.digest(str(files[1]), files[1].stat())
-    assert kept.fresh == 0
