@@ -4,12 +4,13 @@ It is one long-running `docker exec` per watch (never an exec per check: that al
 ~60 ms). The test image's busybox has no `inotifyd`, so the watch is a small busybox `sh`
 loop that polls with shell builtins only (no fork per check): it sleeps ~1 ms with
 `read -t` on its stdin and stamps each observation with `$EPOCHREALTIME`, the kernel clock
-the host shares. Closing stdin stops it (read then keeps returning at once), so no loop
-outlives its phase and steals CPU from the next one.
+the host shares. A "stop" line ends it, and so does stdin at EOF (read then keeps returning at once), so
+no loop outlives its phase and steals CPU from the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import subprocess
 import threading
@@ -24,12 +25,13 @@ echo "$EPOCHREALTIME R ready"
 prev= done= fast=0
 while :; do
   a=$EPOCHREALTIME
-  if read -t 0.001 _; then fast=0; else
+  if read -t 0.001 l; then [ "$l" = stop ] && exit 0; fast=0; else
     b=$EPOCHREALTIME
-    # At EOF (stdin closed) read returns at once. A timeout can too, now and then
-    # (busybox rounds to a ms tick), so only many fast returns in a row mean "stop".
+    # "stop" ends the loop. Without it (the host side died: stdin at EOF) read returns at
+    # once, every time; a timeout can too, now and then (busybox rounds to a ms tick), and
+    # 50 in a row once ended a live observer under load: only a long run of them means EOF.
     if [ $(( ${b%.*}${b#*.} - ${a%.*}${a#*.} )) -lt 300 ]; then
-      fast=$((fast + 1)); [ $fast -ge 50 ] && exit 0
+      fast=$((fast + 1)); [ $fast -ge 3000 ] && exit 0
     else fast=0; fi
   fi
   if [ "$mode" = file ]; then
@@ -115,6 +117,8 @@ class Observer:
         """Stop the in-container loop (close its stdin) and the client; returns stderr."""
         try:
             if self._proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.write(b"stop\n")
                 self._proc.stdin.close()
             self._proc.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
