@@ -6,12 +6,12 @@ between the few it keeps, and CPython's own allocator keeps every 1 MiB arena of
 object lives: at 100,000 files into two containers the idle daemon stayed at ~222 MiB of
 which ~72 MiB were live data. On glibc's malloc the pages freed between them go back to the
 system (syncd/memory.py trims after big reconciles): ~148 MiB. The price, measured A/B over
-3 restarts each: ~1 s more (median 11.0 vs 10.0 s) to converge after a restart at that size, and
-~30 MiB more at the peak; a daemon is idle far longer than it starts. `PYTHONMALLOC` is read
-only when the interpreter starts, so `syncd run` executes itself again, once, with it set (the same process id: a supervisor's signals still
-reach it). A `PYTHONMALLOC` the user set is kept; the short-lived commands are left alone.
-Kept import-light: it runs before syncd.cli's imports (~0.4 s), which the re-executed process
-would only do again.
+3 restarts each: ~1 s more (median 11.0 vs 10.0 s) to converge after a restart at that size,
+and ~30 MiB more at the peak; a daemon is idle far longer than it starts. `PYTHONMALLOC` is
+read only when the interpreter starts, so `syncd run` executes itself again, once, with it
+set (the same process id: a supervisor's signals still reach it). A `PYTHONMALLOC` the user
+set is kept; the short-lived commands are left alone. Kept import-light: it runs before
+syncd.cli's imports (~0.4 s), which the re-executed process would only do again.
 """
 
 from __future__ import annotations
