@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from syncd.launch import MARK, reexec_env, settle_env
+from test_cli import project
 
 SYNCD = [sys.executable, "-m", "syncd"]
 
@@ -38,20 +39,9 @@ def test_the_variables_leave_with_the_reexecution() -> None:
 def test_the_daemon_runs_on_malloc_and_its_steps_do_not_inherit_it(tmp_path: Path) -> None:
     """A real `syncd run`: the same process id executes with PYTHONMALLOC=malloc (its initial
     environment, /proc/PID/environ), and a run step it starts sees neither variable."""
-    (tmp_path / "app").mkdir()
-    (tmp_path / "app" / "a.txt").write_text("a")
-    (tmp_path / "syncd.toml").write_text("""
-[daemon]
-trace = ".syncd/trace.jsonl"
-[targets.box]
-kind = "local"
-path = "box"
-[[services]]
-name = "app"
-target = "box"
-sync = [{ src = "app", dest = "/srv/app" }]
-run = [{ cmd = "env > '%s'" }]
-""" % (tmp_path / "env.txt"))
+    src = project(tmp_path)  # test_cli's project: a local target, app/ -> /srv/app
+    with open(tmp_path / "syncd.toml", "a") as cfg:  # (its last table is the service)
+        cfg.write("run = [{ cmd = \"env > '%s'\" }]\n" % (tmp_path / "env.txt"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", MARK)}
     proc = subprocess.Popen(SYNCD + ["run"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
@@ -61,7 +51,7 @@ run = [{ cmd = "env > '%s'" }]
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "syncd run did not re-execute itself on malloc"
             time.sleep(0.02)
-        (tmp_path / "app" / "a.txt").write_text("b")
+        (src / "main.py").write_text("print('edited')\n")
         seen = tmp_path / "env.txt"
         while not seen.exists() or not seen.read_text().endswith("\n"):
             assert proc.poll() is None, proc.communicate()
