@@ -157,5 +157,11 @@ class Span:
 
 def parent_dirs(dest: DestPath) -> list[DestPath]:
     """'/a/b/c' -> ['/a', '/a/b'] (outermost first, root excluded)."""
+    if dest.startswith("/") and "//" not in dest and not dest.endswith("/"):  # (plain string work: per file)
+        out, i = [], dest.find("/", 1)
+        while i != -1:
+            out.append(dest[:i])
+            i = dest.find("/", i + 1)
+        return out
     parts = PurePosixPath(dest).parts[1:-1]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
+from syncd import hosttar
 from syncd.core.manifest import DIR
 from syncd.core.mapping import relative_name
 from syncd.model import DestPath, Entry, Kind, Put
@@ -111,12 +112,13 @@ def read_stable(path: str) -> tuple[bytes, os.stat_result] | str | None:
     return "torn"
 
 
-def pack(puts: Sequence[Put], root: DestPath, report: PackReport) -> Iterator[bytes]:
-    """Yield the tar stream for `puts` extracted at container directory `root`.
+def pack(puts: Sequence[Put], root: DestPath, report: PackReport, tar_from: int = hosttar.RUN_MIN) -> Iterator[bytes]:
+    """Yield the tar stream for `puts` extracted at container directory `root`. Runs of at
+    least `tar_from` files are packed by the host's GNU tar (syncd/hosttar.py).
 
     `report.seconds` counts only the time spent producing chunks, not the consumer's time
     between them (the transport writing to its socket), so `pack` and `push` stay apart."""
-    chunks = _pack(puts, root, report)
+    chunks = _pack(puts, root, report, tar_from)
     while True:
         t = time.perf_counter()
         try:
@@ -128,44 +130,54 @@ def pack(puts: Sequence[Put], root: DestPath, report: PackReport) -> Iterator[by
         yield chunk
 
 
-def _pack(puts: Sequence[Put], root: DestPath, report: PackReport) -> Iterator[bytes]:
-    for put in puts:
-        lf = put.source
-        name = relative_name(put.dest, root)
-        kind = lf.entry.kind
-        if kind is not Kind.FILE:
-            # Re-check: what is on disk now wins.
-            try:
-                st = os.lstat(lf.path)
-            except (FileNotFoundError, NotADirectoryError):
-                report.vanished.append(put.dest)
-                continue
-            if kind is Kind.LINK:
-                if not stat.S_ISLNK(st.st_mode):
-                    report.torn.append(put.dest)
-                    continue
-                link = os.readlink(lf.path)
-                block = _header(name, kind, 0o777, st.st_mtime, link=link)
-                report.sent[put.dest] = Entry(Kind.LINK, link=link)
-            else:
-                if not stat.S_ISDIR(st.st_mode):
-                    report.torn.append(put.dest)
-                    continue
-                block = _header(name, kind, stat.S_IMODE(st.st_mode), st.st_mtime)
-                report.sent[put.dest] = DIR
-            report.bytes += len(block)
-            yield block
+def _pack(puts: Sequence[Put], root: DestPath, report: PackReport, tar_from: int) -> Iterator[bytes]:
+    names = [relative_name(put.dest, root) for put in puts]
+    tar = hosttar.gnu_tar() if len(puts) >= tar_from else None
+    for start, end, group in hosttar.runs(puts, names, time.time(), tar_from) if tar else [(0, len(puts), None)]:
+        if group is not None:
+            assert tar is not None
+            yield from hosttar.pack_run(tar, group, puts[start:end], names[start:end], report)
             continue
-        try:
-            if lf.size <= SMALL:
-                yield from _pack_small(put, name, report)
-            else:
-                yield from _pack_large(put, name, report)
-        except OSError as e:
-            report.errors.append((put.dest, lf.path, e.strerror or str(e)))
+        for put, name in zip(puts[start:end], names[start:end], strict=True):
+            yield from _pack_one(put, name, report)
     trailer = b"\0" * (2 * BLOCK)
     report.bytes += len(trailer)
     yield trailer
+
+
+def _pack_one(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
+    lf = put.source
+    kind = lf.entry.kind
+    if kind is not Kind.FILE:
+        # Re-check: what is on disk now wins.
+        try:
+            st = os.lstat(lf.path)
+        except (FileNotFoundError, NotADirectoryError):
+            report.vanished.append(put.dest)
+            return
+        if kind is Kind.LINK:
+            if not stat.S_ISLNK(st.st_mode):
+                report.torn.append(put.dest)
+                return
+            link = os.readlink(lf.path)
+            block = _header(name, kind, 0o777, st.st_mtime, link=link)
+            report.sent[put.dest] = Entry(Kind.LINK, link=link)
+        else:
+            if not stat.S_ISDIR(st.st_mode):
+                report.torn.append(put.dest)
+                return
+            block = _header(name, kind, stat.S_IMODE(st.st_mode), st.st_mtime)
+            report.sent[put.dest] = DIR
+        report.bytes += len(block)
+        yield block
+        return
+    try:
+        if lf.size <= SMALL:
+            yield from _pack_small(put, name, report)
+        else:
+            yield from _pack_large(put, name, report)
+    except OSError as e:
+        report.errors.append((put.dest, lf.path, e.strerror or str(e)))
 
 
 def _pad(size: int) -> bytes:

@@ -106,9 +106,13 @@ def apply_delta(remote: Manifest, deletes: Iterable[DestPath], sent: Mapping[Des
         if gone is None or gone.kind is Kind.DIR:
             for key in [k for k in remote if _under(k, d)]:
                 del remote[key]
+    done: set[DestPath] = set()  # directories whose ancestors are recorded (a reconcile sends 100,000s)
     for dest, entry in sent.items():
-        for ancestor in parent_dirs(dest):
-            remote.setdefault(ancestor, DIR)
+        parent = dest.rpartition("/")[0]
+        if parent not in done:
+            for ancestor in parent_dirs(dest):
+                remote.setdefault(ancestor, DIR)
+            done.add(parent)
         remote[dest] = entry
 
 

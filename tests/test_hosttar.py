@@ -1,0 +1,141 @@
+"""Long runs of files packed by the host's GNU tar (syncd/hosttar.py): the stream extracts to
+exactly what Python's packer gives, and only what is proven unchanged since the scan is
+recorded as sent."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from syncd import hosttar
+from syncd.model import Kind, Put
+from syncd.pack import PackReport, pack
+from syncd.scan import HashCache, read_entry
+from tests.test_ignore_pack_wire import _members
+
+pytestmark = pytest.mark.skipif(hosttar.gnu_tar() is None and not os.environ.get("CI"), reason="no GNU tar")
+
+
+@pytest.fixture(autouse=True)
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files this test just wrote count as settled (the rule itself: test_recent_files_...)."""
+    monkeypatch.setattr(hosttar, "SETTLED", -10.0)
+
+
+def _tree(root: Path) -> list[tuple[str, str]]:
+    """(local path, container path) of a tree with what a tar header can carry: modes, an
+    mtime, long and odd names, a directory per group, a symlink, a file renamed by its sync."""
+    src = root / "src"
+    names = ["a b", "ü", "new\nline", "-rf", "l" * 200, "sub/x.txt", "sub/deeper/y.bin", "sub/.hidden"]
+    for n in names:
+        (src / n).parent.mkdir(parents=True, exist_ok=True)
+        (src / n).write_bytes(n.encode() * 50)
+    os.chmod(src / "a b", 0o755)
+    os.chmod(src / "sub/x.txt", 0o600)
+    os.utime(src / "ü", (1_600_000_000, 1_600_000_000))
+    (src / "link").symlink_to("../outside/" + "t" * 150)
+    (root / "single.conf").write_text("renamed by its sync rule\n")
+    out = [(str(src / "sub"), "/app/code/sub"), (str(src / "sub/deeper"), "/app/code/sub/deeper")]
+    out += [(str(src / n), f"/app/code/{n}") for n in [*names, "link"]]
+    return [*sorted(out, key=lambda p: p[1]), (str(root / "single.conf"), "/app/etc/app.conf")]
+
+
+def _packed(pairs: list[tuple[str, str]], tar_from: int) -> tuple[dict, PackReport]:
+    h = HashCache()
+    puts = [Put(dest, read_entry(path, h)) for path, dest in pairs]  # type: ignore[arg-type]
+    report = PackReport()
+    return _members(list(pack(puts, "/app", report, tar_from=tar_from))), report
+
+
+def _fields(m: tarfile.TarInfo) -> tuple:
+    return (m.name, m.type, m.mode, m.size, m.mtime, m.linkname, m.uid, m.gid)
+
+
+def test_host_tar_stream_extracts_like_pythons(tmp_path: Path) -> None:
+    pairs = _tree(tmp_path)
+    by_tar, tar_report = _packed(pairs, tar_from=1)
+    by_python, py_report = _packed(pairs, tar_from=10**9)
+    assert sorted(by_tar) == sorted(by_python)
+    for name, (info, data) in by_python.items():
+        assert _fields(by_tar[name][0]) == _fields(info), name
+        assert by_tar[name][1] == data, name
+    assert "etc/app.conf" in by_tar and "code/l" + "l" * 199 in by_tar  # renamed (Python), long (GNU LongLink)
+    assert tar_report.sent == py_report.sent and tar_report.files == py_report.files == 9
+    assert not (tar_report.torn or tar_report.vanished or tar_report.errors)
+    assert tar_report.bytes == sum(len(b) for b in pack(
+        [Put(d, read_entry(p, HashCache())) for p, d in pairs], "/app", PackReport(), tar_from=1))  # type: ignore[arg-type]
+
+
+def test_host_tar_is_what_packs_the_runs(tmp_path: Path) -> None:
+    """The runs are tar's (not a silent fallback): its stream is not Python's byte for byte
+    (GNU tar writes the owner names Python leaves empty), yet extracts the same (above)."""
+    pairs = _tree(tmp_path)
+    h = HashCache()
+    puts = [Put(dest, read_entry(path, h)) for path, dest in pairs]  # type: ignore[arg-type]
+    names = [d.removeprefix("/app/") for _, d in pairs]
+    cut = hosttar.runs(puts, names, now=time.time(), minimum=2)
+    assert [(s, e, g) for s, e, g in cut if g is not None] == [(0, len(pairs) - 1, (str(tmp_path / "src"), "code"))]
+    assert cut[-1] == (len(pairs) - 1, len(pairs), None)  # the renamed file
+    tar_bytes = b"".join(pack(puts, "/app", PackReport(), tar_from=1))
+    py_bytes = b"".join(pack(puts, "/app", PackReport(), tar_from=10**9))
+    assert tar_bytes != py_bytes
+
+
+def test_recent_files_and_short_runs_are_packed_in_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hosttar, "SETTLED", 1.0)
+    pairs = _tree(tmp_path)
+    h = HashCache()
+    puts = [Put(dest, read_entry(path, h)) for path, dest in pairs]  # type: ignore[arg-type]
+    names = [d.removeprefix("/app/") for _, d in pairs]
+    newest = max(p.source.ctime for p in puts)
+    assert hosttar.runs(puts, names, now=newest + 0.5, minimum=1) == [(0, len(puts), None)]  # all just written
+    assert hosttar.runs(puts, names, now=newest + 2.0, minimum=len(puts))[0][2] is None  # a run too short
+
+
+def test_a_file_changed_after_the_scan_is_torn_not_recorded(tmp_path: Path) -> None:
+    pairs = _tree(tmp_path)
+    h = HashCache()
+    puts = [Put(dest, read_entry(path, h)) for path, dest in pairs]  # type: ignore[arg-type]
+    changed = next(p for p in puts if p.dest == "/app/code/sub/x.txt")
+    Path(changed.source.path).write_text("edited after the scan\n")  # (size, ctime move)
+    gone = next(p for p in puts if p.dest == "/app/code/ü")
+    os.unlink(gone.source.path)
+    report = PackReport()
+    members = _members(list(pack(puts, "/app", report, tar_from=1)))
+    assert report.torn == ["/app/code/sub/x.txt"] and report.vanished == ["/app/code/ü"]
+    assert "/app/code/sub/x.txt" not in report.sent and "/app/code/ü" not in report.sent
+    assert "code/ü" not in members and members["code/a b"][1] == b"a b" * 50  # the others went whole
+    assert report.sent["/app/code/link"].kind is Kind.LINK and report.files == 7
+
+
+def test_a_tar_that_dies_mid_stream_breaks_the_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No archive end from tar: the stream raises (the transport drops the batch), never
+    a half member followed by more."""
+    fake = tmp_path / "bin" / "tar"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nhead -c 700 /dev/zero | tr '\\0' x\nexit 2\n")
+    fake.chmod(0o755)
+    pairs = _tree(tmp_path)
+    h = HashCache()
+    puts = [Put(dest, read_entry(path, h)) for path, dest in pairs]  # type: ignore[arg-type]
+    monkeypatch.setattr(hosttar, "gnu_tar", lambda: str(fake))
+    with pytest.raises(OSError, match="without a whole archive"):
+        list(pack(puts, "/app", PackReport(), tar_from=1))
+
+
+def test_gnu_tar_is_found_here() -> None:
+    assert hosttar.gnu_tar() == shutil.which("tar")
+
+
+def test_tars_errors_are_attributed_to_the_files_it_names() -> None:
+    said = ("/usr/bin/tar: a: b.txt: Cannot open: Permission denied\n"
+            "/usr/bin/tar: Exiting with failure status due to previous errors\n")
+    assert hosttar._failed("/usr/bin/tar", said, ["a: b.txt", "c"]) == {"a: b.txt": "Cannot open: Permission denied"}
+    # a line naming no file of the run: no file of it counts as proven sent
+    assert hosttar._failed("/usr/bin/tar", "/usr/bin/tar: -: Cannot write: Broken pipe\n", ["c"]) == {
+        "": "-: Cannot write: Broken pipe"}
