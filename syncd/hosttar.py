@@ -37,13 +37,9 @@ import time
 from collections.abc import Iterator, Sequence
 from functools import cache
 from stat import S_ISDIR, S_ISLNK, S_ISREG
-from typing import TYPE_CHECKING
 
 from syncd.core.manifest import DIR
-from syncd.model import Entry, Kind, Put
-
-if TYPE_CHECKING:
-    from syncd.pack import PackReport
+from syncd.model import Entry, Kind, PackReport, Put
 
 # A run shorter than this is packed in Python: starting tar costs ~2 ms, ~70 small files' worth.
 RUN_MIN = 256

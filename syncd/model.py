@@ -165,3 +165,19 @@ def parent_dirs(dest: DestPath) -> list[DestPath]:
         return out
     parts = PurePosixPath(dest).parts[1:-1]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@dataclass
+class PackReport:
+    """Filled while a tar stream is consumed (syncd/pack.py, syncd/hosttar.py): what was really sent."""
+
+    sent: dict[DestPath, Entry] = field(default_factory=dict)
+    vanished: list[DestPath] = field(default_factory=list)
+    torn: list[DestPath] = field(default_factory=list)
+    errors: list[tuple[DestPath, str, str]] = field(default_factory=list)  # dest, local path, message
+    bytes: int = 0
+    files: int = 0
+    seconds: float = 0.0
+    streamed: bool = True  # False: packed whole before sending (syncd/push.py SharedPacks)
+    shared: bool = False  # packed for another replica, its bytes reused
+    method: str = "raw"  # how the stream travels: "raw" or "gzip" (syncd/core/transfer.py)

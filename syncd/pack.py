@@ -14,33 +14,16 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import IO
 
 from syncd import hosttar
 from syncd.core.manifest import DIR
 from syncd.core.mapping import relative_name
-from syncd.model import DestPath, Entry, Kind, Put
+from syncd.model import DestPath, Entry, Kind, PackReport, Put
 
 BLOCK = 512
 CHUNK = 1 << 20
 SMALL = 4 << 20  # files up to this size are read whole, checked, and only then packed
-
-
-@dataclass
-class PackReport:
-    """Filled while the stream is consumed: what was really sent."""
-
-    sent: dict[DestPath, Entry] = field(default_factory=dict)
-    vanished: list[DestPath] = field(default_factory=list)
-    torn: list[DestPath] = field(default_factory=list)
-    errors: list[tuple[DestPath, str, str]] = field(default_factory=list)  # dest, local path, message
-    bytes: int = 0
-    files: int = 0
-    seconds: float = 0.0
-    streamed: bool = True  # False: packed whole before sending (syncd/push.py SharedPacks)
-    shared: bool = False  # packed for another replica, its bytes reused
-    method: str = "raw"  # how the stream travels: "raw" or "gzip" (syncd/core/transfer.py)
 
 
 def _header(name: str, kind: Kind, mode: int, mtime: float, size: int = 0, link: str = "") -> bytes:
