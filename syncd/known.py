@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import marshal
 import os
 from contextlib import suppress
 from pathlib import Path
@@ -44,46 +43,23 @@ class KnownStore:
         self.dir = state_dir / "known"
         self.keep = keep
 
-    # A record is marshal data (a dict of tuples: read and written ~5x faster than JSON, which
-    # a restart at 100,000 files paid per container); records of earlier versions are JSON.
-    _MAGIC = b"syncd-known 2\n"
-
-    def _path(self, container_key: str, suffix: str = ".rec") -> Path:
-        return self.dir / (hashlib.sha1(container_key.encode()).hexdigest()[:20] + suffix)
+    def _path(self, container_key: str) -> Path:
+        return self.dir / (hashlib.sha1(container_key.encode()).hexdigest()[:20] + ".json")
 
     def load(self, container_key: str) -> Record:
         try:
-            with open(self._path(container_key), "rb") as f:
-                if f.read(len(self._MAGIC)) != self._MAGIC:
-                    return {}
-                raw = marshal.load(f)  # data only: marshal builds values, it runs nothing
-        except FileNotFoundError:
-            return self._load_json(container_key)
-        except (OSError, EOFError, ValueError, TypeError):
+            raw = json.loads(self._path(container_key).read_text())
+        except (OSError, ValueError):
             return {}
-        files = raw.get("files") if isinstance(raw, dict) else None
-        if not isinstance(files, dict):
-            return {}
-        return {d: v for d, v in files.items() if type(v) is tuple and len(v) == 3}
-
-    def _load_json(self, container_key: str) -> Record:
-        try:
-            raw = json.loads(self._path(container_key, ".json").read_text())
-            return {d: (v[0], int(v[1]), int(v[2])) for d, v in raw.get("files", {}).items()}
-        except (OSError, ValueError, TypeError, AttributeError, IndexError, KeyError):
-            return {}
+        return {d: (v[0], int(v[1]), int(v[2])) for d, v in raw.get("files", {}).items()}
 
     def save(self, container_key: str, record: Record) -> None:
         path = self._path(container_key)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                f.write(self._MAGIC)
-                marshal.dump({"container": container_key, "files": record}, f)
+            tmp.write_text(json.dumps({"container": container_key, "files": record}))
             os.replace(tmp, path)
-            with suppress(FileNotFoundError):
-                os.unlink(self._path(container_key, ".json"))  # (an earlier version's)
             self._prune()
         except OSError:
             pass  # only an optimisation: the next reconcile hashes instead

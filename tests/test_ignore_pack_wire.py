@@ -15,7 +15,7 @@ from syncd.ignore import IgnoreRules
 from syncd.model import Entry, Kind, Put
 from syncd.pack import SMALL, PackReport, pack
 from syncd.scan import HashCache, read_entry
-from syncd.transports.shell import _parse_stat_lines, _parse_stat_records, encode_deletes, parse_manifest
+from syncd.transports.shell import encode_deletes, parse_manifest
 
 # --- ignore ---------------------------------------------------------------------------------
 
@@ -223,16 +223,3 @@ def test_quick_listing_is_one_stat_line_per_entry(tmp_path: Path, stat_tool: lis
         "/app/src/new\nline": Entry(Kind.FILE, exec=False, size=3, mtime=1_700_000_000),
         "/app/src/edited": Entry(Kind.FILE, exec=False, size=4, mtime=-2),
     }
-    # Without the newline name every line is one record: the line-at-a-time parse takes it,
-    # and gives what the record-by-record parse gives (names with spaces and a leading dash too).
-    (tmp_path / "new\nline").unlink()
-    (tmp_path / "d" / "a b -c").write_bytes(b"12")
-    names = ["."] + sorted("./" + p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
-    lines = subprocess.run([*stat_tool, "-c", "%f %s %Y %y %n", *names], cwd=tmp_path, capture_output=True,
-                           check=True).stdout
-    by_line: dict = {}
-    by_record: dict = {}
-    assert _parse_stat_lines(lines, by_line, "/app/src")
-    _parse_stat_records(lines, by_record, "/app/src")
-    assert by_line == by_record and by_line["/app/src/d/a b -c"] == Entry(Kind.FILE, size=2, mtime=by_line["/app/src/d/a b -c"].mtime)
-    assert len(by_line) == 5  # ., d, d/run.sh, d/a b -c, edited

@@ -228,12 +228,6 @@ _S_IFMT, _S_IFDIR, _S_IFREG = 0o170000, 0o040000, 0o100000
 
 
 def _parse_stats(blob: bytes, manifest: Manifest, base: DestPath) -> None:
-    if not _parse_stat_lines(blob, manifest, base):
-        _parse_stat_records(blob, manifest, base)
-
-
-def _parse_stat_records(blob: bytes, manifest: Manifest, base: DestPath) -> None:
-    """Record by record: a name may hold a newline."""
     records = list(_STAT_RECORD.finditer(blob))
     for k, m in enumerate(records):
         end = records[k + 1].start() if k + 1 < len(records) else len(blob)
@@ -248,43 +242,6 @@ def _parse_stat_records(blob: bytes, manifest: Manifest, base: DestPath) -> None
             mtime = int(m.group(3)) if written_by_tar else -2  # -2: matches no local mtime
             manifest[_join(base, name)] = Entry(Kind.FILE, exec=bool(mode & 0o100), size=int(m.group(2)),
                                                 mtime=mtime)
-
-
-def _parse_stat_lines(blob: bytes, manifest: Manifest, base: DestPath) -> bool:
-    """The common case of `_parse_stats`, a line at a time (~3x faster at 100,000 files):
-    True when every line is one record. A name with a newline in it makes a line that is not
-    (False, nothing added): `_parse_stat_records` sorts that out."""
-    found: Manifest = {}
-    prefix = base.rstrip("/") + "/"
-    intern = sys.intern
-    for line in blob.split(b"\n"):
-        if not line:
-            continue
-        f = line.split(b" ", 6)  # mode size mtime date time zone name
-        if len(f) < 7 or not f[1].isdigit() or not f[2].isdigit():
-            return False
-        name = f[6]
-        if name.startswith(b"./"):
-            path = intern(prefix + name[2:].decode("utf-8", "surrogateescape"))
-        elif name == b".":
-            path = base
-        else:
-            return False
-        clock, _, frac = f[4].partition(b".")
-        if not clock.replace(b":", b"").isdigit() or (frac and not frac.isdigit()):
-            return False
-        try:
-            mode = int(f[0], 16)
-        except ValueError:
-            return False
-        kind = mode & _S_IFMT
-        if kind == _S_IFDIR:
-            found[path] = DIR
-        elif kind == _S_IFREG:
-            mtime = int(f[2]) if not frac.strip(b"0") else -2  # as in _parse_stat_records
-            found[path] = Entry(Kind.FILE, "", bool(mode & 0o100), "", int(f[1]), mtime)
-    manifest.update(found)
-    return True
 
 
 def parse_hash_list(out: bytes) -> dict[DestPath, str]:
