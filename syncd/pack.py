@@ -249,9 +249,11 @@ def _pack_large(put: Put, name: str, report: PackReport) -> Iterator[bytes]:
 def stream_size(puts: Iterable[Put]) -> int:
     """About how many bytes `pack` will produce (headers, padded data, trailer): the total a
     progress bar counts towards. Long names add a header each, so treat it as an estimate."""
-    total = 1024
-    for put in puts:
-        total += 512
-        if put.source.entry.kind is Kind.FILE:
-            total += -(-put.source.size // 512) * 512
-    return total
+    return 1024 + sum(member_size(put) for put in puts)
+
+
+def member_size(put: Put) -> int:
+    """About how many bytes one put adds to the stream (its header and padded data)."""
+    if put.source.entry.kind is Kind.FILE:
+        return 512 + -(-put.source.size // 512) * 512
+    return 512

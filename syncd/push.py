@@ -61,9 +61,11 @@ class SharedPacks:
         self._last: dict[str, _Packed] = {}  # target -> its last packed delta
         self._locks: dict[str, anyio.Lock] = {}
 
-    async def packed(self, target: str, puts: Sequence[Put], root: DestPath) -> tuple[Iterator[bytes], PackReport] | None:
-        """(chunks, report) of the delta, packed now or shared; None: too large, stream it."""
-        if stream_size(puts) > self.limit:
+    async def packed(self, target: str, puts: Sequence[Put], root: DestPath,
+                     size: int | None = None) -> tuple[Iterator[bytes], PackReport] | None:
+        """(chunks, report) of the delta (`size`: its stream_size, when known), packed now or
+        shared; None: too large, stream it."""
+        if (stream_size(puts) if size is None else size) > self.limit:
             return None
         key = (root, tuple((p.dest, p.source.path, p.source.entry, p.source.size, p.source.mtime, p.source.ctime)
                            for p in puts))
@@ -125,8 +127,9 @@ class Pusher:
             await self.after_push(worker, delta, traces)
             return None
         t_tar = self.clock.now()
+        size = stream_size(puts)
         # Packed once for all replicas when there are several (see SharedPacks); else streamed.
-        shared = await self.packs.packed(target.name, puts, root) if len(target.workers) > 1 else None
+        shared = await self.packs.packed(target.name, puts, root, size) if len(target.workers) > 1 else None
         if shared is None:
             report = PackReport()
             stream = pack(puts, root, report)
@@ -135,11 +138,10 @@ class Pusher:
         report.sent.update(patched.sent)
         level = 0
         if self.large is not None:
-            await self.large.measure(worker, stream_size(puts))
+            await self.large.measure(worker, size)
             level = await self.large.gzip_level(worker)
         report.method = "gzip" if level else "raw"
-        sink = self.progress.sink(worker.ref.label, sum(p.source.entry.kind is Kind.FILE for p in puts),
-                                  stream_size(puts))
+        sink = self.progress.sink(worker.ref.label, sum(p.source.entry.kind is Kind.FILE for p in puts), size)
         if sink is not None:
             stream = tracked(stream, report, sink)
         request = ApplyRequest(root, *request_names, stream, gzip=level)

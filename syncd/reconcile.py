@@ -26,7 +26,7 @@ from syncd.core.mapping import UnsafePath, most_specific
 from syncd.known import KnownStore, Record, record_of, resolve
 from syncd.memory import give_back
 from syncd.model import Delta, Desired, Entry, Kind
-from syncd.pack import stream_size
+from syncd.pack import member_size
 from syncd.push import Pusher
 from syncd.scan import HashCache, scan_source
 from syncd.settings import Settings
@@ -242,7 +242,7 @@ class Reconciler:
         answer to the one before comes back: no idle round trip per chunk), so an edit waits
         for at most two. The steps and restarts the delta sets off run once, at the end."""
         b = self.settings.batches
-        sizes = [stream_size([p]) - 1024 for p in delta.puts]  # (minus the trailer each estimate adds)
+        sizes = [member_size(p) for p in delta.puts]
         budget = b.chunk_first_bytes
         if sum(sizes) <= budget:
             await self.pusher.send(worker, delta, traces)
