@@ -4,16 +4,16 @@ Packing a file in Python (open, two fstats, read, sha1, a header) costs ~30 µs;
 reconcile of 100,000 small files into two containers paid it 200,000 times on the event loop's
 GIL, where GNU tar on both ends does the same bytes in a fraction. So `syncd/pack.py` hands every
 run of at least `RUN_MIN` paths (files, the directories between them, symlinks) that map to the
-container by one directory prefix to
-GNU tar (`tar -c --null -T -`), and splices its archive (end-of-archive blocks dropped) into the
-stream it writes itself.
+container by one directory prefix to GNU tar (`tar -c --null -T -`), and splices its archive
+(end-of-archive blocks dropped) into the stream it writes itself.
 
 What was sent is proven, not assumed: the scan hashed each file from a stat it kept
 (`LocalFile`: size, mtime, ctime). After tar is done, each file is stat'ed again; equal size,
 mtime and ctime mean nothing wrote to it (or replaced or chmod'ed it: those move ctime) between
 the hash and tar's read, so the container got exactly the bytes of that digest. A file that
-moved is reported torn (not recorded as sent: the next batch sends it again), one that is gone
-vanished, and files tar could not read are errors with tar's words.
+moved is reported torn and one tar could not read an error (tar's words); `pack` then packs
+both again in Python right after the run (a stable read, or its own error), and extraction
+keeps that later member: tar's possibly torn copy never stays. One that is gone is vanished.
 
 Recent files: the kernel stamps ctime from a coarse clock (a few ms), so a write in the same
 tick as the change before it leaves ctime as it was. A file whose ctime is at least `SETTLED`

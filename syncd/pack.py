@@ -119,7 +119,16 @@ def _pack(puts: Sequence[Put], root: DestPath, report: PackReport, tar_from: int
     for start, end, group in hosttar.runs(puts, names, time.time(), tar_from) if tar else [(0, len(puts), None)]:
         if group is not None:
             assert tar is not None
+            torn, failed = len(report.torn), len(report.errors)
             yield from hosttar.pack_run(tar, group, puts[start:end], names[start:end], report)
+            # What tar may have sent torn, or could not read, goes again as Python reads it (a
+            # stable version, or its own error): the later member replaces the earlier one.
+            again = set(report.torn[torn:]) | {dest for dest, _, _ in report.errors[failed:]}
+            if again:
+                del report.torn[torn:], report.errors[failed:]
+                for put, name in zip(puts[start:end], names[start:end], strict=True):
+                    if put.dest in again:
+                        yield from _pack_one(put, name, report)
             continue
         for put, name in zip(puts[start:end], names[start:end], strict=True):
             yield from _pack_one(put, name, report)
