@@ -8,18 +8,22 @@ import hashlib
 import io
 import os
 import shutil
+import subprocess
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
+from test_cli import SYNCD
+from test_ignore_pack_wire import _members
+from trees import container_tree, diff_trees, local_tree
 
 from syncd import hosttar
 from syncd.model import Kind, Put
 from syncd.pack import PackReport, pack
 from syncd.scan import HashCache, read_entry
-from tests.test_ignore_pack_wire import _members
 
+SETTLED = hosttar.SETTLED  # (before the fixture below changes it for the in-process tests)
 pytestmark = pytest.mark.skipif(hosttar.gnu_tar() is None and not os.environ.get("CI"), reason="no GNU tar")
 
 
@@ -148,3 +152,50 @@ def test_tars_errors_are_attributed_to_the_files_it_names() -> None:
     # a line naming no file of the run: no file of it counts as proven sent
     assert hosttar._failed("/usr/bin/tar", "/usr/bin/tar: -: Cannot write: Broken pipe\n", ["c"]) == {
         "": "-: Cannot write: Broken pipe"}
+
+
+def test_a_big_reconcile_through_host_tar_lands_whole_in_a_docker_container(tmp_path: Path, make_container) -> None:
+    """End to end: `syncd sync` of 600 settled paths (odd names, a long one, modes, symlinks,
+    an empty directory) into a busybox container; the host's tar really packs them (a wrapper
+    on PATH logs its runs), and the container tree equals the local one. Then an edit goes
+    the Python way over a tar-written file."""
+    src = tmp_path / "src"
+    for i in range(600):
+        (src / f"d{i // 100}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i // 100}" / f"f{i:03d}.txt").write_text(f"file {i}\n" * (i % 7))
+    for name in ["a b", "ü", "new\nline", "-rf", "l" * 150, "$(touch PWNED)"]:
+        (src / "odd" / name).parent.mkdir(exist_ok=True)
+        (src / "odd" / name).write_text(name)
+    (src / "odd" / "run.sh").write_text("#!/bin/sh\n")
+    (src / "odd" / "run.sh").chmod(0o755)
+    (src / "odd" / "link").symlink_to("../d0/f001.txt")
+    (src / "empty").mkdir()
+    container = make_container()
+    (tmp_path / "syncd.toml").write_text(f"""
+[targets.t]
+kind = "docker"
+container = "{container.name}"
+[[services]]
+name = "app"
+target = "t"
+sync = [{{ src = "src", dest = "/app/src" }}]
+""")
+    log = tmp_path / "tar-runs.log"
+    wrapper = tmp_path / "bin" / "tar"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {shutil.which("tar")} "$@"\n')
+    wrapper.chmod(0o755)
+    env = {**os.environ, "PATH": f"{wrapper.parent}:{os.environ['PATH']}"}
+    time.sleep(SETTLED + 0.5)  # the files settle (the CLI runs the real rule, not the fixture's)
+    done = subprocess.run([*SYNCD, "sync", "-c", str(tmp_path / "syncd.toml")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    runs = [line for line in log.read_text().splitlines() if line.startswith("-c ")]
+    assert runs, log.read_text()
+    assert diff_trees(local_tree(src), container_tree(container, "/app/src")) == []
+    (src / "d3" / "f300.txt").write_text("edited\n")
+    done = subprocess.run([*SYNCD, "sync", "-c", str(tmp_path / "syncd.toml")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert diff_trees(local_tree(src), container_tree(container, "/app/src")) == []
+    assert container.exec_run(["find", "/", "-xdev", "-name", "PWNED*"]).output.decode().strip() == ""
