@@ -97,7 +97,7 @@ def read_stable(path: str) -> tuple[bytes, os.stat_result] | str | None:
 
 def pack(puts: Sequence[Put], root: DestPath, report: PackReport, tar_from: int = hosttar.RUN_MIN) -> Iterator[bytes]:
     """Yield the tar stream for `puts` extracted at container directory `root`. Runs of at
-    least `tar_from` files are packed by the host's GNU tar (syncd/hosttar.py).
+    least `tar_from` settled paths are packed by the host's GNU tar (syncd/hosttar.py).
 
     `report.seconds` counts only the time spent producing chunks, not the consumer's time
     between them (the transport writing to its socket), so `pack` and `push` stay apart."""
