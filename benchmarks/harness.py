@@ -214,7 +214,8 @@ GOALS = {
     "scale_restart_s": ("scale", "<=", 3.0, "s"),  # `syncd run` over the unchanged 100,000-file tree
     "scale_fanout_10_over_1": ("scale", "<=", 2.0, "x"),
     "scale_discovery_ms": ("scale", "<=", 300.0, "ms"),
-    "scale_idle_rss_mib": ("scale", "<=", 120.0, "MiB"),
+    "scale_idle_rss_mib": ("scale", "<=", 120.0, "MiB"),  # at 100,000 files
+    "scale_idle_rss_300k_mib": ("scale", "<=", 200.0, "MiB"),  # at 300,000 (opt-in: --scale-files ...,300000)
     # the delta issue's goals (the delta section: `--only delta`)
     "delta_const_wire_pct": ("delta", "<=", 1.0, "%"),  # the backend's const edit through home, share of the binary
     "delta_route_wire_pct": ("delta", "<=", 40.0, "%"),
@@ -297,8 +298,11 @@ def _startup_goal(n: int, big: dict, full: bool) -> tuple:
 
 
 def _scale_goals(sc: dict) -> dict[str, tuple]:
-    """The scale section's goals, judged on its largest tree (full size: 100,000 files or more)."""
-    n, big = max(((int(k), v) for k, v in sc["curve"].items()), key=lambda kv: kv[0])
+    """The scale section's goals, judged at 100,000 files as the issue states them (else on the
+    largest tree; full size: 100,000 files or more); idle RSS at 300,000 too when the run has it."""
+    curve = {int(k): v for k, v in sc["curve"].items()}
+    n = ISSUE_SIZES["scale_files"] if ISSUE_SIZES["scale_files"] in curve else max(curve)
+    big = curve[n]
     full = n >= ISSUE_SIZES["scale_files"]
     st = big["startup"]
     fo, d = sc["fan_out"], sc["discovery"]
@@ -315,10 +319,15 @@ def _scale_goals(sc: dict) -> dict[str, tuple]:
         "scale_discovery_ms": (d["p50_ms"], d["observed"] == d["runs"],
                                f"container running -> 20 files there, p50 of {d['observed']} (max {d['max_ms']:.0f} ms; from "
                                f"`docker run` called {d.get('p50_from_run_called_ms', 0):.0f} ms)", True),
-        "scale_idle_rss_mib": (big["idle"]["rss_mib_median"], st["complete"],
-                               f"{n:,} files, 2 sessions: VmRSS median {big['idle']['rss_mib_median']:.0f} MiB, "
-                               f"CPU {big['idle']['cpu_pct']:.2f} %, VmHWM {big['idle']['hwm_mib']:.0f} MiB", full),
+        "scale_idle_rss_mib": _idle_goal(n, big, full),
+        **({"scale_idle_rss_300k_mib": _idle_goal(300_000, curve[300_000], True)} if 300_000 in curve else {}),
     }
+
+
+def _idle_goal(n: int, point: dict, full: bool) -> tuple:
+    return (point["idle"]["rss_mib_median"], point["startup"]["complete"],
+            f"{n:,} files, 2 sessions: VmRSS median {point['idle']['rss_mib_median']:.0f} MiB, "
+            f"CPU {point['idle']['cpu_pct']:.2f} %, VmHWM {point['idle']['hwm_mib']:.0f} MiB", full)
 
 
 def _delta_goals(d: dict, files: int) -> dict[str, tuple]:
