@@ -243,13 +243,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _engine(cfg: Config, build: bool = True) -> Engine:
+def _engine(cfg: Config, build: bool = True, one_shot: bool = False) -> Engine:
     from syncd.engine import Engine
     from syncd.progress import Reporter
+    from syncd.settings import DEFAULT_SETTINGS, ONE_SHOT_SETTINGS
     from syncd.trace import trace_writer
     from syncd.transports import make_transports
 
-    engine = Engine(cfg, make_transports(cfg), trace_writer(cfg))
+    engine = Engine(cfg, make_transports(cfg), trace_writer(cfg), ONE_SHOT_SETTINGS if one_shot else DEFAULT_SETTINGS)
     engine.build_first = build
     engine.progress = Reporter(_log_format)
     return engine
@@ -290,7 +291,7 @@ async def _sync(cfg: Config, services: list[str] | None, dry_run: bool, build: b
             errconsole.print(f"unknown service(s): {', '.join(sorted(unknown))}; known: "
                              f"{', '.join(s.name for s in cfg.services)}", markup=False)
             return EXIT_USAGE
-    engine = _engine(cfg, build and not dry_run)
+    engine = _engine(cfg, build and not dry_run, one_shot=True)
     if dry_run:
         return await _dry_run(engine, wanted)
     ok = await engine.sync_once(wanted)

@@ -11,7 +11,7 @@ Defaults are what the daemon runs with; each says why it is what it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +104,7 @@ class Settings:
 
 
 DEFAULT_SETTINGS = Settings()
+
+# `syncd sync` exits after its reconciles: the idle memory listing-while-scanning costs a daemon
+# does not matter there, the time it saves does (~1.5 s of a no-diff sync at 100,000 files).
+ONE_SHOT_SETTINGS = replace(DEFAULT_SETTINGS, batches=replace(DEFAULT_SETTINGS.batches, overlap_listing_below=2**62))
