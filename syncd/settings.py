@@ -51,8 +51,10 @@ class BatchSettings:
     trim_after_paths: int = 10_000
     # Below this many local files (the hash cache's count) the container lists itself while the
     # tree is scanned; above it, after: at 100,000 files the overlap saved ~1.5 s of a restart
-    # but left the daemon ~55 MiB bigger for good (the listing's long-lived entries interleaved
-    # in the heap with the scan's short-lived ones, which then cannot be given back).
+    # but left the daemon ~55 MiB bigger for good on CPython's allocator (the listing's long-lived
+    # entries interleaved in the heap with the scan's short-lived ones, which then cannot be given
+    # back); on malloc (syncd/launch.py) it saved ~0.7 s and cost 0-22 MiB (3 restarts each).
+    # `syncd sync` exits after its reconcile: it always overlaps (ONE_SHOT_SETTINGS below).
     overlap_listing_below: int = 50_000
     # A reconcile delta larger than the first chunk is sent in chunks of ~chunk_s each on the
     # link (core/chunking.py); batches submitted meanwhile go out between two chunks.
