@@ -108,5 +108,6 @@ class Settings:
 DEFAULT_SETTINGS = Settings()
 
 # `syncd sync` exits after its reconciles: the idle memory listing-while-scanning costs a daemon
-# does not matter there, the time it saves does (~1.5 s of a no-diff sync at 100,000 files).
+# does not matter there, the time it saves does (no-diff sync at 100,000 files into 2
+# containers: 7.25 -> 6.78 s, medians of 3).
 ONE_SHOT_SETTINGS = replace(DEFAULT_SETTINGS, batches=replace(DEFAULT_SETTINGS.batches, overlap_listing_below=2**62))
