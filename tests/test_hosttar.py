@@ -51,9 +51,14 @@ def _tree(root: Path) -> list[tuple[str, str]]:
     return [*sorted(out, key=lambda p: p[1]), (str(root / "single.conf"), "/app/etc/app.conf")]
 
 
-def _packed(pairs: list[tuple[str, str]], tar_from: int) -> tuple[dict, PackReport]:
+def _puts(pairs: list[tuple[str, str]]) -> list[Put]:
+    """The pairs as the scan gives them: entries with digests and the stats they came from."""
     h = HashCache()
-    puts = [Put(dest, read_entry(path, h)) for path, dest in pairs]  # type: ignore[arg-type]
+    return [Put(dest, read_entry(path, h)) for path, dest in pairs]  # type: ignore[arg-type]
+
+
+def _packed(pairs: list[tuple[str, str]], tar_from: int) -> tuple[dict, PackReport]:
+    puts = _puts(pairs)
     report = PackReport()
     return _members(list(pack(puts, "/app", report, tar_from=tar_from))), report
 
@@ -74,15 +79,14 @@ def test_host_tar_stream_extracts_like_pythons(tmp_path: Path) -> None:
     assert tar_report.sent == py_report.sent and tar_report.files == py_report.files == 9
     assert not (tar_report.torn or tar_report.vanished or tar_report.errors)
     assert tar_report.bytes == sum(len(b) for b in pack(
-        [Put(d, read_entry(p, HashCache())) for p, d in pairs], "/app", PackReport(), tar_from=1))  # type: ignore[arg-type]
+        _puts(pairs), "/app", PackReport(), tar_from=1))
 
 
 def test_host_tar_is_what_packs_the_runs(tmp_path: Path) -> None:
     """The runs are tar's (not a silent fallback): its stream is not Python's byte for byte
     (GNU tar writes the owner names Python leaves empty), yet extracts the same (above)."""
     pairs = _tree(tmp_path)
-    h = HashCache()
-    puts = [Put(dest, read_entry(path, h)) for path, dest in pairs]  # type: ignore[arg-type]
+    puts = _puts(pairs)
     names = [d.removeprefix("/app/") for _, d in pairs]
     cut = hosttar.runs(puts, names, now=time.time(), minimum=2)
     assert [(s, e, g) for s, e, g in cut if g is not None] == [(0, len(pairs) - 1, (str(tmp_path / "src"), "code"))]
@@ -92,11 +96,18 @@ def test_host_tar_is_what_packs_the_runs(tmp_path: Path) -> None:
     assert tar_bytes != py_bytes
 
 
+def test_a_prefix_with_sed_specials_is_taken_literally(tmp_path: Path) -> None:
+    """`--transform`'s replacement escapes `\\`, `&` and its delimiter `|`."""
+    pairs = [(path, dest.replace("/app/code/", "/app/a&b|c\\d/")) for path, dest in _tree(tmp_path)[:-1]]
+    by_tar, _ = _packed(pairs, tar_from=1)
+    by_python, _ = _packed(pairs, tar_from=10**9)
+    assert sorted(by_tar) == sorted(by_python) and "a&b|c\\d/sub/x.txt" in by_tar
+
+
 def test_recent_files_and_short_runs_are_packed_in_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hosttar, "SETTLED", 1.0)
     pairs = _tree(tmp_path)
-    h = HashCache()
-    puts = [Put(dest, read_entry(path, h)) for path, dest in pairs]  # type: ignore[arg-type]
+    puts = _puts(pairs)
     names = [d.removeprefix("/app/") for _, d in pairs]
     newest = max(p.source.ctime for p in puts)
     assert hosttar.runs(puts, names, now=newest + 0.5, minimum=1) == [(0, len(puts), None)]  # all just written
@@ -107,8 +118,7 @@ def test_a_file_changed_after_the_scan_goes_again_as_python_reads_it(tmp_path: P
     """tar may have read it mid-write: not recorded from the scan's digest, and packed again
     after tar's run by Python (a stable read): extraction keeps that later member."""
     pairs = _tree(tmp_path)
-    h = HashCache()
-    puts = [Put(dest, read_entry(path, h)) for path, dest in pairs]  # type: ignore[arg-type]
+    puts = _puts(pairs)
     changed = next(p for p in puts if p.dest == "/app/code/sub/x.txt")
     Path(changed.source.path).write_text("edited after the scan\n")  # (size, ctime move)
     gone = next(p for p in puts if p.dest == "/app/code/ü")
@@ -134,8 +144,7 @@ def test_a_tar_that_dies_mid_stream_breaks_the_stream(tmp_path: Path, monkeypatc
     fake.write_text("#!/bin/sh\nhead -c 700 /dev/zero | tr '\\0' x\nexit 2\n")
     fake.chmod(0o755)
     pairs = _tree(tmp_path)
-    h = HashCache()
-    puts = [Put(dest, read_entry(path, h)) for path, dest in pairs]  # type: ignore[arg-type]
+    puts = _puts(pairs)
     monkeypatch.setattr(hosttar, "gnu_tar", lambda: str(fake))
     with pytest.raises(OSError, match="without a whole archive"):
         list(pack(puts, "/app", PackReport(), tar_from=1))
