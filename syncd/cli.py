@@ -294,7 +294,10 @@ async def _sync(cfg: Config, services: list[str] | None, dry_run: bool, build: b
     engine = _engine(cfg, build and not dry_run, one_shot=True)
     if dry_run:
         return await _dry_run(engine, wanted)
-    ok = await engine.sync_once(wanted)
+    try:
+        ok = await engine.sync_once(wanted)
+    finally:
+        await engine.close()
     return EXIT_OK if ok else EXIT_FAIL
 
 

@@ -379,9 +379,14 @@ class Engine:
             for worker in target.workers.values():
                 if worker.manifest is not None:
                     self.known.save(worker.key, record_of(worker.confirmed()))
-            await target.transport.close()
+        await self.close()
         with anyio.CancelScope(shield=True):
             await self.reconciler.save_hashes()
+
+    async def close(self) -> None:
+        """Close every target's sessions and feeds (their containers' `sh` loops end)."""
+        for target in self.targets.values():
+            await target.transport.close()
 
     def idle(self) -> bool:
         """Nothing queued, nothing in flight, every container up to date."""

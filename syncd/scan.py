@@ -49,10 +49,12 @@ class HashCache:
         only a cache: everything is hashed again)."""
         cache = cls()
         try:
-            with open(path, "rb") as f:
-                if f.read(len(cls._MAGIC)) != cls._MAGIC:
-                    return cache
-                data = marshal.load(f)  # data only: marshal builds values, it runs nothing
+            raw = path.read_bytes()
+            if not raw.startswith(cls._MAGIC):
+                return cache
+            # data only: marshal builds values, it runs nothing (loads of the bytes: marshal.load
+            # from the file reads it object by object, 3-4x slower)
+            data = marshal.loads(memoryview(raw)[len(cls._MAGIC):])
         except (OSError, EOFError, ValueError, TypeError):
             return cache
         if isinstance(data, dict):

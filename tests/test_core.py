@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,25 @@ M_BIN = ResolvedMapping(Path("/w/backend/target/debug/api"), "/app/bin/api", "sv
 def test_most_specific_mapping(path: str, dest: str | None) -> None:
     m = most_specific([M_SRC, M_STATIC, M_BIN], Path(path))
     assert (m.dest_of(Path(path)) if m else None) == dest
+
+
+@pytest.mark.parametrize("rest", ["main.rs", "a/b/c.txt", "a b/ü.rs", ".env", "a/.git/x", "..", "a/../..", "a//b",
+                                  "a/./b", "a\0b", "x/", "-x", "a\\b", "...", "a/..b"])
+@pytest.mark.parametrize("mapping", [M_SRC, ResolvedMapping(Path("/w"), "/", "svc", "t")])
+def test_dest_of_fast_path_agrees_with_the_checked_one(mapping: ResolvedMapping, rest: str) -> None:
+    """A reconcile maps every path through dest_of's fast path; anything odd takes the checked
+    one, which refuses what would leave the destination. Both give the same answer."""
+    path = f"{mapping.src}/{rest}"
+    try:
+        checked: str | None = posixpath.join(mapping.dest, rest)
+        check_within(checked, mapping.dest)
+    except UnsafePath:
+        checked = None
+    try:
+        got: str | None = mapping.dest_of(path)
+    except UnsafePath:
+        got = None
+    assert got == checked
 
 
 @pytest.mark.parametrize("dest", ["/app/../etc/passwd", "relative", "/app2/x", "/etc"])

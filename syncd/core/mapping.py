@@ -32,6 +32,10 @@ class ResolvedMapping:
 
     def dest_of(self, path: Path | str) -> DestPath:
         p, s = os.fspath(path), os.fspath(self.src)
+        # Fast path (a reconcile maps 100,000s): strictly below the source, and no empty, `.`
+        # or `..` component (no component that starts with a dot at all) and no NUL in the rest.
+        if p.startswith(s) and p[len(s) : len(s) + 1] == "/" and not _ODD.search(p, len(s)):
+            return sys.intern(self.dest.rstrip("/") + p[len(s) :])
         if not self.contains(p):
             raise UnsafePath(f"{p!r} is not below {s!r}")
         dest = self.dest if p == s else posixpath.join(self.dest, p[len(s) + 1 :])
