@@ -12,6 +12,12 @@ read only when the interpreter starts, so `syncd run` executes itself again, onc
 set (the same process id: a supervisor's signals still reach it). A `PYTHONMALLOC` the user
 set is kept; the short-lived commands are left alone. Kept import-light: it runs before
 syncd.cli's imports (~0.4 s), which the re-executed process would only do again.
+
+`syncd sync` ends without tearing its objects down: the interpreter's exit freed a 20,000-file
+tree's hash cache, manifests and scan one object at a time (~0.14 s of a ~1.3 s no-op sync,
+seen in strace between the last atexit call and exit_group); the system takes the whole
+address space back at once. Its output is flushed first; it keeps no other buffered file
+open (the trace, records and hash cache are closed as they are written).
 """
 
 from __future__ import annotations
@@ -23,11 +29,16 @@ from contextlib import suppress
 
 MARK = "SYNCD_ALLOCATOR"  # set on the re-execution: the variables are ours, not the user's
 LONG_LIVED = frozenset({"run"})
+EXIT_AT_ONCE = frozenset({"sync"})
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv[1:] if not a.startswith("-")), None)
 
 
 def reexec_env(argv: Sequence[str], env: Mapping[str, str]) -> dict[str, str] | None:
     """The environment to execute `argv` again with, or None to go on as we are."""
-    command = next((a for a in argv[1:] if not a.startswith("-")), None)
+    command = command_of(argv)
     if command not in LONG_LIVED or "PYTHONMALLOC" in env or MARK in env:
         return None
     return {**env, "PYTHONMALLOC": "malloc", MARK: "malloc"}
@@ -48,4 +59,13 @@ def main() -> int:
     settle_env(os.environ)
     from syncd.cli import main as cli_main
 
-    return cli_main()
+    code = cli_main()
+    if command_of(sys.argv) in EXIT_AT_ONCE:
+        import logging
+
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+    return code

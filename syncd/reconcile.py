@@ -119,7 +119,8 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
     `known`: what syncd last sent there (lets a quick listing stand in for hashes); `scans`:
     share the local scan with the target's other replicas reconciling at the same moment;
     `overlap`: the container lists itself while the tree is scanned (else after); `pool`: the
-    entries of the manifests compared at the same moment, shared (core/manifest.py `share`)."""
+    entries of the manifests compared at the same moment, shared (core/manifest.py `share`;
+    None: not shared, for a process that does not keep the manifest)."""
     trace = BatchTrace(0, clock.now(), reconcile=True)
     trace.services = [s.cfg.name for s in target.services if services is None or s.cfg.name in services]
     t0 = clock.now()
@@ -155,7 +156,8 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
         for dest in unsure:
             e = remote[dest]
             remote[dest] = Entry(Kind.FILE, digests.get(dest, "?"), e.exec, size=e.size, mtime=e.mtime)
-    share(remote, desired, {} if pool is None else pool)
+    if pool is not None:
+        share(remote, desired, pool)
     trace.add(f"manifest:{ref.label}", began[0], clock.now(), detail={"paths": len(remote), "hashed": len(unsure)})
     def compare() -> Delta:
         return diff(desired, remote, full=True, owned=lambda d: target.owned(d, remote[d].kind, services))
@@ -207,7 +209,8 @@ class Reconciler:
         known = self.known_of(worker)
         try:
             found = await compute_reconcile(target, worker.ref, known, self.hashes, self.clock,
-                                            services, self.scans, overlap, self._pool)
+                                            services, self.scans, overlap,
+                                            self._pool if self.settings.batches.share_manifests else None)
         finally:
             self._comparing -= 1
             if not self._comparing:

@@ -4,6 +4,7 @@ inherit the variables."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -62,3 +63,18 @@ def test_the_daemon_runs_on_malloc_and_its_steps_do_not_inherit_it(tmp_path: Pat
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert "PYTHONMALLOC" not in seen.read_text() and MARK not in seen.read_text()
+
+
+def test_sync_exits_at_once_with_its_output_whole(tmp_path: Path) -> None:
+    """`syncd sync` ends with os._exit (no teardown of its objects): what it logged and printed
+    is all there, every line whole, and its exit code is the command's."""
+    project(tmp_path)
+    done = subprocess.run(SYNCD + ["sync", "--log-format", "json"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines()]
+    assert "reconciled" in events, done.stderr
+    dry = subprocess.run(SYNCD + ["sync", "--dry-run"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0 and "up to date" in dry.stdout, dry
+    bad = subprocess.run(SYNCD + ["sync", "--service", "nosuch"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown service(s): nosuch" in bad.stderr, bad
