@@ -11,7 +11,7 @@ a time writes them (syncd/statelock.py).
 from __future__ import annotations
 
 import hashlib
-import marshal
+import json
 import os
 from contextlib import suppress
 from pathlib import Path
@@ -39,41 +39,30 @@ KEEP_RECORDS = 64
 
 
 class KnownStore:
-    """The records, one file per container: marshal (data only: it builds values and runs
-    nothing), ~4x faster to read and write than the JSON it replaced — a 100,000-file record
-    was ~0.17 s to read and ~0.09 s to write as JSON, ~0.04 and ~0.03 s now, and a restarted
-    daemon reads one per container. A file that is not a record reads as empty."""
-
-    _MAGIC = b"syncd-known 1\n"
+    """The records, one JSON file per container. (Tried as marshal, 4x faster to read and
+    write: a restart at 100,000 files into 2 containers converged ~0.6 s sooner, but the idle
+    daemon stayed ~19 MiB bigger, 167 against 148 MiB over 3 restarts each; kept as JSON.)"""
 
     def __init__(self, state_dir: Path, keep: int = KEEP_RECORDS) -> None:
         self.dir = state_dir / "known"
         self.keep = keep
 
     def _path(self, container_key: str) -> Path:
-        return self.dir / (hashlib.sha1(container_key.encode()).hexdigest()[:20] + ".rec")
+        return self.dir / (hashlib.sha1(container_key.encode()).hexdigest()[:20] + ".json")
 
     def load(self, container_key: str) -> Record:
         try:
-            raw = self._path(container_key).read_bytes()
-            # (marshal.loads of the bytes: marshal.load from the file reads it object by object)
-            data = marshal.loads(memoryview(raw)[len(self._MAGIC):]) if raw.startswith(self._MAGIC) else None
-        except (OSError, EOFError, ValueError, TypeError):
+            raw = json.loads(self._path(container_key).read_text())
+        except (OSError, ValueError):
             return {}
-        files = data.get("files") if isinstance(data, dict) and data.get("container") == container_key else None
-        if not isinstance(files, dict):
-            return {}
-        return {d: v for d, v in files.items() if isinstance(d, str) and isinstance(v, tuple) and len(v) == 3
-                and isinstance(v[0], str) and isinstance(v[1], int) and isinstance(v[2], int)}
+        return {d: (v[0], int(v[1]), int(v[2])) for d, v in raw.get("files", {}).items()}
 
     def save(self, container_key: str, record: Record) -> None:
         path = self._path(container_key)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                f.write(self._MAGIC)
-                marshal.dump({"container": container_key, "files": record}, f)
+            tmp.write_text(json.dumps({"container": container_key, "files": record}))
             os.replace(tmp, path)
             self._prune()
         except OSError:
