@@ -216,10 +216,9 @@ class Reconciler:
             if not self._comparing:
                 self._pool = {}
         # Nothing to send and the record proves every file: it is already true as saved
-        # (rewriting 100,000 entries costs ~0.1 s per container, a daemon restart's or a
-        # no-op `syncd sync`'s).
-        record_holds = (as_saved and not found.delta.puts and not found.delta.deletes
-                        and record_of(found.remote) == known)
+        # (rewriting 100,000 entries costs ~0.1 s per container; settings: `keep_true_records`).
+        record_holds = (self.settings.batches.keep_true_records and as_saved and not found.delta.puts
+                        and not found.delta.deletes and record_of(found.remote) == known)
         del known
         trace = found.trace
         for name, why in held.items():

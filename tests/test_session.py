@@ -14,6 +14,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from syncd.settings import Settings
 from syncd.testing import RecordingTransport
 from syncd.transports.base import Transport
 from syncd.transports.shell import rechunk
@@ -235,11 +236,13 @@ async def test_same_second_same_size_edit_is_not_lost(tmp_path: Path, make_conta
 
 
 async def test_a_record_still_true_is_kept_not_rewritten(make_container, tmp_path: Path) -> None:  # noqa: ANN001
-    """A reconcile that sends nothing and whose record proved every file leaves the record as
-    it is (only its time moves: it stays among those written last); one that sent a file
-    writes the new record, which the next engine trusts."""
+    """`syncd sync`'s settings: a reconcile that sends nothing and whose record proved every
+    file leaves the record as it is (only its time moves: it stays among those written last);
+    one that sent a file writes the new record, which the next engine trusts. A daemon's
+    settings rewrite it (see settings.keep_true_records)."""
     from syncd.engine import Engine
     from syncd.known import container_key
+    from syncd.settings import DEFAULT_SETTINGS, ONE_SHOT_SETTINGS
     from syncd.transports import make_transports
 
     c = make_container()
@@ -247,8 +250,8 @@ async def test_a_record_still_true_is_kept_not_rewritten(make_container, tmp_pat
     (src / "b.txt").write_text("b")
     cfg = write_config(tmp_path, DOCKER.format(name=c.name))
 
-    async def sync() -> Engine:
-        engine = Engine(cfg, make_transports(cfg))
+    async def sync(settings: Settings = ONE_SHOT_SETTINGS) -> Engine:
+        engine = Engine(cfg, make_transports(cfg), settings=settings)
         try:
             assert await engine.sync_once()
         finally:
@@ -265,6 +268,8 @@ async def test_a_record_still_true_is_kept_not_rewritten(make_container, tmp_pat
     await sync()  # nothing differs
     assert (path.read_bytes(), path.stat().st_ino) == before
     assert path.stat().st_mtime > time.time() - 60
+    await sync(DEFAULT_SETTINGS)  # a daemon's: written again, the same record
+    assert path.stat().st_ino != before[1] and engine.known.load(container_key("t", ref.id)) == record
     (src / "b.txt").write_text("b2")
     await sync()
     after = engine.known.load(container_key("t", ref.id))
