@@ -59,11 +59,6 @@ class BatchSettings:
     # Replicas' manifests compared at the same moment share their equal entries (core/manifest.py
     # `share`): memory a daemon keeps while idle, ~37 ms of work at 20,000 files.
     share_manifests: bool = True
-    # A reconcile that sends nothing and whose record proved every file leaves the record as it
-    # is (touched, not rewritten: ~0.1 s per container at 100,000 files). Off in a daemon: its
-    # idle memory after a restart at 100,000 files measured 171 and 192 MiB with it, 148 MiB
-    # without (the scale benchmark's sequence; the allocator's layout, not live objects).
-    keep_true_records: bool = False
     # A reconcile delta larger than the first chunk is sent in chunks of ~chunk_s each on the
     # link (core/chunking.py); batches submitted meanwhile go out between two chunks.
     chunk_first_bytes: int = 1 << 20
@@ -118,8 +113,6 @@ DEFAULT_SETTINGS = Settings()
 # `syncd sync` exits after its reconciles: the idle memory listing-while-scanning costs a daemon
 # does not matter there, the time it saves does (no-diff sync at 100,000 files into 2
 # containers: 7.25 -> 6.78 s, medians of 3); nor does sharing manifests' entries or handing
-# freed heap back, memory the process is about to give up whole; a record that still holds is
-# not rewritten.
+# freed heap back, memory the process is about to give up whole.
 ONE_SHOT_SETTINGS = replace(DEFAULT_SETTINGS, batches=replace(DEFAULT_SETTINGS.batches, overlap_listing_below=2**62,
-                                                              share_manifests=False, trim_after_paths=2**62,
-                                                              keep_true_records=True))
+                                                              share_manifests=False, trim_after_paths=2**62))
