@@ -259,8 +259,10 @@ def _engine(cfg: Config, build: bool = True, one_shot: bool = False) -> Engine:
 async def _run(cfg: Config, build: bool = True) -> int:
     from syncd.actions import ActionRunner
     from syncd.api import ControlAPI
+    from syncd.memory import fix_mmap_threshold
     from syncd.otel import otel_exporter
 
+    fix_mmap_threshold()  # before the hash cache is read: a daemon's big buffers stay out of its heap
     engine = _engine(cfg, build)
     stop = anyio.Event()
     api = ControlAPI(engine, ActionRunner(cfg, engine.transports, engine.trace), token=cfg.daemon.token,
