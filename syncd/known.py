@@ -39,13 +39,14 @@ KEEP_RECORDS = 64
 
 
 class KnownStore:
-    """The records, one JSON file per container, rewritten after every reconcile. Tried and
-    measured at 100,000 files into 2 containers, and left out: marshal instead of JSON (4x
-    faster to read and write; a restart converged ~0.6 s sooner, but the idle daemon stayed
-    167 against 148 MiB over 3 restarts each), and keeping a record that a no-op reconcile
-    proved true instead of rewriting it (~0.1 s per container; the daemon restarted after such
-    a `syncd sync` sat at 170-192 MiB idle against 148, 4 runs: the record's order of entries,
-    as sent rather than as listed, changed how the allocator laid out the restart's heap)."""
+    """The records, one JSON file per container, rewritten after every reconcile. Tried at
+    100,000 files into 2 containers and left out, both measured before the daemon fixed glibc's
+    mmap threshold (syncd/memory.py), which is what their extra idle memory most likely was:
+    marshal instead of JSON (4x faster to read and write; a restart converged ~0.6 s sooner,
+    the idle daemon 167 against 148 MiB over 3 restarts each), and keeping a record a no-op
+    reconcile proved true instead of rewriting it (~0.1 s per container; its 170 MiB idle was
+    bisected to the hash cache read whole, the mmap trap, after it had been taken out). Both
+    could come back with a measurement."""
 
     def __init__(self, state_dir: Path, keep: int = KEEP_RECORDS) -> None:
         self.dir = state_dir / "known"
