@@ -24,11 +24,12 @@ from functools import lru_cache
 import anyio
 
 
-@lru_cache(maxsize=1)
-def _trim() -> Callable[[int], int] | None:
+@lru_cache(maxsize=2)
+def _libc(function: str) -> Callable[..., int] | None:
+    """A glibc function, or None (another C library, or none found)."""
     name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
+        return getattr(ctypes.CDLL(name), function) if name else None
     except (OSError, AttributeError):
         return None
 
@@ -40,15 +41,12 @@ MMAP_THRESHOLD = 128 << 10  # glibc's default, kept fixed
 def fix_mmap_threshold() -> bool:
     """Keep glibc's mmap threshold at its default instead of letting freed big buffers raise it
     (see above). False where it cannot (not glibc)."""
-    name = ctypes.util.find_library("c")
-    try:
-        return bool(ctypes.CDLL(name).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) if name else False
-    except (OSError, AttributeError):
-        return False
+    mallopt = _libc("mallopt")
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 async def give_back() -> None:
     """Return freed heap pages to the system (in a worker thread: it walks the whole heap)."""
-    trim = _trim()
+    trim = _libc("malloc_trim")
     if trim is not None:
         await anyio.to_thread.run_sync(trim, 0)

@@ -66,8 +66,8 @@ def test_the_daemon_runs_on_malloc_and_its_steps_do_not_inherit_it(tmp_path: Pat
 
 
 def test_sync_exits_at_once_with_its_output_whole(tmp_path: Path) -> None:
-    """`syncd sync` ends with os._exit (no teardown of its objects): what it logged and printed
-    is all there, every line whole, and its exit code is the command's."""
+    """`syncd sync` ends with os._exit (no teardown of its objects): nothing it logged or
+    printed may be lost by that, every line whole, and its exit code stays the command's."""
     project(tmp_path)
     done = subprocess.run(SYNCD + ["sync", "--log-format", "json"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
