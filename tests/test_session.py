@@ -14,6 +14,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from syncd.settings import Settings
 from syncd.testing import RecordingTransport
 from syncd.transports.base import Transport
 from syncd.transports.shell import rechunk
@@ -232,3 +233,47 @@ async def test_same_second_same_size_edit_is_not_lost(tmp_path: Path, make_conta
     for e in (first, second):
         for t in e.targets.values():
             await t.transport.close()
+
+
+async def test_a_record_still_true_is_kept_not_rewritten(make_container, tmp_path: Path) -> None:  # noqa: ANN001
+    """A reconcile that sends nothing and whose record proved every file leaves the record as
+    it is (only its time moves: it stays among those written last), with `syncd sync`'s
+    settings and a daemon's; one that sent a file writes the new record, which the next engine
+    trusts."""
+    from syncd.engine import Engine
+    from syncd.known import container_key
+    from syncd.settings import DEFAULT_SETTINGS, ONE_SHOT_SETTINGS
+    from syncd.transports import make_transports
+
+    c = make_container()
+    src = seed(tmp_path)
+    (src / "b.txt").write_text("b")
+    cfg = write_config(tmp_path, DOCKER.format(name=c.name))
+
+    async def sync(settings: Settings = ONE_SHOT_SETTINGS) -> Engine:
+        engine = Engine(cfg, make_transports(cfg), settings=settings)
+        try:
+            assert await engine.sync_once()
+        finally:
+            await engine.close()
+        return engine
+
+    engine = await sync()
+    (ref,) = await engine.targets["t"].transport.containers()
+    path = engine.known._path(container_key("t", ref.id))
+    record = engine.known.load(container_key("t", ref.id))
+    assert set(record) == {"/app/src/d/a.txt", "/app/src/b.txt"}
+    os.utime(path, (1_000_000, 1_000_000))
+    before = (path.read_bytes(), path.stat().st_ino)
+    await sync()  # nothing differs
+    assert (path.read_bytes(), path.stat().st_ino) == before
+    assert path.stat().st_mtime > time.time() - 60
+    os.utime(path, (1_000_000, 1_000_000))
+    await sync(DEFAULT_SETTINGS)  # a daemon's: the same
+    assert (path.read_bytes(), path.stat().st_ino) == before
+    assert path.stat().st_mtime > time.time() - 60
+    (src / "b.txt").write_text("b2")
+    await sync()
+    after = engine.known.load(container_key("t", ref.id))
+    assert after["/app/src/b.txt"] != record["/app/src/b.txt"] and after["/app/src/d/a.txt"] == record["/app/src/d/a.txt"]
+    assert container_tree(c, "/app/src") == local_tree(src)
