@@ -1,10 +1,24 @@
-"""Plain data shared by every layer. Frozen, so the pure core can pass it around freely."""
+"""Plain data shared by every layer. Frozen, so the pure core can pass it around freely
+(`Entry` and `LocalFile`, built per path, are frozen for the type checker only: `per_path`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import PurePosixPath
+from typing import TypeVar, dataclass_transform
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True)
+def per_path(cls: type[_T]) -> type[_T]:
+    """A frozen dataclass for the type checker, a plain slotted one at run time: what is built
+    once per path of a tree (a scan, a container listing) is built 2.5x faster (0.37 against
+    0.95 us: a frozen dataclass's __init__ sets each field through object.__setattr__). At
+    100,000 files that is ~0.2 s of every reconcile per container. Never assign to one: the
+    same entry is shared by manifests (core/manifest.py `share`)."""
+    return dataclass(slots=True, unsafe_hash=True)(cls)
 
 
 class Kind(str, Enum):
@@ -13,7 +27,7 @@ class Kind(str, Enum):
     LINK = "l"
 
 
-@dataclass(frozen=True, slots=True)
+@per_path
 class Entry:
     """What one path is, in a comparable form: the same on the local and the container side.
 
@@ -39,7 +53,7 @@ class Entry:
         return True
 
 
-@dataclass(frozen=True, slots=True)
+@per_path
 class LocalFile:
     """A local path resolved at the moment it is read: its entry plus what the packer needs."""
 
