@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from syncd.ignore import IgnoreRules
+from pathspec import GitIgnoreSpec
+
+from syncd.ignore import DEFAULT_IGNORES, IgnoreRules, _any_of
 from syncd.model import Entry, Kind, Put
 from syncd.pack import SMALL, PackReport, pack
 from syncd.scan import HashCache, read_entry
@@ -69,6 +72,24 @@ def test_ignore_files_are_reread_after_invalidate(tree: Path) -> None:
     (tree / "app/src/.syncdignore").write_text("*.md\n")
     rules.invalidate()
     assert rules.ignored(tree / "app/src/a.md", False, tree / "app") is True
+
+
+def test_the_combined_any_rule_regex_matches_where_one_rule_does() -> None:
+    """`_any_of` writes the shared "at any depth" prefix once and tries anchored rules at the
+    start only: it must match exactly the paths that one of the rules' own regexes matches."""
+    lines = [*DEFAULT_IGNORES, "*.log", "/build/", "docs/**/*.md", "a/**/b", "**/gen", "!keep.log", "x?z", "[ab]c/",
+             "dir/", "/top.txt", "**/deep/**", "name with space", "trail\\ ", "#not-a-comment\\#"]
+    regexes = [p.regex.pattern.replace("(?P<ps_d>", "(?:") for p in GitIgnoreSpec.from_lines(lines).patterns
+               if p.include is not None and p.regex is not None]
+    combined = _any_of(regexes)
+    assert combined is not None and _any_of([]) is None
+    names = ["a", "main.rs", "x.log", "keep.log", "build", "top.txt", "gen", "xyz", "ac", "bc", "dir", "deep", "b", "md",
+             ".git", "node_modules", "x.swp", "x~", ".#x", "4913", "target", "name with space"]
+    paths = {f"{d}{n}{s}" for d in ("", "build/", "docs/", "docs/a/", "a/", "a/q/", "src/deep/", "x/y/z/")
+             for n in names for s in ("", "/", "/f.md", "/b")}
+    wrong = [p for p in sorted(paths) if (combined(p) is not None) != any(re.search(r, p) for r in regexes)]
+    assert not wrong
+    assert sum(combined(p) is not None for p in paths) > len(paths) // 4  # the rules do match: not vacuous
 
 
 # --- pack -----------------------------------------------------------------------------------
