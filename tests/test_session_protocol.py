@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from syncd.transports.session import SESSION_SCRIPT, ProcessChannel, Session, SessionUnavailable
+from syncd.transports.session import (
+    LISTING_ZIPPED,
+    SESSION_SCRIPT,
+    Answer,
+    ProcessChannel,
+    Session,
+    SessionUnavailable,
+    unpacked_listing,
+)
 from syncd.transports.shell import parse_hash_list, parse_manifest
 
 SHELLS = [["dash", "-c"], ["bash", "-c"], ["busybox", "sh", "-c"]]
@@ -84,3 +92,65 @@ def test_missing_tools_make_the_session_unavailable(tmp_path: Path) -> None:
     s = Session(ProcessChannel(["/bin/dash", "-c", f"PATH={fake_bin}; " + SESSION_SCRIPT, "x"]), "bare")
     with pytest.raises(SessionUnavailable, match="dd"):
         s.wait_ready()
+
+
+class CountingChannel(ProcessChannel):
+    """A ProcessChannel that keeps what came back, as it crossed the channel."""
+
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__(argv)
+        self.received = bytearray()
+
+    def recv(self) -> bytes:
+        data = super().recv()
+        self.received += data
+        return data
+
+
+@pytest.mark.parametrize("gzip", [True, False], ids=["with-gzip", "without-gzip"])
+def test_a_listing_crosses_gzipped_where_it_can_and_reads_the_same(tmp_path: Path, gzip: bool) -> None:
+    """Where gzip and base64 work the listing crosses the channel compressed (the bytes on the
+    wire, counted, are a fraction of it), and reads back exactly as the plain listing does, names
+    with a newline and a missing destination's exit code included; without gzip it crosses plain."""
+    root = tmp_path / "app"
+    for d in range(20):
+        (root / f"d{d}").mkdir(parents=True)
+        for f in range(50):
+            (root / f"d{d}" / f"file-{f}.txt").write_bytes(b"x" * f)
+    (root / "new\nline").write_text("n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tools = ("printf", "cat", "dd", "tar", "find", "xargs", "stat", "sha1sum", "rm", "mkdir", "readlink", "sh")
+    for tool in (*tools, *(("gzip", "base64") if gzip else ())):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    channel = CountingChannel(["/bin/dash", "-c", f"PATH={bin_dir}; " + SESSION_SCRIPT, "x"])
+    s = Session(channel, "counted")
+    try:
+        s.wait_ready()
+        before = len(channel.received)
+        answer = s.manifest([str(root)], quick=True).result(10)
+        wire = len(channel.received) - before
+        missing = s.manifest([str(root), str(root / "d0" / "file-1.txt" / "below")], quick=True).result(10)
+    finally:
+        s.close()
+    assert answer.rc == 0
+    listing = parse_manifest(answer.output)
+    assert len(listing) == 1 + 20 + 20 * 50 + 1 and listing[f"{root}/new\nline"].size == 1
+    assert listing[f"{root}/d3/file-7.txt"].size == 7
+    assert (wire < len(answer.output) / 4) if gzip else (wire > len(answer.output))
+    assert set(parse_manifest(missing.output)) == set(listing)  # the missing one lists nothing...
+    assert missing.rc == 0  # ...and is not an error (manifest_one returns 0 for what is not there)
+
+
+def test_a_damaged_or_cut_compressed_listing_is_an_error_not_a_listing() -> None:
+    import base64
+    import gzip as gz
+
+    whole = gz.compress(b"@@M\0/app\0@@L\0@@A\0" + b"\0@@RC 3\0")
+    assert unpacked_listing(Answer(1, 0, LISTING_ZIPPED + base64.b64encode(whole))) == Answer(1, 3, b"@@M\0/app\0@@L\0@@A\0")
+    cut = unpacked_listing(Answer(1, 0, LISTING_ZIPPED + base64.b64encode(whole[:-12])))
+    assert cut.rc == 1 and b"compressed listing" in cut.output
+    no_rc = unpacked_listing(Answer(1, 0, LISTING_ZIPPED + base64.b64encode(gz.compress(b"@@M\0/app\0"))))
+    assert no_rc.rc == 1 and b"ends early" in no_rc.output
+    plain = Answer(2, 0, b"@@M\0/app\0")
+    assert unpacked_listing(plain) is plain

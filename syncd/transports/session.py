@@ -15,6 +15,9 @@ ash, dash and bash), which reads framed requests from stdin and answers on stdou
               ping
     answer:   "@@R <seq> <rc> <len>\\n" + <len> bytes of output          (apply, run, ping)
               "@@S <seq>\\n" + NUL-separated listing + "\\0@@E <seq> <rc>\\0\\n"   (manifest)
+              where gzip and base64 work, a manifest's listing is "@@Z\\n" + base64 of the
+              gzipped listing + "\\0@@RC <rc>\\0" (`unpacked_listing`): 8-11x fewer bytes
+              on the link (20,000 files: 1.5 MB -> 190 KB)
 
 Payload bytes are read by `dd bs=n count=1 iflag=fullblock`, which never reads past a
 frame, so a failing request (tar error, bad root) still consumes exactly its own payload
@@ -24,10 +27,12 @@ Nothing is written in the container outside the requested destinations.
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -58,9 +63,6 @@ apply_req() {
   while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
     { if [ $ok = 1 ]; then tar -xof -; else cat >/dev/null; false; fi; }
 }
-manifest_one() {
-@MANIFEST_ONE@
-}
 gzfail="@GZFAIL@"
 echo "@@READY 1"
 while IFS= read -r req; do
@@ -71,11 +73,7 @@ while IFS= read -r req; do
   apply)
     out=$(apply_req "$(printf '%b' "$1")" 2>&1); rc=$?
     printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
-  manifest)
-    printf '@@S %s\n' "$seq"
-    rc=0; mode=$1; shift
-    for a; do manifest_one "$(printf '%b' "$a")" "$mode" </dev/null || rc=$?; done
-    printf '\0@@E %s %s\0\n' "$seq" "$rc" ;;
+  manifest) printf '@@S %s\n' "$seq"; manifest_req "$@"; printf '\0@@E %s %s\0\n' "$seq" "$?" ;;
   hash)
     printf '@@S %s\n' "$seq"
     ( cd / && while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
@@ -96,7 +94,23 @@ while IFS= read -r req; do
   esac
 done
 """
-SESSION_SCRIPT = (SESSION_SCRIPT.replace("@MANIFEST_ONE@", MANIFEST_ONE).replace("@GZFAIL@", GUNZIP_FAILED)
+# What `manifest` runs, defined on first use (`define`: the session script itself travels in
+# Kubernetes' exec URL). The listing crosses gzipped and as base64 where both work (see
+# `unpacked_listing`); the probe runs once per session, its complaints silenced.
+LISTING_FUNCS = r"""
+manifest_one() {
+@MANIFEST_ONE@
+}
+list_all() { rc=0; for a; do manifest_one "$(printf '%b' "$a")" "$mode" </dev/null || rc=$?; done; return $rc; }
+manifest_req() {
+  mode=$1; shift
+  [ -n "$lz" ] || { lz=$({ echo ok | gzip -1 | base64 | base64 -d | gzip -dc; } 2>/dev/null)
+                    [ "$lz" = ok ] && lz=1 || lz=0; }
+  if [ $lz = 1 ]; then printf '@@Z\n'; { list_all "$@"; printf '\0@@RC %s\0' $?; } | gzip -1 | base64
+  else list_all "$@"; fi
+}
+""".replace("@MANIFEST_ONE@", MANIFEST_ONE)
+SESSION_SCRIPT = (SESSION_SCRIPT.replace("@GZFAIL@", GUNZIP_FAILED)
                   .replace("@GUARD@", GUARD.strip())
 )
 
@@ -133,6 +147,27 @@ class Answer:
     output: bytes
 
 
+LISTING_ZIPPED = b"@@Z\n"
+_LISTING_RC = re.compile(rb"\0@@RC (-?\d+)\0\Z")
+
+
+def unpacked_listing(answer: Answer) -> Answer:
+    """A manifest's answer with its listing as the container printed it. The session gzips a
+    listing where it can (a quick one is ~75 bytes a file: 7.5 MB at 100,000 files, seconds
+    on a 10-100 Mbit/s link) and sends it as base64, which cannot hold the answer's NUL-led end
+    marker; the listing's exit code then travels inside the compressed stream."""
+    if not answer.output.startswith(LISTING_ZIPPED):
+        return answer
+    try:
+        raw = zlib.decompress(binascii.a2b_base64(answer.output[len(LISTING_ZIPPED):]), wbits=31)
+    except (binascii.Error, zlib.error) as e:
+        return Answer(answer.seq, 1, f"the container's compressed listing is damaged ({e})".encode())
+    end = _LISTING_RC.search(raw)
+    if end is None:
+        return Answer(answer.seq, 1, b"the container's compressed listing ends early (gzip failed?)")
+    return Answer(answer.seq, int(end.group(1)), raw[: end.start()])
+
+
 class Session:
     """Requests go out in order under a lock; a reader thread matches answers to requests by
     sequence number, so several requests can be in flight (pipelining)."""
@@ -152,6 +187,7 @@ class Session:
         self.last_activity = time.monotonic()
         self._ready: Future[str] = Future()
         self._patch_defined = False
+        self._listing_defined = False
         self._reader = threading.Thread(target=self._read_loop, daemon=True, name=f"session {label}")
         self._reader.start()
         self._keepalive = threading.Thread(target=self._keepalive_loop, daemon=True, name=f"keepalive {label}")
@@ -254,6 +290,10 @@ class Session:
 
     def manifest(self, dests: list[str], quick: bool = True) -> Future[Answer]:
         """List the destinations; `quick`: files with size and mtime instead of a hash."""
+        if not self._listing_defined:  # loaded on first use (see LISTING_FUNCS)
+            text = LISTING_FUNCS.encode()
+            self.request("define", [str(len(text))], [text])
+            self._listing_defined = True
         return self.request("manifest", ["stat" if quick else "hash", *dests])
 
     def hash(self, paths: list[str]) -> Future[Answer]:
@@ -326,7 +366,7 @@ class Session:
                 output = bytes(self._buf[start:stop])
                 del self._buf[:after]
                 self._searched = 0
-                self._resolve(Answer(int(seq_bytes), rc, output))
+                self._resolve(unpacked_listing(Answer(int(seq_bytes), rc, output)))
             else:
                 # Anything else is noise from the shell (e.g. a warning): skip to the next answer.
                 nxt = min((i for i in (self._buf.find(b"@@R "), self._buf.find(b"@@S ")) if i > 0), default=-1)
