@@ -21,7 +21,8 @@ from syncd.transports.session import (
     SessionUnavailable,
     unpacked_listing,
 )
-from syncd.transports.shell import parse_hash_list, parse_manifest
+from syncd.model import Entry, Kind
+from syncd.transports.shell import UNREAD_LINK, parse_hash_list, parse_manifest, unread_links
 
 SHELLS = [["dash", "-c"], ["bash", "-c"], ["busybox", "sh", "-c"]]
 NAMES = ["plain", "sp ace", "new\nline", "back\\slash", "-rf", "$(touch PWNED)", "ü名"]
@@ -154,3 +155,22 @@ def test_a_damaged_or_cut_compressed_listing_is_an_error_not_a_listing() -> None
     assert no_rc.rc == 1 and b"ends early" in no_rc.output
     plain = Answer(2, 0, b"@@M\0/app\0")
     assert unpacked_listing(plain) is plain
+
+
+def test_a_quick_listing_walks_once_and_its_symlinks_are_read_after(session: Session, tmp_path: Path) -> None:
+    """The quick listing stats symlinks with everything else (one walk) and leaves their
+    targets unread; `links` reads exactly those, odd names and a dangling link included."""
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "f").write_text("x")
+    links = {"plain": "f", "sp ace": "../elsewhere", "new\nline": "t\nwo", "dangling": "/nowhere", "dir": "."}
+    for name, target in links.items():
+        os.symlink(target, root / name)
+    quick = parse_manifest(session.manifest([str(root)], quick=True).result(10).output)
+    assert sorted(unread_links(quick)) == sorted(f"{root}/{n}" for n in links)
+    assert all(quick[f"{root}/{n}"] == Entry(Kind.LINK, link=UNREAD_LINK) for n in links)
+    answer = session.links(unread_links(quick) + [f"{root}/gone"]).result(10)
+    targets = parse_manifest(answer.output)
+    assert answer.rc == 0
+    assert {p: e.link for p, e in targets.items() if p != "/"} == {
+        **{f"{root}/{n}": t for n, t in links.items()}, f"{root}/gone": ""}

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import anyio
 
 from syncd.core.manifest import Manifest
-from syncd.model import DestPath
+from syncd.model import DestPath, Entry, Kind
 from syncd.settings import DEFAULT_SETTINGS, Settings
 from syncd.transports.base import (
     ApplyRequest,
@@ -46,6 +46,7 @@ from syncd.transports.shell import (
     parse_manifest,
     rechunk,
     removed_symlinks,
+    unread_links,
 )
 from syncd.transports.writable import PROBE_SCRIPT, Access, looks_refused, not_writable, parse_probe, probe_input
 
@@ -107,7 +108,16 @@ class ExecTransport:
         if session is not None:
             answer = await call(self._pool, ref, session.manifest, list(dests), timeout=self._answer_timeout)
             self._check(ref, "reading the container tree", ExecResult(answer.rc, b"", answer.output if answer.rc else b""))
-            return await _parsed(answer.output)
+            manifest = await _parsed(answer.output)
+            pending = unread_links(manifest)
+            if pending:  # (the quick listing walks the tree once: symlinks' targets asked after it)
+                found = await call(self._pool, ref, session.links, pending, timeout=self._answer_timeout)
+                self._check(ref, "reading the container's symlinks",
+                            ExecResult(found.rc, b"", found.output if found.rc else b""))
+                targets = parse_manifest(found.output)
+                for path in pending:  # (gone meanwhile: an empty target, which no local link has)
+                    manifest[path] = targets.get(path, Entry(Kind.LINK))
+            return manifest
         result = await self._run_exec(ref, ["sh", "-c", MANIFEST_SCRIPT, "syncd-manifest", *dests], None)
         self._check(ref, "reading the container tree", result)
         return await _parsed(result.stdout)

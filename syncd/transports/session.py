@@ -7,7 +7,8 @@ ash, dash and bash), which reads framed requests from stdin and answers on stdou
     request:  "<seq> <op> <arg>...\\n"  (args `printf %b`-escaped, so no spaces inside)
               apply  ROOT   + deletes (escaped lines, empty line) + framed tar ("<n>\\n"+n bytes…, "0\\n")
               applyz ROOT   the same, the tar stream gzip-compressed
-              manifest DEST…
+              manifest MODE DEST…   (MODE: stat, quick; hash)
+              links  + framed NUL-separated paths    (a quick listing's symlinks' targets)
               define N + N bytes of sh function definitions (loaded on first use: Kubernetes
                      caps the exec URL the script travels in at 8 KiB)
               patch  ROOT NAME BLOCK BASE RESULT MODE MTIME + guard section + ops (transports/patch.py)
@@ -74,6 +75,7 @@ while IFS= read -r req; do
     out=$(apply_req "$(printf '%b' "$1")" 2>&1); rc=$?
     printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
   manifest) printf '@@S %s\n' "$seq"; manifest_req "$@"; printf '\0@@E %s %s\0\n' "$seq" "$?" ;;
+  links) printf '@@S %s\n' "$seq"; links_req; printf '\0@@E %s %s\0\n' "$seq" "$?" ;;
   hash)
     printf '@@S %s\n' "$seq"
     ( cd / && while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
@@ -108,6 +110,11 @@ manifest_req() {
                     [ "$lz" = ok ] && lz=1 || lz=0; }
   if [ $lz = 1 ]; then printf '@@Z\n'; { list_all "$@"; printf '\0@@RC %s\0' $?; } | gzip -1 | base64
   else list_all "$@"; fi
+}
+links_req() {
+  printf '@@M\0/\0@@L\0'
+  ( cd / && while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
+      xargs -0 -r sh -c 'for l; do printf "%s\0%s\0" "$l" "$(readlink "$l")"; done' sh )
 }
 """.replace("@MANIFEST_ONE@", MANIFEST_ONE)
 SESSION_SCRIPT = (SESSION_SCRIPT.replace("@GZFAIL@", GUNZIP_FAILED)
@@ -289,17 +296,26 @@ class Session:
         return self.request("define", [str(nbytes)], [b"#" + b"x" * max(0, nbytes - 2) + b"\n"])
 
     def manifest(self, dests: list[str], quick: bool = True) -> Future[Answer]:
-        """List the destinations; `quick`: files with size and mtime instead of a hash."""
+        """List the destinations; `quick`: files with size and mtime instead of a hash, and
+        symlinks without their targets (shell.UNREAD_LINK: ask `links` for them)."""
+        self._define_listing()
+        return self.request("manifest", ["stat" if quick else "hash", *dests])
+
+    def links(self, paths: list[str]) -> Future[Answer]:
+        """The targets of symlinks (absolute container paths): a listing of "/" whose links
+        section holds them."""
+        self._define_listing()
+        return self.request("links", [], _frames(iter([_as_data(paths)])))
+
+    def hash(self, paths: list[str]) -> Future[Answer]:
+        """sha1sum of absolute container paths."""
+        return self.request("hash", [], _frames(iter([_as_data(paths)])))
+
+    def _define_listing(self) -> None:
         if not self._listing_defined:  # loaded on first use (see LISTING_FUNCS)
             text = LISTING_FUNCS.encode()
             self.request("define", [str(len(text))], [text])
             self._listing_defined = True
-        return self.request("manifest", ["stat" if quick else "hash", *dests])
-
-    def hash(self, paths: list[str]) -> Future[Answer]:
-        """sha1sum of absolute container paths (sent as data, NUL-separated)."""
-        listing = b"".join(b"./" + p.lstrip("/").encode("utf-8", "surrogateescape") + b"\0" for p in paths)
-        return self.request("hash", [], _frames(iter([listing])))
 
     def run(self, command: str) -> Future[Answer]:
         return self.request("run", [command])
@@ -412,6 +428,12 @@ class Session:
                 self.close(f"no keep-alive answer within {timeout:.0f}s")
             except SessionError:
                 return
+
+
+def _as_data(paths: list[str]) -> bytes:
+    """Absolute container paths as `hash` and `links` read them: "./<path without the slash>",
+    NUL-separated (run from "/")."""
+    return b"".join(b"./" + p.lstrip("/").encode("utf-8", "surrogateescape") + b"\0" for p in paths)
 
 
 def _frames(tar: Iterator[bytes]) -> Iterator[bytes]:

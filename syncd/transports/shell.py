@@ -125,12 +125,13 @@ def encode_head(guard: list[str], deletes: list[str]) -> bytes:
     return encode_deletes(guard) + encode_deletes(deletes)
 
 
-# For each destination: the directory names are relative to, its symlinks (+ targets), then
-# either (quick) one `stat` line per directory and file — raw mode, size, mtime — or (hashes)
-# its directories, exec files and the `sha1sum` output of its files. Sections are
+# For each destination: the directory names are relative to, then either (quick) one `stat`
+# line per entry — raw mode, size, mtime — symlinks included, or (hashes) its symlinks (+
+# targets), directories, exec files and the `sha1sum` output of its files. Sections are
 # NUL-separated. A file destination (`/app/bin/api`) is listed from its parent as `./api`.
-# The quick listing walks the tree twice (links, then the rest), not four times: on 100,000
-# files each walk costs the container ~0.4 s.
+# The quick listing walks the tree once: on 100,000 files each walk costs the container ~0.4 s.
+# Its symlinks come without targets (`UNREAD_LINK`); the session reads them after it, only
+# when there are any (`Session.links`).
 MANIFEST_ONE = r"""
   d=$1
   if [ -d "$d" ] && [ ! -L "$d" ]; then c="$d"; s=.
@@ -139,10 +140,10 @@ MANIFEST_ONE = r"""
   printf '@@M\0%s\0' "${c:-/}"
   (
     cd -- "${c:-/}" || exit 0
-    printf '@@L\0'; find "$s" -type l -exec sh -c 'for l; do printf "%s\0%s\0" "$l" "$(readlink "$l")"; done' sh {} +
     if [ "$2" = stat ] && command -v stat >/dev/null 2>&1; then
-      printf '@@A\0'; find "$s" ! -type l -print0 | xargs -0 -r stat -c '%f %s %Y %y %n'; printf '\0'
+      printf '@@A\0'; find "$s" -print0 | xargs -0 -r stat -c '%f %s %Y %y %n'; printf '\0'
     else
+      printf '@@L\0'; find "$s" -type l -exec sh -c 'for l; do printf "%s\0%s\0" "$l" "$(readlink "$l")"; done' sh {} +
       printf '@@D\0'; find "$s" -type d -print0
       printf '@@X\0'; find "$s" -type f -perm -100 -print0
       printf '@@H\0'; find "$s" -type f -print0 | xargs -0 -r sha1sum; printf '\0'
@@ -222,9 +223,12 @@ def _parse_hashes(blob: bytes, manifest: Manifest, base: DestPath, execs: set[De
 # `stat -c '%f %s %Y %y %n'`: "<raw mode, hex> <size> <mtime> <date> <time.nanoseconds>
 # <zone> ./name" per line, names unescaped (like busybox sha1sum). tar writes whole-second
 # mtimes, so a non-zero sub-second part means something else wrote the file since: its mtime
-# proves nothing. Types other than directories and regular files are not synced: left out.
+# proves nothing. A symlink's target is not in it (`UNREAD_LINK` until read). Types other than
+# directories, regular files and symlinks are not synced: left out.
 _STAT_RECORD = re.compile(rb"(?:^|\n)([0-9a-fA-F]+) (\d+) (\d+) \S+ [0-9:]+(?:\.(\d+))? \S+ \.(?=/|\n|$)")
-_S_IFMT, _S_IFDIR, _S_IFREG = 0o170000, 0o040000, 0o100000
+_S_IFMT, _S_IFDIR, _S_IFREG, _S_IFLNK = 0o170000, 0o040000, 0o100000, 0o120000
+# The target of a symlink a quick listing found, before it is read: NUL is in no target.
+UNREAD_LINK = "\0unread"
 
 
 def _parse_stats(blob: bytes, manifest: Manifest, base: DestPath) -> None:
@@ -242,6 +246,13 @@ def _parse_stats(blob: bytes, manifest: Manifest, base: DestPath) -> None:
             mtime = int(m.group(3)) if written_by_tar else -2  # -2: matches no local mtime
             manifest[_join(base, name)] = Entry(Kind.FILE, exec=bool(mode & 0o100), size=int(m.group(2)),
                                                 mtime=mtime)
+        elif kind == _S_IFLNK:
+            manifest[_join(base, name)] = Entry(Kind.LINK, link=UNREAD_LINK)
+
+
+def unread_links(manifest: Manifest) -> list[DestPath]:
+    """The symlinks of a quick listing whose targets are still to be read."""
+    return [path for path, e in manifest.items() if e.kind is Kind.LINK and e.link == UNREAD_LINK]
 
 
 def parse_hash_list(out: bytes) -> dict[DestPath, str]:
