@@ -5,6 +5,7 @@ the containers written to last."""
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import subprocess
 import sys
@@ -125,3 +126,20 @@ def test_known_records_of_the_containers_written_to_last_are_kept(tmp_path: Path
     assert len(list(store.dir.iterdir())) == 3
     assert [store.load(f"web/container-{i}") != {} for i in range(6)] == [False] * 3 + [True] * 3
     assert store.load("web/container-5") == {"/app/a": ("digest5", 1, 2)}
+
+
+def test_known_records_round_trip_and_an_earlier_versions_json_is_read(tmp_path: Path) -> None:
+    store = KnownStore(tmp_path)
+    record = {"/app/a b": ("d" * 40, 12, 1_700_000_000), "/app/ü": ("e" * 40, 0, 0)}
+    store.save("web/c1", record)
+    assert store.load("web/c1") == record and store._path("web/c1").suffix == ".rec"
+    legacy = store._path("web/c2", ".json")
+    legacy.write_text(json.dumps({"container": "web/c2", "files": {"/app/x": ["f" * 40, 3, 4]}}))
+    assert store.load("web/c2") == {"/app/x": ("f" * 40, 3, 4)}
+    store.save("web/c2", {"/app/x": ("0" * 40, 5, 6)})
+    assert not legacy.exists() and store.load("web/c2") == {"/app/x": ("0" * 40, 5, 6)}
+    for bad in (b"", b"syncd-known 2\n", b"syncd-known 2\n\xff\xfe", b"not a record",
+                b"syncd-known 2\n" + marshal.dumps({"paths": "/app/x\0/app/y", "values": [(1, 2, 3), "z"]}),
+                b"syncd-known 2\n" + marshal.dumps({"paths": ["/app/x"], "values": [("d", 1, 2)]})):
+        store._path("web/c3").write_bytes(bad)  # torn, foreign or ill-typed: nothing proven, hash instead
+        assert store.load("web/c3") == {}
