@@ -78,3 +78,24 @@ def test_the_hash_cache_survives_a_restart_and_a_rewrite_is_never_taken_for_the_
     assert HashCache.load(saved).snapshot() == {}  # unreadable: an empty cache, hashed again
     saved.write_bytes(b"syncd-hashes 1\n" + b"\x00\x01")
     assert HashCache.load(saved).snapshot() == {}
+
+
+def test_an_earlier_versions_hash_cache_is_read_and_nothing_is_hashed_again(tmp_path) -> None:  # noqa: ANN001
+    import hashlib
+    import marshal
+
+    f = tmp_path / "a.txt"
+    f.write_text("one\n")
+    st = f.stat()
+    digest = hashlib.sha1(b"one\n").hexdigest()
+    key = HashCache._KEY.pack(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    saved = tmp_path / "hashes"
+    # version 1: values were (packed numbers, hex digest); a broken digest is left out
+    saved.write_bytes(b"syncd-hashes 1\n" + marshal.dumps({str(f): (key, digest), str(tmp_path / "b"): (key, "xyz")}))
+    cache = HashCache.load(saved)
+    assert len(cache) == 1
+    assert cache.digest(str(f), st) == digest and cache.fresh == 0
+    cache.save(saved)
+    assert saved.read_bytes().startswith(b"syncd-hashes 2\n")
+    again = HashCache.load(saved)
+    assert again.digest(str(f), f.stat()) == digest and again.fresh == 0
