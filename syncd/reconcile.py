@@ -23,6 +23,7 @@ from syncd.clock import Clock
 from syncd.core.chunking import chunk_end, next_chunk_bytes
 from syncd.core.manifest import Manifest, diff, share
 from syncd.core.mapping import UnsafePath, most_specific
+from syncd.core.packed import compact
 from syncd.known import KnownStore, Record, record_of, resolve
 from syncd.memory import give_back
 from syncd.model import Delta, Desired, Entry, Kind
@@ -238,6 +239,8 @@ class Reconciler:
             self.known.touch(worker.key)
         elif worker.manifest is not None:  # (None: another reconcile was asked for meanwhile)
             self.known.save(worker.key, record_of(worker.manifest))
+        if worker.manifest is not None:  # kept in columns while idle (before the trim below: the dict's pages go)
+            worker.manifest = compact(worker.manifest, self.settings.batches.pack_manifest_above)
         record = trace.finish(self.clock.now())
         self._emit(record)
         log.info("reconciled", container=worker.ref.label, puts=len(found.delta.puts),

@@ -25,8 +25,9 @@ import anyio
 import structlog
 
 from syncd.core.backoff import backoff
-from syncd.core.manifest import Manifest, diff, merge_pending, prune_nested, rewritten_dirs, unlisted_below
+from syncd.core.manifest import Manifest, Tracked, diff, merge_pending, prune_nested, rewritten_dirs, unlisted_below
 from syncd.core.mapping import ResolvedMapping, common_root, local_rel
+from syncd.core.packed import compact
 from syncd.core.steps import step_name, triggered
 from syncd.core.worker import Retry, Step, WorkerState, WorkerView, next_step, retry_delay
 from syncd.jobs import BatchJob
@@ -78,7 +79,7 @@ class ContainerStep:
 class ContainerWorker:
     ref: ContainerRef
     target: TargetRuntime
-    manifest: Manifest | None = None  # None: unknown, reconcile before anything else
+    manifest: Tracked | None = None  # None: unknown, reconcile before anything else
     last_manifest: Manifest = field(default_factory=dict)  # kept when `manifest` is dropped
     unconfirmed: Counter[DestPath] = field(default_factory=Counter)  # sent, answer not in yet
     pending: Desired = field(default_factory=dict)
@@ -226,6 +227,8 @@ class ContainerWorker:
             return False
         if self.manifest is None:
             return False  # a pipelined answer failed meanwhile
+        # (packed again once the pushes since the last packing changed an eighth of it)
+        self.manifest = compact(self.manifest, self.host.settings.batches.pack_manifest_above)
         self.failures, self.permanent, self.last_error, self.inflight = 0, False, "", []
         if finished_here:
             for job in jobs:
@@ -339,7 +342,7 @@ class TargetRuntime:
         found = self.source_of(dest)
         return found is not None and found[0].rules.open_below(found[2], found[1].src)
 
-    def without_open_dirs(self, desired: Desired, remote: Manifest) -> tuple[Desired, list[DestPath]]:
+    def without_open_dirs(self, desired: Desired, remote: Tracked) -> tuple[Desired, list[DestPath]]:
         """`desired` less the ignored directories below which paths may be re-included (a
         batch brings them, see plan_batch), and those the container has: syncd neither sends
         nor deletes them, it checks what it owns below them (gone_below). A gone path the
@@ -364,7 +367,7 @@ class TargetRuntime:
             del kept[dest]
         return kept, opened
 
-    def gone_below(self, desired: Desired, remote: Manifest, opened: list[DestPath] | None = None) -> list[DestPath]:
+    def gone_below(self, desired: Desired, remote: Tracked, opened: list[DestPath] | None = None) -> list[DestPath]:
         """Container paths below a directory `desired` describes whole (see
         core.manifest.rewritten_dirs), or below an `opened` one (without_open_dirs), whose
         local source no longer exists. The local check keeps what another mapping places

@@ -6,11 +6,14 @@ Pure. `diff` turns desired state into the minimal Delta (unchanged bytes are not
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 
 from syncd.model import Delta, DestPath, Entry, Kind, LocalFile, Put, parent_dirs
 
 Manifest = dict[DestPath, Entry]
+# What a worker keeps of its container between reconciles: a Manifest, or the same content
+# in columns once it is large (core/packed.py).
+Tracked = MutableMapping[DestPath, Entry]
 DIR = Entry(Kind.DIR)  # every directory's entry is this one (entries are frozen)
 
 
@@ -28,7 +31,7 @@ def prune_nested(deletes: Iterable[DestPath]) -> tuple[DestPath, ...]:
     return tuple(kept)
 
 
-def rewritten_dirs(desired: Mapping[DestPath, LocalFile | None], remote: Manifest) -> tuple[DestPath, ...]:
+def rewritten_dirs(desired: Mapping[DestPath, LocalFile | None], remote: Mapping[DestPath, Entry]) -> tuple[DestPath, ...]:
     """Directories `desired` describes whole (a directory in a batch comes with everything
     below it) that the container already has: what else it holds below them may be stale.
     A directory moved away and another made under its name reports only the name; what the
@@ -39,7 +42,7 @@ def rewritten_dirs(desired: Mapping[DestPath, LocalFile | None], remote: Manifes
 
 
 def unlisted_below(dirs: Iterable[DestPath], desired: Mapping[DestPath, LocalFile | None],
-                   remote: Manifest) -> list[DestPath]:
+                   remote: Mapping[DestPath, Entry]) -> list[DestPath]:
     """Container paths below `dirs` that `desired` does not mention (one pass over the manifest)."""
     prefixes = tuple(d.rstrip("/") + "/" for d in dirs)
     if not prefixes:
@@ -61,7 +64,7 @@ def merge_pending(pending: dict[DestPath, LocalFile | None], desired: Mapping[De
 
 def diff(
     desired: Mapping[DestPath, LocalFile | None],
-    remote: Manifest,
+    remote: Mapping[DestPath, Entry],
     *,
     full: bool = False,
     owned: Callable[[DestPath], bool] | None = None,
@@ -99,7 +102,7 @@ def diff(
     return Delta(deletes=prune_nested(deletes), puts=tuple(puts))
 
 
-def apply_delta(remote: Manifest, deletes: Iterable[DestPath], sent: Mapping[DestPath, Entry]) -> None:
+def apply_delta(remote: Tracked, deletes: Iterable[DestPath], sent: Mapping[DestPath, Entry]) -> None:
     """Record in `remote` what the container holds after `deletes` then `sent` were applied."""
     for d in deletes:
         gone = remote.pop(d, None)

@@ -1,0 +1,172 @@
+"""A long-lived manifest kept in columns instead of one `Entry` object per path.
+
+A worker keeps what its container holds (`ContainerWorker.manifest`) for as long as the daemon
+runs. As a dict of `Entry` objects that is ~300 bytes a path: the dict's slot, the entry, its
+40-character digest string, an int for its mtime. `PackedManifest` keeps the same content as
+a sorted list of the paths (the strings are the listing's, shared with the other replicas'),
+one kind byte, 20 digest bytes and two 8-byte numbers a path: ~45 bytes besides the path.
+
+It is a `MutableMapping[DestPath, Entry]`, so everything that reads or updates a manifest
+(`diff`, `apply_delta`, the block deltas' base lookup) works on it unchanged: an `Entry` is
+built when one is read (~1 us), which the pushes of a running daemon do for the few paths of
+each batch. What changes after packing lives in a small dict beside the columns (`_changed`)
+and a set of paths deleted from them (`_gone`); `compact` packs again once those have grown.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping, MutableMapping
+
+from syncd.model import DestPath, Entry, Kind
+
+# The kind byte: what most paths are, in the columns; anything else (a symlink, a digest that
+# is not 40 hex characters such as a failed hash's "?") is kept whole in `_odd`.
+_DIR, _FILE, _EXEC, _ODD = 0, 1, 2, 3
+_DIGEST = 20
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _packable_file(e: Entry) -> bool:
+    return (not e.link and len(e.digest) == 2 * _DIGEST and type(e.size) is int and type(e.mtime) is int
+            and _INT64[0] <= e.size <= _INT64[1] and _INT64[0] <= e.mtime <= _INT64[1])
+
+
+class PackedManifest(MutableMapping[DestPath, Entry]):
+    """Container path -> Entry, in columns (see the module's docstring). Build with `pack`."""
+
+    __slots__ = ("_changed", "_digests", "_gone", "_kinds", "_len", "_mtimes", "_odd", "_paths", "_sizes")
+
+    def __init__(self, paths: list[DestPath], kinds: bytes, digests: bytes, sizes: array, mtimes: array,
+                 odd: dict[int, Entry]) -> None:
+        self._paths = paths  # sorted
+        self._kinds = kinds
+        self._digests = digests
+        self._sizes = sizes
+        self._mtimes = mtimes
+        self._odd = odd  # column index -> entry, for kind byte _ODD
+        self._changed: dict[DestPath, Entry] = {}  # set since packing (over the columns, or new)
+        self._gone: set[DestPath] = set()  # in the columns, deleted since packing
+        self._len = len(paths)
+
+    def _index(self, path: DestPath) -> int:
+        """The column index of `path`, or -1."""
+        i = bisect_left(self._paths, path)
+        return i if i < len(self._paths) and self._paths[i] == path else -1
+
+    def _entry(self, i: int) -> Entry:
+        kind = self._kinds[i]
+        if kind == _DIR:
+            return Entry(Kind.DIR)
+        if kind == _ODD:
+            return self._odd[i]
+        return Entry(Kind.FILE, self._digests[i * _DIGEST:(i + 1) * _DIGEST].hex(), kind == _EXEC,
+                     size=self._sizes[i], mtime=self._mtimes[i])
+
+    def __getitem__(self, path: DestPath) -> Entry:
+        e = self._changed.get(path)
+        if e is not None:
+            return e
+        if path not in self._gone:
+            i = self._index(path)
+            if i >= 0:
+                return self._entry(i)
+        raise KeyError(path)
+
+    def __contains__(self, path: object) -> bool:
+        if path in self._changed:
+            return True
+        return isinstance(path, str) and path not in self._gone and self._index(path) >= 0
+
+    def __setitem__(self, path: DestPath, entry: Entry) -> None:
+        if path not in self:
+            self._len += 1
+        self._changed[path] = entry
+        self._gone.discard(path)
+
+    def __delitem__(self, path: DestPath) -> None:
+        if path not in self:
+            raise KeyError(path)
+        self._changed.pop(path, None)
+        if self._index(path) >= 0:
+            self._gone.add(path)
+        self._len -= 1
+
+    def __iter__(self) -> Iterator[DestPath]:
+        skip = self._gone or self._changed
+        for p in self._paths:
+            if not skip or (p not in self._gone and p not in self._changed):
+                yield p
+        yield from list(self._changed)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __repr__(self) -> str:
+        return f"PackedManifest({self._len} paths, {len(self._changed) + len(self._gone)} changed since packing)"
+
+    @property
+    def changes(self) -> int:
+        """Paths set or deleted since packing."""
+        return len(self._changed) + len(self._gone)
+
+
+def pack(manifest: Mapping[DestPath, Entry]) -> PackedManifest:
+    """`manifest` in columns (~0.1 s at 100,000 paths)."""
+    paths = sorted(manifest)
+    n = len(paths)
+    kinds = bytearray(n)
+    hexes: list[str] = []  # every column's digest, joined and converted at once below
+    sizes = array("q", bytes(8 * n))
+    mtimes = array("q", bytes(8 * n))
+    odd: dict[int, Entry] = {}
+    none = "0" * 2 * _DIGEST
+    for i, p in enumerate(paths):
+        e = manifest[p]
+        if e.kind is Kind.FILE and _packable_file(e):
+            kinds[i] = _EXEC if e.exec else _FILE
+            hexes.append(e.digest)
+            sizes[i], mtimes[i] = e.size, e.mtime
+            continue
+        if e.kind is Kind.DIR and e == Entry(Kind.DIR):
+            kinds[i] = _DIR
+        else:
+            kinds[i], odd[i] = _ODD, e
+        hexes.append(none)
+    joined = "".join(hexes)
+    try:
+        digests = bytes.fromhex(joined)
+        exact = digests.hex() == joined  # (an upper-case digest would come back lower-case)
+    except ValueError:  # a digest that is not hex: found below, entry by entry
+        digests, exact = b"", False
+    if not exact:
+        digests = _digests_one_by_one(hexes, kinds, paths, manifest, odd)
+    return PackedManifest(paths, bytes(kinds), digests, sizes, mtimes, odd)
+
+
+def _digests_one_by_one(hexes: list[str], kinds: bytearray, paths: list[DestPath],
+                        manifest: Mapping[DestPath, Entry], odd: dict[int, Entry]) -> bytes:
+    """The digest column where some digest does not survive hex -> bytes -> hex: those entries
+    go whole into `odd`."""
+    out = bytearray()
+    for i, h in enumerate(hexes):
+        try:
+            raw = bytes.fromhex(h)
+            if raw.hex() != h:
+                raise ValueError(h)
+        except ValueError:
+            kinds[i], odd[i], raw = _ODD, manifest[paths[i]], bytes(_DIGEST)
+        out += raw
+    return bytes(out)
+
+
+def compact(manifest: MutableMapping[DestPath, Entry], at_least: int) -> MutableMapping[DestPath, Entry]:
+    """The manifest to keep: packed when it holds `at_least` paths (a dict below that, or
+    `at_least` 0: never packed), packed again when what changed since packing is an eighth of it."""
+    if at_least <= 0 or len(manifest) < at_least:
+        return manifest
+    if isinstance(manifest, PackedManifest) and manifest.changes * 8 < len(manifest):
+        return manifest
+    return pack(manifest)
