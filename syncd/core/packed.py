@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
 
 from syncd.model import DestPath, Entry, Kind
 
@@ -27,11 +27,6 @@ from syncd.model import DestPath, Entry, Kind
 _DIR, _FILE, _EXEC, _ODD = 0, 1, 2, 3
 _DIGEST = 20
 _INT64 = (-(1 << 63), (1 << 63) - 1)
-
-
-def _packable_file(e: Entry) -> bool:
-    return (not e.link and len(e.digest) == 2 * _DIGEST and type(e.size) is int and type(e.mtime) is int
-            and _INT64[0] <= e.size <= _INT64[1] and _INT64[0] <= e.mtime <= _INT64[1])
 
 
 class PackedManifest(MutableMapping[DestPath, Entry]):
@@ -95,11 +90,26 @@ class PackedManifest(MutableMapping[DestPath, Entry]):
         self._len -= 1
 
     def __iter__(self) -> Iterator[DestPath]:
-        skip = self._gone or self._changed
-        for p in self._paths:
-            if not skip or (p not in self._gone and p not in self._changed):
-                yield p
+        for _, p in self._columns():
+            yield p
         yield from list(self._changed)
+
+    def _columns(self) -> Iterator[tuple[int, DestPath]]:
+        """(index, path) of what is still in the columns as packed."""
+        if not (self._gone or self._changed):
+            yield from enumerate(self._paths)
+            return
+        gone, changed = self._gone, self._changed
+        for i, p in enumerate(self._paths):
+            if p not in gone and p not in changed:
+                yield i, p
+
+    def items(self) -> ItemsView[DestPath, Entry]:
+        """(A whole pass in column order, not a lookup per path: `confirmed`, `record_of`.)"""
+        return _Items(self)
+
+    def values(self) -> ValuesView[Entry]:
+        return _Values(self)
 
     def __len__(self) -> int:
         return self._len
@@ -113,6 +123,25 @@ class PackedManifest(MutableMapping[DestPath, Entry]):
         return len(self._changed) + len(self._gone)
 
 
+class _Items(ItemsView[DestPath, Entry]):
+    _mapping: PackedManifest
+
+    def __iter__(self) -> Iterator[tuple[DestPath, Entry]]:
+        m = self._mapping
+        entry = m._entry
+        for i, p in m._columns():
+            yield p, entry(i)
+        yield from list(m._changed.items())
+
+
+class _Values(ValuesView[Entry]):
+    _mapping: PackedManifest
+
+    def __iter__(self) -> Iterator[Entry]:
+        for _, e in _Items(self._mapping):
+            yield e
+
+
 def pack(manifest: Mapping[DestPath, Entry]) -> PackedManifest:
     """`manifest` in columns (~0.1 s at 100,000 paths)."""
     paths = sorted(manifest)
@@ -123,9 +152,12 @@ def pack(manifest: Mapping[DestPath, Entry]) -> PackedManifest:
     mtimes = array("q", bytes(8 * n))
     odd: dict[int, Entry] = {}
     none = "0" * 2 * _DIGEST
-    for i, p in enumerate(paths):
-        e = manifest[p]
-        if e.kind is Kind.FILE and _packable_file(e):
+    low, high = _INT64
+    file = Kind.FILE
+    for i, e in enumerate(map(manifest.__getitem__, paths)):
+        # (inline: once per path of the tree)
+        if (e.kind is file and not e.link and len(e.digest) == 40 and type(e.size) is int and type(e.mtime) is int
+                and low <= e.size <= high and low <= e.mtime <= high):
             kinds[i] = _EXEC if e.exec else _FILE
             hexes.append(e.digest)
             sizes[i], mtimes[i] = e.size, e.mtime
