@@ -104,6 +104,13 @@ class PackedManifest(MutableMapping[DestPath, Entry]):
             if p not in gone and p not in changed:
                 yield i, p
 
+    def walk(self) -> Iterator[tuple[DestPath, Entry]]:
+        """Every (path, entry), in one pass over the columns."""
+        entry = self._entry
+        for i, p in self._columns():
+            yield p, entry(i)
+        yield from list(self._changed.items())
+
     def items(self) -> ItemsView[DestPath, Entry]:
         """(A whole pass in column order, not a lookup per path: `confirmed`, `record_of`.)"""
         return _Items(self)
@@ -127,11 +134,7 @@ class _Items(ItemsView[DestPath, Entry]):
     _mapping: PackedManifest
 
     def __iter__(self) -> Iterator[tuple[DestPath, Entry]]:
-        m = self._mapping
-        entry = m._entry
-        for i, p in m._columns():
-            yield p, entry(i)
-        yield from list(m._changed.items())
+        return self._mapping.walk()
 
 
 class _Values(ValuesView[Entry]):
