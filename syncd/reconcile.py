@@ -240,7 +240,8 @@ class Reconciler:
         elif worker.manifest is not None:  # (None: another reconcile was asked for meanwhile)
             self.known.save(worker.key, record_of(worker.manifest))
         if worker.manifest is not None:  # kept in columns while idle (before the trim below: the dict's pages go)
-            worker.manifest = compact(worker.manifest, self.settings.batches.pack_manifest_above)
+            worker.manifest = compact(worker.manifest, self.settings.batches.pack_manifest_above,
+                                      like=[w.manifest for w in worker.target.workers.values() if w is not worker])
         record = trace.finish(self.clock.now())
         self._emit(record)
         log.info("reconciled", container=worker.ref.label, puts=len(found.delta.puts),

@@ -228,7 +228,8 @@ class ContainerWorker:
         if self.manifest is None:
             return False  # a pipelined answer failed meanwhile
         # (packed again once the pushes since the last packing changed an eighth of it)
-        self.manifest = compact(self.manifest, self.host.settings.batches.pack_manifest_above)
+        self.manifest = compact(self.manifest, self.host.settings.batches.pack_manifest_above,
+                                like=[w.manifest for w in self.target.workers.values() if w is not self])
         self.failures, self.permanent, self.last_error, self.inflight = 0, False, "", []
         if finished_here:
             for job in jobs:

@@ -103,3 +103,21 @@ def test_compact_packs_only_large_manifests_and_again_once_an_eighth_changed() -
     want = {**small, "/app/f0": Entry(Kind.FILE, _digest(99), False)}
     del want["/app/f1"]
     assert again == want and len(again) == 9
+
+
+def test_replicas_in_step_share_their_columns_and_still_change_apart() -> None:
+    def listing() -> dict:  # each replica's own listing: equal content, its own objects
+        return {f"/app/f{i}": Entry(Kind.FILE, _digest(i), False, size=i, mtime=1000 + i) for i in range(50)}
+
+    first = pack(listing())
+    second = pack(listing(), like=[None, first])
+    assert all(mine is theirs for mine, theirs in zip(first.columns(), second.columns(), strict=True))
+    moved = listing()
+    moved["/app/f3"] = Entry(Kind.FILE, _digest(3), False, size=3, mtime=5)  # another mtime only
+    third = pack(moved, like=[first])
+    paths, kinds, digests, sizes, mtimes, _ = third.columns()
+    assert paths is first.columns()[0] and digests is first.columns()[2] and sizes is first.columns()[3]
+    assert mtimes is not first.columns()[4] and third["/app/f3"].mtime == 5 and first["/app/f3"].mtime == 1003
+    second["/app/f1"] = Entry(Kind.FILE, _digest(99), True)
+    del second["/app/f2"]
+    assert first == listing() and len(second) == 49 and second["/app/f1"].exec
