@@ -242,14 +242,15 @@ class Reconciler:
         if worker.manifest is not None:  # kept in columns while idle (before the trim below: the dict's pages go)
             worker.manifest = compact(worker.manifest, self.settings.batches.pack_manifest_above,
                                       like=[w.manifest for w in worker.target.workers.values() if w is not worker])
+        puts, deletes, listed, complete = len(found.delta.puts), len(found.delta.deletes), len(found.remote), not found.errors
+        del found  # (the listing as a dict, the scan behind the delta: gone before the trim below)
         record = trace.finish(self.clock.now())
         self._emit(record)
-        log.info("reconciled", container=worker.ref.label, puts=len(found.delta.puts),
-                 deletes=len(found.delta.deletes), ms=record["spans"][-1]["ms"])
+        log.info("reconciled", container=worker.ref.label, puts=puts, deletes=deletes, ms=record["spans"][-1]["ms"])
         await self.save_hashes(self.settings.batches.save_hashes_after)
-        if len(found.delta.puts) + len(found.remote) >= self.settings.batches.trim_after_paths:
+        if puts + listed >= self.settings.batches.trim_after_paths:
             await give_back()
-        return not found.errors
+        return complete
 
     async def send(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> None:
         """Send the reconcile's delta: a large one in chunks (deletes with the first; sizes from

@@ -74,6 +74,7 @@ class HashCache:
             cache._cache = {p: v[0] + raw_digest for p, v in data.items() if type(p) is str and type(v) is tuple
                             and len(v) == 2 and type(v[0]) is bytes and len(v[0]) == 32
                             and (raw_digest := _unhex(v[1])) is not None}
+            cache.fresh = len(cache._cache)  # (saved in this version's form at the next save)
         return cache
 
     def __len__(self) -> int:

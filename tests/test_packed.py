@@ -115,9 +115,10 @@ def test_replicas_in_step_share_their_columns_and_still_change_apart() -> None:
     moved = listing()
     moved["/app/f3"] = Entry(Kind.FILE, _digest(3), False, size=3, mtime=5)  # another mtime only
     third = pack(moved, like=[first])
-    paths, kinds, digests, sizes, mtimes, _ = third.columns()
-    assert paths is first.columns()[0] and digests is first.columns()[2] and sizes is first.columns()[3]
-    assert mtimes is not first.columns()[4] and third["/app/f3"].mtime == 5 and first["/app/f3"].mtime == 1003
+    names, starts, kinds, digests, sizes, mtimes, _ = third.columns()
+    theirs = first.columns()
+    assert names is theirs[0] and starts is theirs[1] and digests is theirs[3] and sizes is theirs[4]
+    assert mtimes is not theirs[5] and third["/app/f3"].mtime == 5 and first["/app/f3"].mtime == 1003
     second["/app/f1"] = Entry(Kind.FILE, _digest(99), True)
     del second["/app/f2"]
     assert first == listing() and len(second) == 49 and second["/app/f1"].exec

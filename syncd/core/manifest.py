@@ -79,6 +79,7 @@ def diff(
     """
     deletes: set[DestPath] = {g for g in gone if g in remote}
     puts: list[Put] = []
+    seen: set[DestPath] = set()  # ancestors looked up already (a burst shares a few directories)
     for dest, local in desired.items():
         current = remote.get(dest)
         if local is None:
@@ -90,6 +91,9 @@ def diff(
         if current is not None and current.kind != local.entry.kind:
             deletes.add(dest)  # kind change: tar cannot turn a directory into a file
         for ancestor in parent_dirs(dest):
+            if ancestor in seen:
+                continue
+            seen.add(ancestor)
             above = remote.get(ancestor)
             if above is not None and above.kind is not Kind.DIR:
                 deletes.add(ancestor)  # a file or symlink stands where a directory must be
