@@ -1,19 +1,22 @@
 """A long-lived manifest kept in columns instead of one `Entry` object per path.
 
 A worker keeps what its container holds (`ContainerWorker.manifest`) for as long as the daemon
-runs. As a dict of `Entry` objects that is ~300 bytes a path: the dict's slot, the entry, its
-40-character digest string, an int for its mtime. `PackedManifest` keeps the same content as
-a sorted list of the paths (the strings are the listing's, shared with the other replicas'),
-one kind byte, 20 digest bytes and two 8-byte numbers a path: ~45 bytes besides the path.
+runs. As a dict of `Entry` objects that is ~300 bytes a path: the dict's slot, the path string,
+the entry, its 40-character digest string, an int for its mtime. `PackedManifest` keeps the
+same content in a few big buffers: the sorted paths as one string with their offsets, one kind
+byte, 20 digest bytes and two 8-byte numbers a path (~70 bytes a path with a 25-character name).
+Big buffers are their own allocations (mmap), so nothing of a manifest stays behind in the
+heap pages the reconcile's listing, scan and records freed: 100,000 small path strings did, and
+kept those pages resident (idle at 100,000 files into two containers 131 MiB with them, 107
+without). Replicas in step share the buffers themselves (`pack`'s `like`).
 
 It is a `MutableMapping[DestPath, Entry]`, so everything that reads or updates a manifest
-(`diff`, `apply_delta`, the block deltas' base lookup) works on it unchanged: an `Entry` is
-built when one is read (~1 us), which the pushes of a running daemon do for the few paths of
-each batch. What changes after packing lives in a small dict beside the columns (`_changed`)
-and a set of paths deleted from them (`_gone`); `compact` packs again once those have grown.
-Pure: no I/O.
+(`diff`, `apply_delta`, the block deltas' base lookup) works on it unchanged: a lookup is a
+binary search over the names (~4 us) and builds the `Entry` (~1 us), which the pushes of a
+running daemon do for the paths of each batch; a whole pass (`items`) walks the columns. What
+changes after packing lives in a small dict beside the columns (`_changed`) and a set of paths
+deleted from them (`_gone`); `compact` packs again once those have grown. Pure: no I/O.
 """
-
 from __future__ import annotations
 
 from array import array
