@@ -60,8 +60,8 @@ class BatchSettings:
     # `share`): memory a daemon keeps while idle, ~37 ms of work at 20,000 files.
     share_manifests: bool = True
     # A worker's manifest of this many paths is kept in columns between reconciles
-    # (core/packed.py): ~45 bytes a path instead of ~300; 0: never. Packing 100,000 paths
-    # takes ~0.1 s, once per reconcile; a small manifest is packed too, so a 10-file tree runs
+    # (core/packed.py): ~70 bytes a path instead of ~300; 0: never. Packing 100,000 paths
+    # takes ~0.07 s, once per reconcile; a small manifest is packed too, so a 10-file tree runs
     # the same code a 100,000-file one does.
     pack_manifest_above: int = 1
     # A reconcile delta larger than the first chunk is sent in chunks of ~chunk_s each on the

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from syncd.model import Delta, DestPath, Entry, Kind, LocalFile, Put, parent_dirs
 
 Manifest = dict[DestPath, Entry]
-# What a worker keeps of its container between reconciles: a Manifest, or the same content
-# in columns once it is large (core/packed.py).
+# What a worker keeps of its container between reconciles: the same content as a Manifest,
+# in columns (core/packed.py) unless the settings say not to pack it.
 Tracked = MutableMapping[DestPath, Entry]
 DIR = Entry(Kind.DIR)  # every directory's entry is this one (entries are frozen)
 
