@@ -177,3 +177,41 @@ async def test_shared_packs_reuse_only_the_same_versions_while_fresh(tmp_path: P
     big.write_bytes(b"x" * (2 << 20))
     lf = read_entry(str(big), HashCache())
     assert lf is not None and await packs.packed("t", [Put("/app/big.bin", lf)], "/app") is None  # streamed instead
+
+
+async def test_replicas_keep_their_manifests_packed_and_true_through_edits(tmp_path: Path) -> None:
+    """After the start-up reconcile each worker keeps its manifest in columns (core/packed.py),
+    the replicas sharing them; edits change it in place and a big enough change packs it again:
+    it always says what the container holds."""
+    from syncd.core.packed import PackedManifest
+
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(40):
+        (src / "d" / f"f{i}.txt").write_text(f"{i}\n")
+    memory = MemoryTransport("t", containers=3)
+
+    def check(engine, shared: bool) -> None:  # noqa: ANN001
+        workers = list(engine.targets["t"].workers.values())
+        assert len(workers) == 3 and all(isinstance(w.manifest, PackedManifest) for w in workers)
+        for w in workers:
+            held = {p: (e.kind, e.digest if e.kind.value == "f" else "") for p, e in memory.containers_[w.ref.id].tree("/app/src").items()}
+            kept = {p: (e.kind, e.digest if e.kind.value == "f" else "") for p, e in w.manifest.items()
+                    if p == "/app/src" or p.startswith("/app/src/")}  # (the manifest also knows /app)
+            assert kept == held
+        if shared:
+            names = {id(w.manifest.columns()[0]) for w in workers}  # type: ignore[union-attr]
+            assert len(names) == 1, "replicas in step keep one copy of their paths"
+
+    async with running(write_config(tmp_path, CONFIG), transports={"t": memory}, settings=FAST) as engine:
+        await settle(engine, src)
+        check(engine, shared=True)
+        (src / "d" / "f3.txt").write_text("edited\n")
+        (src / "d" / "f4.txt").unlink()
+        await settle(engine, src)
+        check(engine, shared=False)
+        for i in range(20):  # half the tree again: packed anew
+            (src / "d" / f"n{i}.txt").write_text(f"new {i}\n")
+        await settle(engine, src)
+        check(engine, shared=False)
+        assert all(w.manifest.changes == 0 for w in engine.targets["t"].workers.values())  # type: ignore[union-attr]
