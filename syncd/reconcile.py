@@ -114,19 +114,18 @@ class Comparison:
 
 async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Record, hashes: HashCache,
                             clock: Clock, services: set[str] | None = None,
-                            scans: SharedScans | None = None, overlap: bool = True,
+                            scans: SharedScans | None = None,
                             pool: dict[Entry, Entry] | None = None) -> Comparison:
     """Compare the container's tree below the target's destinations with the local one.
     `known`: what syncd last sent there (lets a quick listing stand in for hashes); `scans`:
-    share the local scan with the target's other replicas reconciling at the same moment;
-    `overlap`: the container lists itself while the tree is scanned (else after); `pool`: the
+    share the local scan with the target's other replicas reconciling at the same moment; `pool`: the
     entries of the manifests compared at the same moment, shared (core/manifest.py `share`;
     None: not shared, for a process that does not keep the manifest)."""
     trace = BatchTrace(0, clock.now(), reconcile=True)
     trace.services = [s.cfg.name for s in target.services if services is None or s.cfg.name in services]
     t0 = clock.now()
-    # The container may list itself while the local tree is scanned: neither depends on the
-    # other (what changes meanwhile on either side arrives as events, sent after this reconcile).
+    # The container lists itself while the local tree is scanned: neither depends on the other
+    # (what changes meanwhile on either side arrives as events, sent after this reconcile).
     listing: list = []
     began: list[float] = []
 
@@ -140,12 +139,9 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
                 raise
 
     async with anyio.create_task_group() as tg:
-        if overlap:
-            tg.start_soon(list_container)
+        tg.start_soon(list_container)
         desired, shared_errors = await (scans or SharedScans()).desired(target, services, hashes)
         trace.add("scan", t0, clock.now(), detail={"paths": len(desired)})
-        if not overlap:
-            tg.start_soon(list_container)
     errors = list(shared_errors)
     if isinstance(listing[0], BaseException):
         raise listing[0]
@@ -202,7 +198,6 @@ class Reconciler:
         if held:
             services = (services if services is not None else names) - set(held)
             worker.held_back |= set(held)
-        overlap = len(self.hashes) < self.settings.batches.overlap_listing_below
         # (the record is read on the loop and dropped with the comparison: loading it in a
         # thread, or keeping it for the push, left the idle daemon 20-40 MiB bigger at 100k files)
         self._comparing += 1
@@ -210,7 +205,7 @@ class Reconciler:
         known = self.known_of(worker)
         try:
             found = await compute_reconcile(target, worker.ref, known, self.hashes, self.clock,
-                                            services, self.scans, overlap,
+                                            services, self.scans,
                                             self._pool if self.settings.batches.share_manifests else None)
         finally:
             self._comparing -= 1

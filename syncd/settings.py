@@ -49,13 +49,11 @@ class BatchSettings:
     save_hashes_after: int = 1000
     # A reconcile this large hands its freed heap back to the system (syncd/memory.py).
     trim_after_paths: int = 10_000
-    # Below this many local files (the hash cache's count) the container lists itself while the
-    # tree is scanned; above it, after: at 100,000 files the overlap saved ~1.5 s of a restart
-    # but left the daemon ~55 MiB bigger for good on CPython's allocator (the listing's long-lived
-    # entries interleaved in the heap with the scan's short-lived ones, which then cannot be given
-    # back); on malloc (syncd/launch.py) it saved ~0.7 s and cost 0-22 MiB (3 restarts each).
-    # `syncd sync` exits after its reconcile: it always overlaps (ONE_SHOT_SETTINGS below).
-    overlap_listing_below: int = 50_000
+    # (The container lists itself while the tree is scanned, at every size: above 50,000 files
+    # it used to list after, since the listing's entries, kept as the worker's manifest, stood
+    # between the scan's freed objects; the manifest is packed in big buffers now, and at
+    # 100,000 files listing alongside converged as fast (7.47 against 7.64 s, medians of 3)
+    # at the same idle memory, 104.6 against 104.4 MiB.)
     # Replicas' manifests compared at the same moment share their equal entries (core/manifest.py
     # `share`): memory a daemon keeps while idle, ~37 ms of work at 20,000 files.
     share_manifests: bool = True
@@ -115,10 +113,7 @@ class Settings:
 
 DEFAULT_SETTINGS = Settings()
 
-# `syncd sync` exits after its reconciles: the idle memory listing-while-scanning costs a daemon
-# does not matter there, the time it saves does (no-diff sync at 100,000 files into 2
-# containers: 7.25 -> 6.78 s, medians of 3); nor does sharing manifests' entries, packing them
-# in columns or handing freed heap back, memory the process is about to give up whole.
-ONE_SHOT_SETTINGS = replace(DEFAULT_SETTINGS, batches=replace(DEFAULT_SETTINGS.batches, overlap_listing_below=2**62,
-                                                              share_manifests=False, trim_after_paths=2**62,
-                                                              pack_manifest_above=0))
+# `syncd sync` exits after its reconciles: sharing manifests' entries, packing them in columns
+# or handing freed heap back saves memory the process is about to give up whole.
+ONE_SHOT_SETTINGS = replace(DEFAULT_SETTINGS, batches=replace(DEFAULT_SETTINGS.batches, share_manifests=False,
+                                                              trim_after_paths=2**62, pack_manifest_above=0))
