@@ -23,7 +23,6 @@ from syncd.clock import Clock
 from syncd.core.chunking import chunk_end, next_chunk_bytes
 from syncd.core.manifest import Manifest, diff, share
 from syncd.core.mapping import UnsafePath, most_specific
-from syncd.core.packed import compact
 from syncd.known import KnownStore, Record, record_of, resolve
 from syncd.memory import give_back
 from syncd.model import Delta, Desired, Entry, Kind
@@ -125,7 +124,10 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
     trace.services = [s.cfg.name for s in target.services if services is None or s.cfg.name in services]
     t0 = clock.now()
     # The container lists itself while the local tree is scanned: neither depends on the other
-    # (what changes meanwhile on either side arrives as events, sent after this reconcile).
+    # (what changes meanwhile on either side arrives as events, sent after this reconcile). At
+    # every size: a daemon above 50,000 files used to list after, when its listing's entries,
+    # kept as the manifest, stood between the scan's freed objects; packed, they do not (at
+    # 100,000 files: converged 7.47 against 7.64 s, idle 104.6 against 104.4 MiB, medians of 3).
     listing: list = []
     began: list[float] = []
 
@@ -234,9 +236,7 @@ class Reconciler:
             self.known.touch(worker.key)
         elif worker.manifest is not None:  # (None: another reconcile was asked for meanwhile)
             self.known.save(worker.key, record_of(worker.manifest))
-        if worker.manifest is not None:  # kept in columns while idle (before the trim below: the dict's pages go)
-            worker.manifest = compact(worker.manifest, self.settings.batches.pack_manifest_above,
-                                      like=[w.manifest for w in worker.target.workers.values() if w is not worker])
+        worker.pack_manifest()  # (before the trim below: the listing's dict and entries go)
         puts, deletes, listed, complete = len(found.delta.puts), len(found.delta.deletes), len(found.remote), not found.errors
         del found  # (the listing as a dict, the scan behind the delta: gone before the trim below)
         record = trace.finish(self.clock.now())

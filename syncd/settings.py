@@ -49,11 +49,6 @@ class BatchSettings:
     save_hashes_after: int = 1000
     # A reconcile this large hands its freed heap back to the system (syncd/memory.py).
     trim_after_paths: int = 10_000
-    # (The container lists itself while the tree is scanned, at every size: above 50,000 files
-    # it used to list after, since the listing's entries, kept as the worker's manifest, stood
-    # between the scan's freed objects; the manifest is packed in big buffers now, and at
-    # 100,000 files listing alongside converged as fast (7.47 against 7.64 s, medians of 3)
-    # at the same idle memory, 104.6 against 104.4 MiB.)
     # Replicas' manifests compared at the same moment share their equal entries (core/manifest.py
     # `share`): memory a daemon keeps while idle, ~37 ms of work at 20,000 files.
     share_manifests: bool = True

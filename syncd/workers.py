@@ -152,6 +152,12 @@ class ContainerWorker:
         only what surely landed may vouch for a quick listing (known.py)."""
         return {d: e for d, e in (self.manifest or {}).items() if self.unconfirmed[d] <= 0}
 
+    def pack_manifest(self) -> None:
+        """Keep the manifest in columns (core/packed.py), sharing them with replicas in step."""
+        if self.manifest is not None:
+            self.manifest = compact(self.manifest, self.host.settings.batches.pack_manifest_above,
+                                    like=[w.manifest for w in self.target.workers.values() if w is not self])
+
     def forget_manifest(self) -> None:
         if self.manifest is not None:
             self.last_manifest = self.confirmed()
@@ -227,9 +233,7 @@ class ContainerWorker:
             return False
         if self.manifest is None:
             return False  # a pipelined answer failed meanwhile
-        # (packed again once the pushes since the last packing changed an eighth of it)
-        self.manifest = compact(self.manifest, self.host.settings.batches.pack_manifest_above,
-                                like=[w.manifest for w in self.target.workers.values() if w is not self])
+        self.pack_manifest()  # (again, once the pushes since the last packing changed an eighth of it)
         self.failures, self.permanent, self.last_error, self.inflight = 0, False, "", []
         if finished_here:
             for job in jobs:

@@ -25,6 +25,7 @@ from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMappi
 from itertools import accumulate
 from typing import cast
 
+from syncd.core.manifest import DIR
 from syncd.model import DestPath, Entry, Kind
 
 # The kind byte: what most paths are, in the columns; anything else (a symlink, a digest that
@@ -77,7 +78,7 @@ class PackedManifest(MutableMapping[DestPath, Entry]):
     def _entry(self, i: int) -> Entry:
         kind = self._kinds[i]
         if kind == _DIR:
-            return Entry(Kind.DIR)
+            return DIR
         if kind == _ODD:
             return self._odd[i]
         return Entry(Kind.FILE, self._digests[i * _DIGEST:(i + 1) * _DIGEST].hex(), kind == _EXEC,
@@ -170,8 +171,7 @@ class _Values(ValuesView[Entry]):
     _mapping: PackedManifest
 
     def __iter__(self) -> Iterator[Entry]:
-        for _, e in _Items(self._mapping):
-            yield e
+        return (e for _, e in self._mapping.walk())
 
 
 def pack(manifest: Mapping[DestPath, Entry], like: Iterable[MutableMapping[DestPath, Entry] | None] = ()) -> PackedManifest:
@@ -190,13 +190,13 @@ def pack(manifest: Mapping[DestPath, Entry], like: Iterable[MutableMapping[DestP
     file = Kind.FILE
     for i, e in enumerate(map(manifest.__getitem__, paths)):
         # (inline: once per path of the tree)
-        if (e.kind is file and not e.link and len(e.digest) == 40 and type(e.size) is int and type(e.mtime) is int
+        if (e.kind is file and not e.link and len(e.digest) == 2 * _DIGEST and type(e.size) is int and type(e.mtime) is int
                 and low <= e.size <= high and low <= e.mtime <= high):
             kinds[i] = _EXEC if e.exec else _FILE
             hexes.append(e.digest)
             sizes[i], mtimes[i] = e.size, e.mtime
             continue
-        if e.kind is Kind.DIR and e == Entry(Kind.DIR):
+        if e == DIR:
             kinds[i] = _DIR
         else:
             kinds[i], odd[i] = _ODD, e
