@@ -87,6 +87,7 @@ class Latency:
     stream_lag_ms: list[float] = field(default_factory=list)
     verified: bool = False  # the container holds the last edit's content (checked untimed)
     container_clock: bool = True  # False: stamped on arrival at the host (engine on another kernel)
+    observer_restarts: int = 0  # the observer's stream ended mid-run and was started again
 
     def summary(self) -> dict:
         s = self.samples_ms
@@ -94,6 +95,7 @@ class Latency:
             "attempted": self.attempted,
             "observed": len(s),
             "missed": self.missed,
+            "observer_restarts": self.observer_restarts,
             "verified": self.verified,
             "warmup_discarded": WARMUP,
             "p50_ms": percentile(s, 50),
@@ -165,8 +167,13 @@ def measure_edits(method: str, container: Container, local: Path, dest: str, pus
     observer's event is the proof that exactly this edit is visible in the container."""
     result = Latency(method)
     token = uuid.uuid4().hex[:8]
-    with Observer(container.id, "file", dest) as obs:
+    obs = Observer(container.id, "file", dest)
+    try:
         for i in range(WARMUP + n):
+            if obs.ended:  # its exec ended (the engine dropped it): a blind observer measures nothing
+                obs.close()
+                obs = Observer(container.id, "file", dest)
+                result.observer_restarts += 1
             content = f"{method} edit {i} {token}"
             t0 = time.time()
             local.write_text(content + "\n")
@@ -181,7 +188,9 @@ def measure_edits(method: str, container: Container, local: Path, dest: str, pus
                     result.stream_lag_ms.append((event.arrived - event.seen) * 1000)
             time.sleep(random.uniform(*GAP))
         result.container_clock = obs.use_container_clock
-        result.verified = read_tree(container, dest).get(Path(dest).name) == (content + "\n").encode()
+    finally:
+        obs.close()
+    result.verified = read_tree(container, dest).get(Path(dest).name) == (content + "\n").encode()
     return result
 
 

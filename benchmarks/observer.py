@@ -4,8 +4,14 @@ It is one long-running `docker exec` per watch (never an exec per check: that al
 ~60 ms). The test image's busybox has no `inotifyd`, so the watch is a small busybox `sh`
 loop that polls with shell builtins only (no fork per check): it sleeps ~1 ms with
 `read -t` on its stdin and stamps each observation with `$EPOCHREALTIME`, the kernel clock
-the host shares. A "stop" line ends it, and so does stdin at EOF (read then keeps returning at once), so
-no loop outlives its phase and steals CPU from the next one.
+the host shares.
+
+How it ends: a "stop" line, or no line at all for `LINGER_S` seconds. The host writes a
+keep-alive line every `KEEPALIVE_S`, so a loop whose host side died (stdin at EOF, or a
+client killed) stops by itself and steals no CPU from the next phase. It is a time, not a
+guess: busybox's `read -t` returns 1 on a timeout and on EOF alike, and an earlier version
+that took "many timeouts in a row that returned too fast" for EOF ended a live observer
+under load (a whole baseline's edits went unseen though they landed).
 """
 
 from __future__ import annotations
@@ -20,19 +26,16 @@ from dataclasses import dataclass
 # Modes:  file PATH   -> "<ts> C <first line>" whenever PATH's first line changes
 #         count DIR N -> "<ts> N <count>" once DIR holds >= N entries, all non-empty
 SCRIPT = r"""
-mode=$1 target=$2 want=${3:-0}
+mode=$1 target=$2 want=${3:-0} linger=${4:-10}
 echo "$EPOCHREALTIME R ready"
-prev= done= fast=0
+prev= done= heard=${EPOCHREALTIME%.*}
 while :; do
-  a=$EPOCHREALTIME
-  if read -t 0.001 l; then [ "$l" = stop ] && exit 0; fast=0; else
-    b=$EPOCHREALTIME
-    # "stop" ends the loop. Without it (the host side died: stdin at EOF) read returns at
-    # once, every time; a timeout can too, now and then (busybox rounds to a ms tick), and
-    # 50 in a row once ended a live observer under load: only a long run of them means EOF.
-    if [ $(( ${b%.*}${b#*.} - ${a%.*}${a#*.} )) -lt 300 ]; then
-      fast=$((fast + 1)); [ $fast -ge 3000 ] && exit 0
-    else fast=0; fi
+  if read -t 0.001 l; then
+    [ "$l" = stop ] && exit 0
+    heard=${EPOCHREALTIME%.*}
+  else
+    now=${EPOCHREALTIME%.*}
+    [ $((now - heard)) -gt "$linger" ] && exit 0  # no keep-alive: the host side is gone
   fi
   if [ "$mode" = file ]; then
     l=; read -r l < "$target" 2>/dev/null
@@ -48,6 +51,8 @@ while :; do
   fi
 done
 """
+KEEPALIVE_S = 1.0  # the host's keep-alive line
+LINGER_S = 10  # s without any line before the loop takes its host side for gone
 
 MAX_CLOCK_SKEW = 1.0  # s; beyond this the engine is not on this kernel (remote DOCKER_HOST)
 
@@ -63,18 +68,40 @@ class Event:
 class Observer:
     """One watch: `Observer(cid, "file", "/app/src/x")` or `Observer(cid, "count", dir, n)`."""
 
-    def __init__(self, container_id: str, mode: str, target: str, want: int = 0, ready_timeout: float = 20.0):
-        argv = ["docker", "exec", "-i", container_id, "sh", "-c", SCRIPT, "observer", mode, target, str(want)]
+    def __init__(self, container_id: str, mode: str, target: str, want: int = 0, ready_timeout: float = 20.0,
+                 linger_s: int = LINGER_S):
+        argv = ["docker", "exec", "-i", container_id, "sh", "-c", SCRIPT, "observer", mode, target, str(want),
+                str(linger_s)]
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         self._events: queue.Queue[Event | None] = queue.Queue()
         self.lags: list[float] = []  # host arrival - container stamp: the stream's own delay
         self.use_container_clock = True
+        self.ended = False  # the stream ended (the loop stopped, or its exec did)
+        self._closing = threading.Event()
+        self._stdin_lock = threading.Lock()  # the keep-alive and close() both write
         self._reader = threading.Thread(target=self._read, daemon=True)
+        self._keepalive = threading.Thread(target=self._keep_alive, daemon=True)
         self._ready = threading.Event()
         self._reader.start()
+        self._keepalive.start()
         if not self._ready.wait(ready_timeout):
             err = self.close()
             raise RuntimeError(f"observer did not start: {err}")
+
+    def _keep_alive(self) -> None:
+        while not self._closing.wait(KEEPALIVE_S):
+            if not self._send(b"k\n"):
+                return
+
+    def _send(self, line: bytes) -> bool:
+        with self._stdin_lock:
+            try:
+                if self._proc.stdin is None or self._proc.stdin.closed:
+                    return False
+                self._proc.stdin.write(line)
+                return True
+            except OSError:
+                return False
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
@@ -91,6 +118,7 @@ class Observer:
                 continue
             self.lags.append(arrived - ts)
             self._events.put(Event(ts if self.use_container_clock else arrived, arrived, kind, payload))
+        self.ended = True
         self._events.put(None)  # the stream ended
 
     def wait_content(self, expected: str, timeout: float) -> Event | None:
@@ -108,20 +136,22 @@ class Observer:
             except queue.Empty:
                 return None
             if event is None:
+                self._events.put(None)  # every later wait returns at once too
                 return None
             if match(event):
                 return event
         return None
 
     def close(self) -> str:
-        """Stop the in-container loop (close its stdin) and the client; returns stderr."""
-        try:
+        """Stop the in-container loop ("stop", then stdin closed) and the client; returns stderr."""
+        self._closing.set()
+        self._send(b"stop\n")
+        with self._stdin_lock, contextlib.suppress(OSError):
             if self._proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    self._proc.stdin.write(b"stop\n")
                 self._proc.stdin.close()
+        try:
             self._proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
         err = self._proc.stderr.read() if self._proc.stderr else b""
