@@ -23,6 +23,7 @@ from syncd import batches
 from syncd.builds import BuildGate, Late
 from syncd.clock import SYSTEM_CLOCK, Clock
 from syncd.config import Config
+from syncd.converged import ConvergedStore
 from syncd.core.coalesce import Coalescer
 from syncd.core.mapping import local_rel
 from syncd.core.paths import accepts, sets_off_a_build, watch_sources
@@ -67,7 +68,7 @@ class Engine:
                                    small=settings.batches.small_batch)
         self.pusher = Pusher(clock, self.spawn, large=large_files(cfg))
         self.reconciler = Reconciler(self.hashes, self.known, self.pusher, clock, settings, self.held_services,
-                                     self._emit, cfg.state_dir / HASHES_FILE)
+                                     self._emit, cfg.state_dir / HASHES_FILE, ConvergedStore(cfg.state_dir))
         self._events = anyio.Event()
         self.jobs_open: set[BatchJob] = set()
         self.batches_done = 0
@@ -93,6 +94,7 @@ class Engine:
         await self.reconciler.reconcile(worker, jobs)
 
     async def push(self, worker: ContainerWorker, delta: Delta, traces: list[BatchTrace]) -> PendingAnswer | None:
+        self.reconciler.pushed(worker)
         return await self.pusher.send(worker, delta, traces, pipelined=True)
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str | None = None) -> None:

@@ -349,6 +349,22 @@ class IgnoreRules:
 
         return ignored
 
+    def files_above(self, src: str) -> list[str]:
+        """The ignore files outside the tree below `src` whose rules apply in it (present or
+        not): those of the directories from the rules' base down to `src`'s parent, and the
+        listed `.dockerignore` files. A walk's fingerprint covers them (syncd/scan.py)."""
+        base = self._base_for(src)
+        dirs: list[str] = []
+        d = os.path.dirname(src)
+        while d != src and _within(d, base):
+            dirs.append(d)
+            if d == base or d == os.path.dirname(d):
+                break
+            d = os.path.dirname(d)
+        found = {os.path.join(d, name) for d in dirs for name in IGNORE_FILES}
+        found.update(p for paths in (self._docker_files or {}).values() for p in paths)
+        return sorted(found)
+
     def open_below(self, path: str | Path, src: str | Path) -> bool:
         """Is `path` an ignored directory below which something may be re-included (by a
         .dockerignore exception)? Walkers must then look inside it: its files are checked

@@ -33,6 +33,18 @@ def record_of(manifest: Manifest) -> Record:
             if e.kind is Kind.FILE and e.digest and e.size >= 0 and e.mtime >= 0}
 
 
+def keep_newest(directory: Path, keep: int) -> None:
+    """Remove all but the `keep` files of `directory` written last (and leftovers of an
+    interrupted save)."""
+    entries = list(os.scandir(directory))
+    if len(entries) <= keep:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime_ns)
+    for entry in entries[:-keep]:
+        with suppress(FileNotFoundError):
+            os.unlink(entry.path)
+
+
 # Records kept: those of the containers written to last. Every re-created container (a new
 # image, a replaced pod) has a new id and so a new record; a record only spares hashing, so the
 # oldest go rather than letting `.syncd/known/` grow with every deploy.
@@ -101,25 +113,15 @@ class KnownStore:
             os.replace(tmp, path)
             with suppress(FileNotFoundError):
                 os.unlink(self._path(container_key, ".json"))  # (an earlier version's)
-            self._prune()
+            keep_newest(self.dir, self.keep)
         except OSError:
             pass  # only an optimisation: the next reconcile hashes instead
 
     def touch(self, container_key: str) -> None:
-        """The record is still true: keep it among those written last (see _prune) without
+        """The record is still true: keep it among those written last (`keep_newest`) without
         writing it again."""
         with suppress(OSError):
             os.utime(self._path(container_key))
-
-    def _prune(self) -> None:
-        """Remove all but the `keep` records written last (and leftovers of an interrupted save)."""
-        entries = list(os.scandir(self.dir))
-        if len(entries) <= self.keep:
-            return
-        entries.sort(key=lambda e: e.stat().st_mtime_ns)
-        for entry in entries[:-self.keep]:
-            with suppress(FileNotFoundError):
-                os.unlink(entry.path)
 
 
 def resolve(remote: Manifest, known: Record, desired_sizes: dict[DestPath, int]) -> list[DestPath]:

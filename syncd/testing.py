@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncd.core.manifest import Manifest
+from syncd.core.manifest import Listing, Manifest
 from syncd.model import DestPath, Entry, Kind
 from syncd.transports.base import (
     ApplyRequest,
@@ -101,6 +101,12 @@ class MemoryContainer:
         return out
 
 
+def _fingerprint(listed: Manifest) -> str:
+    """A memory container's listing fingerprint: its whole content (digests included), where a
+    real container's is every entry's stat."""
+    return hashlib.sha1(repr(sorted(listed.items())).encode()).hexdigest()
+
+
 class MemoryTransport:
     """The Transport contract over in-memory containers: what a test needs to run the whole
     engine without Docker, a cluster or a directory. Follows the same rules a container side
@@ -138,10 +144,15 @@ class MemoryTransport:
 
     async def manifest(self, ref: ContainerRef, dests: Sequence[DestPath]) -> Manifest:
         c = self.container(ref)
-        out: Manifest = {}
+        out = Listing()
         for dest in dests:
             out.update(c.tree(dest))
+        out.fingerprint = _fingerprint(out)
         return out
+
+    async def fingerprint(self, ref: ContainerRef, dests: Sequence[DestPath]) -> str:
+        listed = await self.manifest(ref, dests)
+        return listed.fingerprint if isinstance(listed, Listing) else ""
 
     async def hash(self, ref: ContainerRef, paths: Sequence[DestPath]) -> dict[DestPath, str]:
         c = self.container(ref)
@@ -288,6 +299,9 @@ class RecordingTransport:
 
     async def hash(self, ref: ContainerRef, paths: Sequence[DestPath]) -> dict[DestPath, str]:
         return await self._call("hash", ref, list(paths), ref, paths)
+
+    async def fingerprint(self, ref: ContainerRef, dests: Sequence[DestPath]) -> str:
+        return await self._call("fingerprint", ref, list(dests), ref, dests)
 
     async def apply(self, ref: ContainerRef, request: ApplyRequest) -> ApplyResult:
         detail = {"deletes": list(request.deletes), "puts": list(request.puts)}

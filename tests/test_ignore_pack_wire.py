@@ -18,7 +18,7 @@ from syncd.ignore import DEFAULT_IGNORES, IgnoreRules, _any_of
 from syncd.model import Entry, Kind, Put
 from syncd.pack import SMALL, PackReport, pack
 from syncd.scan import HashCache, read_entry
-from syncd.transports.shell import encode_deletes, parse_manifest
+from syncd.transports.shell import STAT_FORMAT, encode_deletes, parse_manifest
 
 # --- ignore ---------------------------------------------------------------------------------
 
@@ -222,7 +222,7 @@ def test_the_fast_tar_header_is_byte_for_byte_what_tarfile_writes() -> None:
 
 @pytest.mark.parametrize("stat_tool", [["stat"], ["busybox", "stat"]], ids=["gnu", "busybox"])
 def test_quick_listing_is_one_stat_line_per_entry(tmp_path: Path, stat_tool: list[str]) -> None:
-    """The quick listing's `@@A` section (`stat -c '%f %s %Y %y %n'`, GNU and busybox): the
+    """The quick listing's `@@A` section (`stat -c STAT_FORMAT`, GNU and busybox): the
     listed directory itself, directories, files with size, exec bit and a tar-written mtime
     (whole seconds; a sub-second mtime proves nothing), a name with a newline; a fifo left out."""
     (tmp_path / "d").mkdir()
@@ -235,7 +235,7 @@ def test_quick_listing_is_one_stat_line_per_entry(tmp_path: Path, stat_tool: lis
     os.utime(tmp_path / "edited", ns=(1_700_000_000 * 10**9 + 5, 1_700_000_000 * 10**9 + 5))
     os.mkfifo(tmp_path / "pipe")
     names = ["."] + sorted("./" + p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
-    lines = subprocess.run([*stat_tool, "-c", "%f %s %Y %y %n", *names], cwd=tmp_path, capture_output=True,
+    lines = subprocess.run([*stat_tool, "-c", STAT_FORMAT, *names], cwd=tmp_path, capture_output=True,
                            check=True).stdout
     m = parse_manifest(b"@@M\0/app/src\0@@L\0@@A\0" + lines + b"\0")
     assert m.pop("/app/src").kind.value == "d" and m.pop("/app/src/d").kind.value == "d"

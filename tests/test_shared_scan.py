@@ -19,7 +19,7 @@ async def test_asks_at_the_same_moment_share_a_scan_later_ones_do_not(monkeypatc
     scans: list[int] = []
     release = threading.Event()
 
-    def fake_desired_state(target, services, hashes, errors):  # noqa: ANN001, ANN202
+    def fake_desired_state(target, services, hashes, errors, fp=None):  # noqa: ANN001, ANN202
         scans.append(1)
         n = len(scans)
         release.wait(10)
@@ -29,7 +29,7 @@ async def test_asks_at_the_same_moment_share_a_scan_later_ones_do_not(monkeypatc
     monkeypatch.setattr(reconcile, "desired_state", fake_desired_state)
     shared = reconcile.SharedScans()
     target = SimpleNamespace(name="web")
-    got: list[tuple] = []
+    got: list[reconcile.Scanned] = []
 
     async def ask() -> None:
         got.append(await shared.desired(target, None, HashCache()))  # type: ignore[arg-type]
@@ -43,8 +43,8 @@ async def test_asks_at_the_same_moment_share_a_scan_later_ones_do_not(monkeypatc
         await anyio.sleep(0.05)
         release.set()
     assert len(scans) == 2
-    assert sorted(d["/app/a"] for d, _ in got) == [1, 1, 1, 2]
-    assert all(errors == [("/src/x", "denied")] for _, errors in got)
+    assert sorted(s.desired["/app/a"] for s in got) == [1, 1, 1, 2]
+    assert all(s.errors == [("/src/x", "denied")] for s in got)
     # other services of the same target: a scan of its own
     await shared.desired(target, {"api"}, HashCache())  # type: ignore[arg-type]
     assert len(scans) == 3

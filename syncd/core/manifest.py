@@ -17,6 +17,14 @@ Tracked = MutableMapping[DestPath, Entry]
 DIR = Entry(Kind.DIR)  # every directory's entry is this one (entries are frozen)
 
 
+class Listing(dict[DestPath, Entry]):
+    """A manifest as a transport listed it, with the fingerprint of that listing: a digest of
+    exactly what the container printed ("": the transport gives none). Equal fingerprints,
+    equal listings (syncd/converged.py)."""
+
+    fingerprint: str = ""
+
+
 def _under(path: DestPath, ancestor: DestPath) -> bool:
     return path.startswith(ancestor.rstrip("/") + "/")
 

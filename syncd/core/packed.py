@@ -212,7 +212,12 @@ def pack(manifest: Mapping[DestPath, Entry], like: Iterable[MutableMapping[DestP
     names = "\0".join(paths) + "\0" if paths else ""  # (no path holds a NUL)
     starts = array("q", accumulate((len(p) + 1 for p in paths), initial=0))
     del paths
-    columns: Columns = (names, starts, bytes(kinds), digests, sizes, mtimes, odd)
+    return from_columns((names, starts, bytes(kinds), digests, sizes, mtimes, odd), like)
+
+
+def from_columns(columns: Columns, like: Iterable[MutableMapping[DestPath, Entry] | None] = ()) -> PackedManifest:
+    """A packed manifest of columns as `PackedManifest.columns` gave them (`pack`, or read
+    back from a file: syncd/converged.py); `like`: see `pack`."""
     for other in like:
         if isinstance(other, PackedManifest):
             columns = cast(Columns, tuple(theirs if theirs == mine else mine
@@ -246,3 +251,40 @@ def compact(manifest: MutableMapping[DestPath, Entry], at_least: int,
     if isinstance(manifest, PackedManifest) and manifest.changes * 8 < len(manifest):
         return manifest
     return pack(manifest, like)
+
+
+def to_data(manifest: PackedManifest) -> dict[str, object]:
+    """The columns as plain values (str, bytes, lists), for marshal (syncd/converged.py)."""
+    names, starts, kinds, digests, sizes, mtimes, odd = manifest.columns()
+    return {"names": names, "starts": starts.tobytes(), "kinds": kinds, "digests": digests,
+            "sizes": sizes.tobytes(), "mtimes": mtimes.tobytes(),
+            "odd": [(i, e.kind.value, e.digest, e.exec, e.link, e.size, e.mtime) for i, e in odd.items()]}
+
+
+def from_data(data: object, like: Iterable[MutableMapping[DestPath, Entry] | None] = ()) -> PackedManifest | None:
+    """`to_data`'s values as a packed manifest again; None where they do not fit together
+    (a damaged file). `like`: see `pack`."""
+    try:
+        if not isinstance(data, dict):
+            return None
+        names, kinds, digests = data["names"], data["kinds"], data["digests"]
+        if type(names) is not str or type(kinds) is not bytes or type(digests) is not bytes:
+            return None
+        starts, sizes, mtimes = array("q"), array("q"), array("q")
+        starts.frombytes(data["starts"])
+        sizes.frombytes(data["sizes"])
+        mtimes.frombytes(data["mtimes"])
+        n = len(kinds)
+        if (len(starts) != n + 1 or starts[0] != 0 or starts[-1] != len(names) or len(digests) != n * _DIGEST
+                or len(sizes) != n or len(mtimes) != n or max(kinds, default=0) > _ODD):
+            return None
+        odd: dict[int, Entry] = {}
+        for i, kind, digest, exe, link, size, mtime in data["odd"]:
+            if not 0 <= i < n or kinds[i] != _ODD:
+                return None
+            odd[i] = Entry(Kind(kind), digest, exe, link, size=size, mtime=mtime)
+        if kinds.count(_ODD) != len(odd):
+            return None
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    return from_columns((names, starts, kinds, digests, sizes, mtimes, odd), like)

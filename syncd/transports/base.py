@@ -159,6 +159,12 @@ class Transport(Protocol):
         """sha1 of container files the quick listing left undecided (absent paths left out)."""
         ...
 
+    async def fingerprint(self, ref: ContainerRef, dests: Sequence[DestPath]) -> str:
+        """The fingerprint a `manifest` of `dests` would carry now (core/manifest.py `Listing`),
+        without the listing; "" when none can be had (then no reconcile is skipped for it:
+        syncd/converged.py). A `manifest` that is not a `Listing` carries none."""
+        ...
+
     async def apply(self, ref: ContainerRef, request: ApplyRequest) -> ApplyResult:
         """Apply one batch and return once the container has."""
         ...

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import anyio
 
-from syncd.core.manifest import Manifest
+from syncd.core.manifest import Listing, Manifest
 from syncd.model import DestPath, Entry, Kind
 from syncd.settings import DEFAULT_SETTINGS, Settings
 from syncd.transports.base import (
@@ -42,6 +42,8 @@ from syncd.transports.shell import (
     encode_head,
     frame_chunks,
     gzipped,
+    listing_fingerprint,
+    parse_fingerprint,
     parse_hash_list,
     parse_manifest,
     rechunk,
@@ -108,7 +110,8 @@ class ExecTransport:
         if session is not None:
             answer = await call(self._pool, ref, session.manifest, list(dests), timeout=self._answer_timeout)
             self._check(ref, "reading the container tree", ExecResult(answer.rc, b"", answer.output if answer.rc else b""))
-            manifest = await _parsed(answer.output)
+            manifest = Listing(await _parsed(answer.output))
+            manifest.fingerprint = listing_fingerprint(answer.output, answer.rc)
             pending = unread_links(manifest)
             if pending:  # (the quick listing walks the tree once: symlinks' targets asked after it)
                 found = await call(self._pool, ref, session.links, pending, timeout=self._answer_timeout)
@@ -121,6 +124,13 @@ class ExecTransport:
         result = await self._run_exec(ref, ["sh", "-c", MANIFEST_SCRIPT, "syncd-manifest", *dests], None)
         self._check(ref, "reading the container tree", result)
         return await _parsed(result.stdout)
+
+    async def fingerprint(self, ref: ContainerRef, dests: Sequence[DestPath]) -> str:
+        session = await self._session(ref)
+        if session is None:
+            return ""  # (a per-exec listing is one with hashes: never kept, see syncd/converged.py)
+        answer = await call(self._pool, ref, session.fingerprint, list(dests), timeout=self._answer_timeout)
+        return parse_fingerprint(answer.output) if answer.rc == 0 else ""
 
     async def hash(self, ref: ContainerRef, paths: Sequence[DestPath]) -> dict[DestPath, str]:
         session = await self._session(ref)

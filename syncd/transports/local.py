@@ -101,6 +101,9 @@ class LocalTransport:
         self._check_ref(ref)
         return await anyio.to_thread.run_sync(self._manifest, dests)
 
+    async def fingerprint(self, ref: ContainerRef, dests: Sequence[DestPath]) -> str:
+        return ""  # (its manifest is a plain one: a local directory is compared, always)
+
     async def hash(self, ref: ContainerRef, paths: Sequence[DestPath]) -> dict[DestPath, str]:
         def digests() -> dict[DestPath, str]:
             out: dict[DestPath, str] = {}

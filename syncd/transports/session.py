@@ -8,6 +8,7 @@ ash, dash and bash), which reads framed requests from stdin and answers on stdou
               apply  ROOT   + deletes (escaped lines, empty line) + framed tar ("<n>\\n"+n bytes…, "0\\n")
               applyz ROOT   the same, the tar stream gzip-compressed
               manifest MODE DEST…   (MODE: stat, quick; hash)
+              fingerprint MODE DEST…   the sha1 of what `manifest` would print, not the listing
               links  + framed NUL-separated paths    (a quick listing's symlinks' targets)
               define N + N bytes of sh function definitions (loaded on first use: Kubernetes
                      caps the exec URL the script travels in at 8 KiB)
@@ -76,6 +77,7 @@ while IFS= read -r req; do
     printf '@@R %s %s %s\n%s' "$seq" "$rc" "${#out}" "$out" ;;
   manifest) printf '@@S %s\n' "$seq"; manifest_req "$@"; printf '\0@@E %s %s\0\n' "$seq" "$?" ;;
   links) printf '@@S %s\n' "$seq"; links_req; printf '\0@@E %s %s\0\n' "$seq" "$?" ;;
+  fingerprint) printf '@@S %s\n' "$seq"; fingerprint_req "$@"; printf '\0@@E %s %s\0\n' "$seq" "$?" ;;
   hash)
     printf '@@S %s\n' "$seq"
     ( cd / && while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
@@ -111,6 +113,8 @@ manifest_req() {
   if [ $lz = 1 ]; then printf '@@Z\n'; { list_all "$@"; printf '\0@@RC %s\0' $?; } | gzip -1 | base64
   else list_all "$@"; fi
 }
+# (the listing's exit code is part of what is digested: shell.listing_fingerprint)
+fingerprint_req() { mode=$1; shift; { list_all "$@"; printf '\0@@RC %s\0' $?; } | sha1sum; }
 links_req() {
   printf '@@M\0/\0@@L\0'
   ( cd / && while IFS= read -r n && [ "$n" -gt 0 ]; do dd bs="$n" count=1 iflag=fullblock 2>/dev/null; done |
@@ -300,6 +304,13 @@ class Session:
         symlinks without their targets (shell.UNREAD_LINK: ask `links` for them)."""
         self._define_listing()
         return self.request("manifest", ["stat" if quick else "hash", *dests])
+
+    def fingerprint(self, dests: list[str]) -> Future[Answer]:
+        """sha1sum of the quick listing of the destinations, as `manifest` would print it
+        (shell.listing_fingerprint), instead of the listing: ~0.3 MB less on the link at
+        100,000 files, and nothing to parse."""
+        self._define_listing()
+        return self.request("fingerprint", ["stat", *dests])
 
     def links(self, paths: list[str]) -> Future[Answer]:
         """The targets of symlinks (absolute container paths): a listing of "/" whose links

@@ -7,6 +7,7 @@ travel on stdin (deletes) or stdout (manifests) as data.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import string
 import sys
@@ -141,7 +142,7 @@ MANIFEST_ONE = r"""
   (
     cd -- "${c:-/}" || exit 0
     if [ "$2" = stat ] && command -v stat >/dev/null 2>&1; then
-      printf '@@A\0'; find "$s" -print0 | xargs -0 -r stat -c '%f %s %Y %y %n'; printf '\0'
+      printf '@@A\0'; find "$s" -print0 | xargs -0 -r stat -c '@STAT@'; printf '\0'
     else
       printf '@@L\0'; find "$s" -type l -exec sh -c 'for l; do printf "%s\0%s\0" "$l" "$(readlink "$l")"; done' sh {} +
       printf '@@D\0'; find "$s" -type d -print0
@@ -150,6 +151,8 @@ MANIFEST_ONE = r"""
     fi
   )
 """
+STAT_FORMAT = "%f %s %Y %y %Z %n"  # see _STAT_RECORD
+MANIFEST_ONE = MANIFEST_ONE.replace("@STAT@", STAT_FORMAT)
 MANIFEST_SCRIPT = "manifest_one() {" + MANIFEST_ONE + "}\nfor d in \"$@\"; do manifest_one \"$d\"; done\n"
 
 # busybox sha1sum prints "<40 hex>  <name>\n" without escaping; GNU coreutils prefixes the
@@ -220,12 +223,14 @@ def _parse_hashes(blob: bytes, manifest: Manifest, base: DestPath, execs: set[De
         manifest[path] = Entry(Kind.FILE, digest=line[:40].decode(), exec=path in execs)
 
 
-# `stat -c '%f %s %Y %y %n'`: "<raw mode, hex> <size> <mtime> <date> <time.nanoseconds>
-# <zone> ./name" per line, names unescaped (like busybox sha1sum). tar writes whole-second
+# `stat -c '%f %s %Y %y %Z %n'`: "<raw mode, hex> <size> <mtime> <date> <time.nanoseconds>
+# <zone> <ctime> ./name" per line, names unescaped (like busybox sha1sum). The ctime is read
+# by no parse: it is there for the listing's fingerprint (`listing_fingerprint`), which must
+# change with any write, and only a ctime surely does. tar writes whole-second
 # mtimes, so a non-zero sub-second part means something else wrote the file since: its mtime
 # proves nothing. A symlink's target is not in it (`UNREAD_LINK` until read). Types other than
 # directories, regular files and symlinks are not synced: left out.
-_STAT_RECORD = re.compile(rb"(?:^|\n)([0-9a-fA-F]+) (\d+) (\d+) \S+ [0-9:]+(?:\.(\d+))? \S+ \.(?=/|\n|$)")
+_STAT_RECORD = re.compile(rb"(?:^|\n)([0-9a-fA-F]+) (\d+) (\d+) \S+ [0-9:]+(?:\.(\d+))? \S+ \d+ \.(?=/|\n|$)")
 _S_IFMT, _S_IFDIR, _S_IFREG, _S_IFLNK = 0o170000, 0o040000, 0o100000, 0o120000
 # The target of a symlink a quick listing found, before it is read: NUL is in no target.
 UNREAD_LINK = "\0unread"
@@ -248,6 +253,21 @@ def _parse_stats(blob: bytes, manifest: Manifest, base: DestPath) -> None:
                                                 mtime=mtime)
         elif kind == _S_IFLNK:
             manifest[_join(base, name)] = Entry(Kind.LINK, link=UNREAD_LINK)
+
+
+def listing_fingerprint(listing: bytes, rc: int) -> str:
+    """The fingerprint of a listing as the container printed it (and its exit code): what the
+    session's `fingerprint` request has the container compute without sending the listing."""
+    return hashlib.sha1(listing + b"\0@@RC %d\0" % rc).hexdigest()
+
+
+_FINGERPRINT = re.compile(rb"\A([0-9a-f]{40}) ")
+
+
+def parse_fingerprint(out: bytes) -> str:
+    """`sha1sum`'s digest of stdin ("<40 hex>  -"); "" for anything else (no sha1sum)."""
+    m = _FINGERPRINT.match(out)
+    return m.group(1).decode() if m else ""
 
 
 def unread_links(manifest: Manifest) -> list[DestPath]:
