@@ -165,6 +165,7 @@ def reconcile_section(opts: Options, client: docker.DockerClient, work: Path, pr
         progress(f"reconcile: no-diff → {', '.join(f'{w:.2f}' for w in nodiff['runs_wall_s'])} s wall; "
                  f"again without .syncd/known (cold)")
         shutil.rmtree(work / ".syncd" / "known", ignore_errors=True)
+        shutil.rmtree(work / ".syncd" / "converged", ignore_errors=True)  # (nothing kept: compares)
         cold = timed_sync(cfg, work, "cold")
         progress(f"reconcile: cold no-diff → {cold['wall_s']:.2f} s wall")
         return {
@@ -174,6 +175,10 @@ def reconcile_section(opts: Options, client: docker.DockerClient, work: Path, pr
             "syncd_validate_s": process_s,
             "empty": {**empty, "verify": check},
             "nodiff": nodiff,
+            # The first no-diff run compares (the empty run's pushes moved the container) and keeps
+            # the proof that both sides are equal; the runs after it find both fingerprints unchanged
+            # and compare nothing (syncd/converged.py).
+            "nodiff_compared": runs[0],
             "nodiff_cold": cold,
             "how": "`syncd sync -c syncd.toml` as a subprocess, wall clock from spawn to exit; spans from the "
                    "reconcile's trace record (pack is interleaved with push: its own time only); verify: file and "

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from syncd.core.manifest import Tracked
 from syncd.core.packed import PackedManifest, from_data, pack, to_data
-from syncd.known import keep_newest
+from syncd.known import keep_newest, write_marshal
 
 KEEP = 64  # as many as syncd/known.py keeps records
 
@@ -58,14 +58,8 @@ class ConvergedStore:
         """Keep the proof for `container_key` (blocking: ~10 ms at 100,000 paths)."""
         packed = manifest if isinstance(manifest, PackedManifest) and not manifest.changes else pack(manifest)
         data = {"container": container_key, "local": local, "remote": remote, "manifest": to_data(packed)}
-        path = self._path(container_key)
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                f.write(self._MAGIC)
-                marshal.dump(data, f)
-            os.replace(tmp, path)
+            write_marshal(self._path(container_key), self._MAGIC, data)
             keep_newest(self.dir, self.keep)
         except OSError:
             pass  # only an optimisation: the next reconcile compares instead

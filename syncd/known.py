@@ -16,6 +16,7 @@ import marshal
 import os
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from syncd.core.manifest import Manifest
 from syncd.model import DestPath, Entry, Kind
@@ -31,6 +32,16 @@ def container_key(target: str, container_id: str) -> str:
 def record_of(manifest: Manifest) -> Record:
     return {d: (e.digest, e.size, e.mtime) for d, e in manifest.items()
             if e.kind is Kind.FILE and e.digest and e.size >= 0 and e.mtime >= 0}
+
+
+def write_marshal(path: Path, magic: bytes, data: dict[str, Any]) -> None:
+    """`magic` and `data` as marshal, written to `path` whole or not at all (OSError)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(magic)
+        marshal.dump(data, f)
+    os.replace(tmp, path)
 
 
 def keep_newest(directory: Path, keep: int) -> None:
@@ -99,18 +110,12 @@ class KnownStore:
             return {}
 
     def save(self, container_key: str, record: Record) -> None:
-        path = self._path(container_key)
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                f.write(self._MAGIC)
-                # paths as one NUL-joined string: marshal would re-intern them one by one at load,
-                # and the restarted daemon would keep those strings, spread between the freed
-                # record's tuples (idle at 100,000 files 169 against 148 MiB)
-                marshal.dump({"container": container_key, "paths": "\0".join(record),
-                              "values": list(record.values())}, f)
-            os.replace(tmp, path)
+            # paths as one NUL-joined string: marshal would re-intern them one by one at load,
+            # and the restarted daemon would keep those strings, spread between the freed
+            # record's tuples (idle at 100,000 files 169 against 148 MiB)
+            write_marshal(self._path(container_key), self._MAGIC,
+                          {"container": container_key, "paths": "\0".join(record), "values": list(record.values())})
             with suppress(FileNotFoundError):
                 os.unlink(self._path(container_key, ".json"))  # (an earlier version's)
             keep_newest(self.dir, self.keep)

@@ -18,6 +18,7 @@ import anyio
 import pytest
 
 from syncd.config import DockerTarget, KubernetesTarget
+from syncd.core.manifest import Listing
 from syncd.model import Entry, Kind
 from syncd.testing import MemoryTransport, RecordingTransport
 from syncd.transports.base import ApplyRequest, ContainerRef, Transport, TransportError, Unsupported
@@ -34,6 +35,7 @@ class Subject:
     can_restart: bool = False
     pipelines: bool = False
     change: Callable[[], None] | None = None  # a lifecycle change discovery must hear of (with a change feed)
+    fingerprints: bool = True  # False: a directory on this host, always compared (no fingerprint)
 
 
 def _tar(files: dict[str, bytes], dirs: tuple[str, ...] = (), links: dict[str, str] | None = None,
@@ -71,7 +73,7 @@ async def subject(request, tmp_path: Path) -> AsyncIterator[Subject]:  # noqa: A
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(tmp_path / "outside", dst)
 
-        yield Subject(t, ref, plant, lambda p: os.path.lexists(base / p.lstrip("/")))
+        yield Subject(t, ref, plant, lambda p: os.path.lexists(base / p.lstrip("/")), fingerprints=False)
     elif kind == "docker":
         make = request.getfixturevalue("make_container")
         c = make()
@@ -219,3 +221,24 @@ async def test_a_container_that_is_gone_is_a_transport_error(subject: Subject) -
     gone = ContainerRef(ref.target, "no-such-" + ref.id.replace("/", "-"), "no-such", "g0")
     with pytest.raises(TransportError):
         await t.manifest(gone, ["/app"])
+
+
+async def test_a_fingerprint_is_its_listings_until_the_tree_changes(subject: Subject) -> None:
+    """`fingerprint` is what a `manifest` would carry now (syncd/converged.py): equal while the
+    tree stands still, different once anything below the destination changed. A transport
+    that gives none ("": the local directory) carries none on its listings either."""
+    t, ref = subject.transport, subject.ref
+    await t.apply(ref, ApplyRequest("/app", [], ["src", "src/a.txt"], iter([_tar({"src/a.txt": b"a\n"}, dirs=("src",))])))
+    listed = await t.manifest(ref, ["/app/src"])
+    carried = listed.fingerprint if isinstance(listed, Listing) else ""
+    now = await t.fingerprint(ref, ["/app/src"])
+    assert now == carried
+    assert bool(now) == subject.fingerprints
+    if not now:
+        return
+    assert await t.fingerprint(ref, ["/app/src"]) == now  # (asking changes nothing)
+    await t.apply(ref, ApplyRequest("/app", [], ["src/b.txt"], iter([_tar({"src/b.txt": b"b\n"})])))
+    moved = await t.fingerprint(ref, ["/app/src"])
+    assert moved and moved != now
+    listed = await t.manifest(ref, ["/app/src"])
+    assert isinstance(listed, Listing) and listed.fingerprint == moved
