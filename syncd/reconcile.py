@@ -29,6 +29,7 @@ from syncd.converged import ConvergedStore
 from syncd.core.chunking import chunk_end, next_chunk_bytes
 from syncd.core.manifest import Listing, Manifest, diff, share
 from syncd.core.mapping import UnsafePath, most_specific
+from syncd.core.packed import from_columns
 from syncd.known import KnownStore, Record, record_of, resolve
 from syncd.memory import give_back
 from syncd.model import Delta, Desired, Entry, Kind
@@ -302,7 +303,7 @@ class Reconciler:
         the worker's, and the reconcile's record says so. False: compare."""
         assert self.converged is not None
         target, t0 = worker.target, self.clock.now()
-        kept = self.converged.load(worker.key, [w.manifest for w in target.workers.values() if w is not worker])
+        kept = self.converged.load(worker.key)
         if kept is None:
             return False
         remote: list[str] = []
@@ -321,7 +322,9 @@ class Reconciler:
             log.info("changed since the last reconcile: comparing", container=worker.ref.label,
                      local=local != kept.local, container_side=remote[0] != kept.remote)
             return False
-        worker.manifest = kept.manifest
+        # (shared with the replicas in step now, not at load: they load theirs at the same moment)
+        worker.manifest = from_columns(kept.manifest.columns(), [w.manifest for w in target.workers.values()
+                                                                 if w is not worker])
         self._proofs.add(worker.key)
         self.known.touch(worker.key)
         trace = BatchTrace(0, t0, reconcile=True)

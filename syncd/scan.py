@@ -7,7 +7,7 @@ import marshal
 import os
 import stat
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -162,10 +162,8 @@ class Fingerprint:
         return self._h.hexdigest()
 
 
-def read_entry(path: str, hashes: HashCache | None, fp: Fingerprint | None = None) -> LocalFile | None:
+def read_entry(path: str, hashes: HashCache | None) -> LocalFile | None:
     """The path as it is now; None when it does not exist (or is a socket/fifo/device).
-    `hashes` None: files without a digest (a walk for its fingerprint only); `fp`: fed the
-    path's lstat.
 
     Raises OSError (e.g. permission denied) for the caller to report against this path.
     """
@@ -173,8 +171,12 @@ def read_entry(path: str, hashes: HashCache | None, fp: Fingerprint | None = Non
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    if fp is not None:
-        fp.add(path, st)
+    return entry_of(path, st, hashes)
+
+
+def entry_of(path: str, st: os.stat_result, hashes: HashCache | None) -> LocalFile | None:
+    """The path whose lstat is `st`; `hashes` None: files without a digest. None when it is
+    gone meanwhile (or a socket/fifo/device); OSError when its content cannot be read."""
     # (a scan calls this per file: the mode's type bits tested inline, regular files first,
     # fields passed by position)
     kind = st.st_mode & _S_IFMT
@@ -197,14 +199,16 @@ def read_entry(path: str, hashes: HashCache | None, fp: Fingerprint | None = Non
     return None
 
 
-def walk(top: str, src: str, rules: TreeRules, hashes: HashCache | None, errors: list[tuple[str, str]],
-         fp: Fingerprint | None = None) -> Iterable[LocalFile]:
-    """Every non-ignored entry strictly below directory `top` (symlinks are not followed).
+def _stats(top: str, src: str, rules: TreeRules, errors: list[tuple[str, str]],
+           fp: Fingerprint | None) -> Iterator[tuple[str, os.stat_result]]:
+    """(path, lstat) of every non-ignored entry strictly below directory `top`, a directory
+    before what is below it (symlinks are not followed): the one traversal of `walk` and
+    `fingerprint_source`. `fp`: fed every entry, and the ignore files among those skipped
+    (their rules still apply).
 
     An ignored directory is skipped whole, unless the rules say something below it may be
     re-included: then it is walked, but not listed itself (it comes into being in the
-    container as the parent of what is sent, as in a Docker build context). `fp`: fed every
-    entry read, and the ignore files among those skipped (their rules still apply)."""
+    container as the parent of what is sent, as in a Docker build context)."""
     try:
         it = os.scandir(top)
     except OSError as e:
@@ -225,37 +229,72 @@ def walk(top: str, src: str, rules: TreeRules, hashes: HashCache | None, errors:
                 if is_dir and rules.open_below(de.path, src):
                     if fp is not None:
                         fp.note(f"open {de.path}")
-                    yield from walk(de.path, src, rules, hashes, errors, fp)
+                    yield from _stats(de.path, src, rules, errors, fp)
                 continue
             try:
-                lf = read_entry(de.path, hashes, fp)
+                st = os.lstat(de.path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
             except OSError as e:
                 errors.append((de.path, e.strerror or str(e)))
                 if fp is not None:
                     fp.note(f"{de.path}: {e.errno}")
                 continue
-            if lf is None:
-                continue
+            if fp is not None:
+                fp.add(de.path, st)
+            yield de.path, st
+            if st.st_mode & _S_IFMT == stat.S_IFDIR:
+                yield from _stats(de.path, src, rules, errors, fp)
+
+
+def walk(top: str, src: str, rules: TreeRules, hashes: HashCache | None, errors: list[tuple[str, str]],
+         fp: Fingerprint | None = None) -> Iterable[LocalFile]:
+    """Every non-ignored entry strictly below directory `top` (see `_stats`), hashed."""
+    for path, st in _stats(top, src, rules, errors, fp):
+        try:
+            lf = entry_of(path, st, hashes)
+        except OSError as e:
+            errors.append((path, e.strerror or str(e)))
+            if fp is not None:
+                fp.note(f"{path}: {e.errno}")
+            continue
+        if lf is not None:
             yield lf
-            if lf.entry.kind is Kind.DIR:
-                yield from walk(de.path, src, rules, hashes, errors, fp)
 
 
-def scan_source(src: Path, rules: TreeRules, hashes: HashCache | None, errors: list[tuple[str, str]],
-                fp: Fingerprint | None = None) -> dict[str, LocalFile]:
-    """The whole mapped tree (for a reconcile): the source itself and everything below.
-    `fp`: fed the walk (see `Fingerprint`), and the ignore files above `src` whose rules apply."""
-    out: dict[str, LocalFile] = {}
+def _root(src: Path, rules: TreeRules, errors: list[tuple[str, str]], fp: Fingerprint | None) -> os.stat_result | None:
+    """The lstat of a mapping's source (None: gone, or unreadable: in `errors`); `fp`: fed it,
+    and the ignore files above it whose rules apply below it."""
     if fp is not None:
         fp.note(f"source {src}")
         for path in rules.files_above(str(src)):
             fp.add_file(path)
     try:
-        root = read_entry(str(src), hashes, fp)
+        st = os.lstat(src)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
     except OSError as e:
         errors.append((str(src), e.strerror or str(e)))
         if fp is not None:
             fp.note(f"{src}: {e.errno}")
+        return None
+    if fp is not None:
+        fp.add(str(src), st)
+    return st
+
+
+def scan_source(src: Path, rules: TreeRules, hashes: HashCache | None, errors: list[tuple[str, str]],
+                fp: Fingerprint | None = None) -> dict[str, LocalFile]:
+    """The whole mapped tree (for a reconcile): the source itself and everything below.
+    `fp`: fed as `fingerprint_source` feeds it."""
+    out: dict[str, LocalFile] = {}
+    st = _root(src, rules, errors, fp)
+    if st is None:
+        return out
+    try:
+        root = entry_of(str(src), st, hashes)
+    except OSError as e:
+        errors.append((str(src), e.strerror or str(e)))
         return out
     if root is None:
         return out
@@ -267,5 +306,8 @@ def scan_source(src: Path, rules: TreeRules, hashes: HashCache | None, errors: l
 
 
 def fingerprint_source(src: Path, rules: TreeRules, fp: Fingerprint) -> None:
-    """Feed `fp` exactly as `scan_source` would, without hashing (~3x faster)."""
-    scan_source(src, rules, None, [], fp)
+    """Feed `fp` exactly as `scan_source` would, hashing and keeping nothing (~3x faster)."""
+    st = _root(src, rules, [], fp)
+    if st is not None and st.st_mode & _S_IFMT == stat.S_IFDIR:
+        for _ in _stats(str(src), str(src), rules, [], fp):
+            pass

@@ -183,35 +183,73 @@ async def test_replicas_keep_their_manifests_packed_and_true_through_edits(tmp_p
     """After the start-up reconcile each worker keeps its manifest in columns (core/packed.py),
     the replicas sharing them; edits change it in place and a big enough change packs it again:
     it always says what the container holds."""
-    from syncd.core.packed import PackedManifest
-
     src = tmp_path / "src"
     (src / "d").mkdir(parents=True)
     for i in range(40):
         (src / "d" / f"f{i}.txt").write_text(f"{i}\n")
     memory = MemoryTransport("t", containers=3)
-
-    def check(engine, shared: bool) -> None:  # noqa: ANN001
-        workers = list(engine.targets["t"].workers.values())
-        assert len(workers) == 3 and all(isinstance(w.manifest, PackedManifest) for w in workers)
-        for w in workers:
-            held = {p: (e.kind, e.digest if e.kind.value == "f" else "") for p, e in memory.containers_[w.ref.id].tree("/app/src").items()}
-            kept = {p: (e.kind, e.digest if e.kind.value == "f" else "") for p, e in w.manifest.items()
-                    if p == "/app/src" or p.startswith("/app/src/")}  # (the manifest also knows /app)
-            assert kept == held
-        if shared:
-            names = {id(w.manifest.columns()[0]) for w in workers}  # type: ignore[union-attr]
-            assert len(names) == 1, "replicas in step keep one copy of their paths"
-
     async with running(write_config(tmp_path, CONFIG), transports={"t": memory}, settings=FAST) as engine:
         await settle(engine, src)
-        check(engine, shared=True)
+        _manifests_true(engine, memory, shared=True)
         (src / "d" / "f3.txt").write_text("edited\n")
         (src / "d" / "f4.txt").unlink()
         await settle(engine, src)
-        check(engine, shared=False)
+        _manifests_true(engine, memory, shared=False)
         for i in range(20):  # half the tree again: packed anew
             (src / "d" / f"n{i}.txt").write_text(f"new {i}\n")
         await settle(engine, src)
-        check(engine, shared=False)
+        _manifests_true(engine, memory, shared=False)
         assert all(w.manifest.changes == 0 for w in engine.targets["t"].workers.values())  # type: ignore[union-attr]
+
+
+def _manifests_true(engine, memory: MemoryTransport, shared: bool) -> None:  # noqa: ANN001
+    """Every worker keeps its manifest packed and equal to its container's tree; `shared`: the
+    replicas keep one copy of their paths."""
+    from syncd.core.packed import PackedManifest
+
+    workers = list(engine.targets["t"].workers.values())
+    assert len(workers) == 3 and all(isinstance(w.manifest, PackedManifest) for w in workers)
+    for w in workers:
+        held = {p: (e.kind, e.digest if e.kind.value == "f" else "") for p, e in memory.containers_[w.ref.id].tree("/app/src").items()}
+        kept = {p: (e.kind, e.digest if e.kind.value == "f" else "") for p, e in w.manifest.items()
+                if p == "/app/src" or p.startswith("/app/src/")}  # (the manifest also knows /app)
+        assert kept == held
+    if shared:
+        names = {id(w.manifest.columns()[0]) for w in workers}
+        assert len(names) == 1, "replicas in step keep one copy of their paths"
+
+
+async def test_restarted_replicas_take_their_kept_manifests_when_nothing_changed(tmp_path: Path) -> None:
+    """syncd/converged.py through the engine: a run that found the replicas equal keeps a proof
+    each; the next run asks for fingerprints, lists nothing, and holds manifests true to the
+    containers and shared; a push drops that container's proof, so the run after compares it."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(40):
+        (src / "d" / f"f{i}.txt").write_text(f"{i}\n")
+    memory = MemoryTransport("t", containers=3)
+    cfg = write_config(tmp_path, CONFIG)
+
+    async def reconciled(engine) -> None:  # noqa: ANN001
+        """The start-up reconciles done (not `settle`: its marker file is a push)."""
+        workers = engine.targets["t"].workers
+        await wait_until(lambda: len(workers) == 3 and all(w.manifest is not None for w in workers.values())
+                         and engine.idle(), 30, "every replica reconciled")
+
+    async with running(cfg, transports={"t": memory}, settings=FAST) as engine:
+        await settle(engine, src)  # sends everything
+    async with running(cfg, transports={"t": memory}, settings=FAST) as engine:
+        await reconciled(engine)  # compares, finds all equal: the proofs are kept
+    seen = RecordingTransport(memory)
+    async with running(cfg, transports={"t": seen}, settings=FAST) as engine:
+        await reconciled(engine)
+        assert (seen.calls_to("manifest"), seen.calls_to("fingerprint")) == (0, 3)
+        _manifests_true(engine, memory, shared=True)
+        (src / "d" / "f3.txt").write_text("edited\n")
+        await settle(engine, src)
+        _manifests_true(engine, memory, shared=False)
+    seen = RecordingTransport(memory)
+    async with running(cfg, transports={"t": seen}, settings=FAST) as engine:
+        await reconciled(engine)
+        assert seen.calls_to("manifest") == 3  # (every replica got the edit: no proof is left)
+        _manifests_true(engine, memory, shared=True)
