@@ -68,9 +68,9 @@ class ConvergedStore:
         with suppress(OSError):
             os.unlink(self._path(container_key))
 
-    def load(self, container_key: str, like: list[Tracked | None] | None = None) -> Converged | None:
+    def load(self, container_key: str) -> Converged | None:
         """The proof kept for `container_key`; None when there is none or it does not hold
-        together. `like`: the manifests of the target's other replicas (equal columns are shared)."""
+        together. (Its columns are shared with the replicas' when taken: `packed.from_columns`.)"""
         try:
             raw = self._path(container_key).read_bytes()
         except OSError:
@@ -84,7 +84,7 @@ class ConvergedStore:
         if not isinstance(data, dict) or data.get("container") != container_key:
             return None
         local, remote = data.get("local"), data.get("remote")
-        manifest = from_data(data.get("manifest"), like or [])
+        manifest = from_data(data.get("manifest"))
         if type(local) is not str or type(remote) is not str or not local or not remote or manifest is None:
             return None
         return Converged(local, remote, manifest)

@@ -351,7 +351,7 @@ class Reconciler:
             self.converged.save(worker.key, found.local_fingerprint, listed, worker.manifest)
             self._proofs.add(worker.key)
         else:
-            self.pushed(worker)
+            self._proofs.discard(worker.key)
             self.converged.forget(worker.key)
 
     def pushed(self, worker: ContainerWorker) -> None:

@@ -136,7 +136,7 @@ class Fingerprint:
     Two walks with the same fingerprint saw the same tree: a write moves the file's ctime, which
     nothing can set back; an entry coming or going moves its directory's. A reconcile that
     found both sides equal keeps it (syncd/converged.py), and a restart that walks to the same
-    fingerprint need not compare again. Feeding it costs a walk ~0.1 s at 100,000 files."""
+    fingerprint need not compare again. Feeding it costs a walk ~0.05 s at 100,000 files."""
 
     _STAT = struct.Struct("<IqqqQ")
 
