@@ -218,10 +218,10 @@ def render_scale(sc: dict, console: Console) -> None:
                           f"syncd sync {c['startup_tmpfs']['wall_s']:.2f} s = {c['startup_over_floor_tmpfs']:.2f}× the floor",
                           markup=False)
     fo, d = sc["fan_out"], sc["discovery"]
-    rows = ", ".join(f"{r['replicas']} → {r['seconds']:.2f} s (floor {r.get('floor_s', 0):.2f} s)"
-                     for r in fo["rows"].values())
-    console.print(f"fan-out, {fo['files']:,}-file burst: {rows}; 10 replicas / 1 = {fo['ten_over_one']:.2f}× "
-                  f"(floor {fo.get('floor_ten_over_one', 0):.2f}×)", markup=False)
+    for v in fo["variants"].values():
+        rows = ", ".join(f"{r['replicas']} → {r['seconds']:.2f} s (floor {r['floor_s']:.2f} s)" for r in v["rows"].values())
+        console.print(f"fan-out, {fo['files']:,}-file burst into {v['about']}: {rows}; 10 replicas / 1 = "
+                      f"{v['ten_over_one']:.2f}× (floor {v['floor_ten_over_one']:.2f}×)", markup=False)
     console.print(f"discovery, container running → its files there: p50 {d['p50_ms']:.0f} ms, max {d['max_ms']:.0f} ms "
                   f"({d['observed']}/{d['runs']} runs; from `docker run` called: p50 "
                   f"{d.get('p50_from_run_called_ms', 0):.0f} ms)", markup=False)

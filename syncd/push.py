@@ -179,7 +179,8 @@ class Pusher:
         t1 = self.clock.now()
         self._record(worker, delta, traces, report, result.bytes_sent, t0, t1, patched)
         if self.large is not None and t_tar is not None:
-            self.large.channel(worker).observe(result.bytes_sent, t1 - t_tar)
+            files = sum(p.source.entry.kind is Kind.FILE for p in puts)
+            self.large.channel(worker).observe(result.bytes_sent, t1 - t_tar, files)
             keep = self.large.keep_sent(worker, puts, report.sent)
             if keep:  # the next bases: kept off the push's path
                 self.spawn(self._keep, keep)

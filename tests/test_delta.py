@@ -164,6 +164,11 @@ def test_auto_pays_only_on_a_channel_slower_than_the_work() -> None:
     channel.observe(4_000_000, 1.0)
     channel.observe(4_000_000, 4.0)  # a slower push (the container was busy): the best rate stands
     assert channel.rate == 4_000_000
+    small = Throughput()
+    small.observe(1_000_000, 0.3, files=1000)  # 1,000 small files: the container's tar creating them
+    assert small.rate is None
+    small.observe(4_000_000, 1.0, files=10)  # 400 KB a file: the channel
+    assert small.rate == 4_000_000
     cost = Cost(DELTA_COST)
     cost.observe(10_000_000, 2.0)  # a slow encode here (200 ms/MB) moves the estimate
     assert cost.per_byte > DELTA_COST and not pays("auto", cloud, cost.per_byte)
