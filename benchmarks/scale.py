@@ -55,7 +55,7 @@ from benchmarks.kube import CONTAINER, NAMESPACE, load_fixture
 TIMEOUT = 1800.0
 FANOUT = (1, 3, 10)
 FANOUT_FILES = 1000
-FANOUT_ROUNDS = 3  # bursts per replica count (one daemon), and floors: the medians are the figures
+FANOUT_ROUNDS = 3  # bursts per replica count (one daemon), and floors: the medians are the figures (--quick: 1)
 DISCOVERY_TRIES = 5
 
 
@@ -349,16 +349,16 @@ def _pod_fleet(client: docker.DockerClient, work: Path) -> Iterator[Fleet]:
         fx.stop()
 
 
-def fan_out(client: docker.DockerClient, work: Path, progress) -> dict:
+def fan_out(client: docker.DockerClient, work: Path, progress, rounds: int = FANOUT_ROUNDS) -> dict:
     """A 1,000-file burst into 1 / 3 / 10 replicas: Docker containers with the destination on
     tmpfs and fixture pods (judged), and Docker containers writing into overlayfs (this VM's disk:
     its ext4 spends ~1 ms of kernel time creating each file in a container's upper layer, which
     no sender can avoid; shown beside)."""
     variants: dict[str, dict] = {}
     for fleet in (_docker_fleet(client, tmpfs=True), _docker_fleet(client, tmpfs=False)):
-        variants[fleet.name] = _fan_out_into(fleet, work, progress)
+        variants[fleet.name] = _fan_out_into(fleet, work, progress, rounds)
     with _pod_fleet(client, work) as pods:
-        variants[pods.name] = _fan_out_into(pods, work, progress)
+        variants[pods.name] = _fan_out_into(pods, work, progress, rounds)
     judged = ("docker_tmpfs", "pods")
     worst = max(judged, key=lambda k: variants[k]["ten_over_one"])
     return {"files": FANOUT_FILES, "variants": variants, "judged": list(judged),
@@ -367,13 +367,13 @@ def fan_out(client: docker.DockerClient, work: Path, progress) -> dict:
             "complete": all(r["complete"] for v in variants.values() for r in v["rows"].values()),
             "how": "time from the first file written to the last replica's answer for the last of them (the "
                    "end of its push spans in the trace: its tar has exited; every replica's file count checked "
-                   f"after); one daemon per replica count, the median of {FANOUT_ROUNDS} bursts. floor: the same "
+                   f"after); one daemon per replica count, the median of {rounds} bursts. floor: the same "
                    "number of files by `tar -c | docker exec -i tar -x` (pods: `kubectl exec -i`) into every "
                    "replica at once (after the daemon stopped), the median of as many: how the engine and the "
                    "containers' tar scale on this machine"}
 
 
-def _fan_out_into(fleet: Fleet, work: Path, progress) -> dict:
+def _fan_out_into(fleet: Fleet, work: Path, progress, rounds: int) -> dict:
     rows: dict[str, dict] = {}
     for n in FANOUT:
         label = uuid.uuid4().hex[:8]
@@ -386,7 +386,7 @@ def _fan_out_into(fleet: Fleet, work: Path, progress) -> dict:
             cfg = _config(sub, label, fleet.target(label))
             proc, _ = _start_daemon(cfg, sub, n, fleet.env)
             walls, complete, counts = [], True, []
-            for i in range(FANOUT_ROUNDS):
+            for i in range(rounds):
                 burst = sub / "src" / f"burst{i}"
                 burst.mkdir()
                 t0 = time.time()
@@ -402,7 +402,7 @@ def _fan_out_into(fleet: Fleet, work: Path, progress) -> dict:
             proc = None
             # The floor: the same number of files, C tar into every replica at once.
             floors = []
-            for i in range(FANOUT_ROUNDS):
+            for i in range(rounds):
                 floor_tree = sub / f"floor{i}"
                 floor_tree.mkdir()
                 for name, data in burst_files(FANOUT_FILES, f"{label}-floor-{i}"):
@@ -412,7 +412,7 @@ def _fan_out_into(fleet: Fleet, work: Path, progress) -> dict:
             rows[str(n)] = {"replicas": n, "seconds": wall, "complete": complete, "floor_s": floor, "files_there": counts,
                             "samples_s": [round(w, 3) for w in walls], "floor_samples_s": [round(f, 3) for f in floors]}
             progress(f"scale: {FANOUT_FILES}-file burst into {n} replica(s), {fleet.about}: median {wall:.2f} s of "
-                     f"{FANOUT_ROUNDS} (floor, C tar into each at once: {floor:.2f} s)")
+                     f"{rounds} (floor, C tar into each at once: {floor:.2f} s)")
         finally:
             if proc is not None:
                 stop_process(proc)
@@ -469,7 +469,7 @@ def scale_section(opts: Options, client: docker.DockerClient, work: Path, progre
     return {
         "loadavg_at_section_start": list(os.getloadavg()),
         "curve": curve,
-        "fan_out": fan_out(client, work, progress),
+        "fan_out": fan_out(client, work, progress, 1 if opts.quick else FANOUT_ROUNDS),
         "discovery": discovery(client, work, progress),
         "single_file_p50_ms": percentile([c["single_file"]["p50_ms"] for c in curve.values()], 50),
     }

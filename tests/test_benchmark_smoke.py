@@ -59,12 +59,12 @@ def check_section(s: dict, methods: tuple[str, ...], settings: dict) -> None:
 
 
 @pytest.mark.docker
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(330)
 def test_quick_benchmark_writes_plausible_json(docker_client, kubectl, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", *TINY, "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=270,
+        cwd=REPO, capture_output=True, text=True, timeout=320,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = json.loads(out.read_text())
