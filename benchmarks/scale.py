@@ -10,9 +10,11 @@ Per tree size (`--scale-files`, default 10,000 and 100,000; 300,000 opt-in):
   restart  — `syncd run` started over the unchanged tree: until every container's reconcile record;
              then the idle daemon sampled (RSS, CPU % over `--scale-idle-seconds`) and single-file
              edits timed in one replica (edit -> visible, observed inside the container).
-Fan-out: a 1,000-file burst into 1 / 3 / 10 replicas of one labelled target, until the last replica
-holds every file; the figure is the 10-replica time over the 1-replica time, beside the same ratio
-for the floor (C tar into every replica at once): what fan-out costs the machine without syncd.
+Fan-out: a 1,000-file burst into 1 / 3 / 10 replicas of one target, until the last replica holds
+every file (the median of 3 bursts), into Docker containers with /app on tmpfs and into pods of the
+API-server fixture (judged: the worse of the two), and into Docker containers writing into overlayfs
+(beside: this VM's disk); the figure is the 10-replica time over the 1-replica time, beside the same
+ratio for the floor (C tar into every replica at once): what fan-out costs the machine without syncd.
 Discovery: a labelled container started (`docker run`) under a running daemon, until its first file
 is there (the engine's event stream wakes discovery; the poll is only a safety net).
 """
