@@ -190,7 +190,7 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
     if isinstance(listing[0], BaseException):
         raise listing[0]
     remote: Manifest = listing[0]
-    sizes = {d: lf.size for d, lf in desired.items() if lf is not None and lf.entry.kind is Kind.FILE}
+    sizes = {d: lf.size for d, lf in desired.items() if lf is not None and lf.entry.kind is Kind.FILE} if remote else {}
     unsure = resolve(remote, known, sizes)
     if unsure:  # the local size, but the record cannot prove the bytes: hash them in the container
         digests = await target.transport.hash(ref, unsure)

@@ -304,3 +304,20 @@ def test_share_keeps_one_copy_of_what_replicas_and_the_local_tree_hold() -> None
     assert one["/app/d"] is two["/app/d"] and one["/app/extra"] is two["/app/extra"]
     assert one["/app/y"] is not two["/app/y"] and two["/app/y"].digest == "c" * 40
     assert one["/app/y"].digest is desired["/app/y"].entry.digest
+
+
+def test_a_container_that_holds_nothing_gets_what_the_general_comparison_would_send() -> None:
+    """`diff` into an empty manifest takes a shortcut (everything goes, nothing in the way): the
+    same delta as the general comparison against a manifest holding only unrelated paths."""
+    desired: dict[str, LocalFile | None] = {"/app/src": LocalFile("/s", Entry(Kind.DIR))}
+    for d in range(3):
+        desired[f"/app/src/d{d}"] = LocalFile(f"/s/d{d}", Entry(Kind.DIR))
+        for f in range(4):
+            desired[f"/app/src/d{d}/f{f}"] = LocalFile(f"/s/d{d}/f{f}", Entry(Kind.FILE, f"{d}{f}" * 20), size=f)
+    desired["/app/src/l"] = LocalFile("/s/l", Entry(Kind.LINK, link="d0"))
+    desired["/app/src/gone"] = None  # gone locally, not there either: nothing to do
+    shuffled = dict(reversed(list(desired.items())))  # (the walk's order is not sorted)
+    fast = diff(shuffled, {}, full=True, owned=lambda d: True)
+    general = diff(shuffled, {"/elsewhere/x": Entry(Kind.DIR)}, owned=lambda d: True)
+    assert fast == general and not fast.deletes
+    assert [p.dest for p in fast.puts] == sorted(d for d, lf in desired.items() if lf is not None)

@@ -5,7 +5,8 @@ that work. The costs below were measured on a 2-core machine (tests/test_delta.p
 encoder's; `python -m benchmarks --only delta` the rest): a rate above which the plain bytes
 arrive sooner than the smaller ones could be produced. `auto` compares them with the
 throughput syncd measured on that channel (a probe before a large push, and the pushes it
-made that were not mostly small files); an unmeasured channel is taken as fast (nothing is slower than before: loopback keeps sending raw).
+made that were not mostly small files); an unmeasured channel is taken as fast (nothing is
+slower than before: loopback keeps sending raw).
 """
 
 from __future__ import annotations
