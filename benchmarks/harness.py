@@ -292,9 +292,13 @@ def _startup_goal(n: int, big: dict, full: bool) -> tuple:
     tm = big.get("startup_tmpfs")
     if tm is None:
         return big["startup_over_floor"], st["exit_code"] == 0 and st["complete"], f"{n:,} files, 2 containers {overlay}", full
+    pairs = ""
+    if "samples_s" in tm:
+        pairs = (f" (medians of {len(tm['samples_s'])} pairs alternated: syncd {', '.join(f'{w:.2f}' for w in tm['samples_s'])} s, "
+                 f"floor {', '.join(f'{f:.2f}' for f in tm['floor_samples_s'])} s)")
     return (big["startup_over_floor_tmpfs"], tm["exit_code"] == 0 and tm["complete"] and st["complete"],
             f"{n:,} files into 2 containers, destination on tmpfs: syncd sync {tm['wall_s']:.2f} s, the floor "
-            f"{big['floor_tmpfs_s']:.2f} s; {overlay}", full)
+            f"{big['floor_tmpfs_s']:.2f} s{pairs}; {overlay}", full)
 
 
 def _scale_goals(sc: dict) -> dict[str, tuple]:
