@@ -49,3 +49,40 @@ def test_an_observer_whose_host_side_died_ends_by_itself(make_container) -> None
     obs._proc.wait()
     assert _wait_for(lambda: _observer_loops(c) == 0, LINGER + 10), "the loop outlived its host side"
     obs.close()
+
+
+def test_an_edit_that_landed_unseen_is_measured_again_with_a_new_observer(make_container, tmp_path,  # noqa: ANN001
+                                                                            monkeypatch) -> None:  # noqa: ANN001
+    """A watch that goes blind (its events never come) must not count an edit that landed as
+    missed: the edit is checked in the container, and measured again with a fresh observer. One
+    that never landed stays a miss, with what the container held."""
+    from benchmarks import common
+
+    c = make_container()
+    c.exec_run(["mkdir", "-p", "/tmp/w"])
+
+    def push(local, dest) -> None:  # noqa: ANN001
+        c.exec_run(["sh", "-c", f"printf '%s\\n' '{local.read_text().strip()}' > {dest}"])
+
+    blinded: list[str] = []
+    real = Observer.wait_content
+
+    def blind_once(self, expected: str, timeout: float):  # noqa: ANN001, ANN202
+        if not blinded:
+            blinded.append(expected)
+            return None  # as a stalled stream would
+        return real(self, expected, timeout)
+
+    monkeypatch.setattr(Observer, "wait_content", blind_once)
+    monkeypatch.setattr(common, "WARMUP", 0)
+    result = common.measure_edits("test", c, tmp_path / "one.txt", "/tmp/w/one.txt", push, 3)
+    assert result.attempted == 3 and result.missed == 0 and len(result.samples_ms) == 3 and result.verified
+    assert result.observer_restarts == 1 and len(result.misses) == 1 and "arrived unseen" in result.misses[0]
+
+    def lost(local, dest) -> None:  # noqa: ANN001 - a push that silently writes nothing
+        return None
+
+    monkeypatch.setattr(common, "EDIT_TIMEOUT", 1.0)
+    result = common.measure_edits("test", c, tmp_path / "two.txt", "/tmp/w/two.txt", lost, 1)
+    assert result.attempted == 1 and result.missed == 1 and not result.verified
+    assert result.misses and "not there" in result.misses[0]

@@ -259,7 +259,8 @@ def test_remote_section_alone(docker_client, kubectl, tmp_path: Path) -> None:  
         e = p["edits"]
         for method in KUBE_METHODS:
             single = e["single_file"][method]
-            assert single["observed"] == single["attempted"] > 0 and single["verified"], (name, method, single)
+            assert single["observed"] == single["attempted"] > 0 and single["verified"], \
+                (name, method, single["misses"], single["verified"], single["observer_restarts"])
             assert e["burst"][method]["observed"] and e["burst"][method]["verified"], (name, method)
         assert e["link"]["profile"] == name
         for key, w in e["wire"].items():
