@@ -86,7 +86,7 @@ def diff(
     paths known to be gone locally though `desired` does not name them (see rewritten_dirs).
     """
     if not remote:  # (a fresh container: everything goes, nothing can be in the way; 100,000
-        # paths in ~0.1 s against ~0.35 s through the general loop, per replica)
+        # paths in ~0.1 s against ~0.2 s through the general loop, per replica)
         return Delta(deletes=(), puts=tuple(sorted((Put(d, lf) for d, lf in desired.items() if lf is not None),
                                                    key=_dest)))
     deletes: set[DestPath] = {g for g in gone if g in remote}
