@@ -94,7 +94,8 @@ class HashCache:
     def save(self, path: Path, entries: dict[str, bytes] | None = None) -> None:
         """Write the cache (or a `snapshot`) to `path` atomically. Blocking: a thread for big trees."""
         data = self.snapshot() if entries is None else entries
-        data = {p: v for p, v in data.items() if os.path.lexists(p)}  # deleted files leave the cache
+        present = _existing(data)
+        data = {p: v for p, v in data.items() if p in present}  # deleted files leave the cache
         tmp = path.with_name(path.name + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,6 +115,23 @@ class HashCache:
         self._cache[path] = key + raw
         self.fresh += 1
         return raw.hex()
+
+
+def _existing(paths: Iterable[str]) -> set[str]:
+    """Those of the absolute `paths` that exist (as `os.path.lexists`), found by listing each
+    directory once: 100,000 paths in 1,000 directories ~0.05 s against 100,000 lstat calls —
+    ~0.3 s alone, over a second beside the pushes whose threads want the GIL back after each."""
+    by_dir: dict[str, list[str]] = {}
+    for path in paths:
+        by_dir.setdefault(path.rpartition("/")[0], []).append(path)
+    out: set[str] = set()
+    for directory, held in by_dir.items():
+        try:
+            names = set(os.listdir(directory or "/"))
+        except OSError:
+            continue  # gone, or no longer a directory: nothing below it exists
+        out.update(p for p in held if p.rpartition("/")[2] in names)
+    return out
 
 
 def sha1_file(path: str) -> bytes:

@@ -60,12 +60,18 @@ def test_the_hash_cache_survives_a_restart_and_a_rewrite_is_never_taken_for_the_
     (tmp_path / "tree" / "gone.txt").write_text("x")
     first.digest(str(tmp_path / "tree" / "gone.txt"), (tmp_path / "tree" / "gone.txt").stat())
     (tmp_path / "tree" / "gone.txt").unlink()
+    sub = tmp_path / "tree" / "sub"
+    sub.mkdir()
+    (sub / "b.txt").write_text("b")
+    first.digest(str(sub / "b.txt"), (sub / "b.txt").stat())
+    (sub / "b.txt").unlink()
+    sub.rmdir()  # (a file whose directory went too)
     saved = tmp_path / ".syncd" / "hashes"
     first.save(saved)
     assert first.fresh == 0
 
     again = HashCache.load(saved)
-    assert len(again.snapshot()) == 1  # the deleted file left the cache
+    assert list(again.snapshot()) == [str(f)]  # the deleted files left the cache
     assert again.digest(str(f), f.stat()) == digest and again.fresh == 0  # not hashed again
     st = f.stat()
     f.write_text("two\n")  # same size; even with the old mtime put back, ctime moved
