@@ -22,7 +22,7 @@ PACKAGES = ("syncd", "benchmarks")
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("syncd.model", "syncd.settings", "syncd.clock")),
     ("core", ("syncd.core",)),
-    ("edges", ("syncd.config", "syncd.ignore", "syncd.dockerignore", "syncd.scan", "syncd.pack", "syncd.dirlinks",
+    ("edges", ("syncd.config", "syncd.ignore", "syncd.dockerignore", "syncd.scan", "syncd.hashwork", "syncd.pack", "syncd.dirlinks",
                "syncd.hosttar", "syncd.known", "syncd.converged", "syncd.memory", "syncd.progress", "syncd.trace", "syncd.steps", "syncd.logs",
                "syncd.watch", "syncd.inotify", "syncd.poll", "syncd.statelock", "syncd.compose", "syncd.basecache")),
     ("transports", ("syncd.transports",)),

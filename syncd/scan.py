@@ -7,10 +7,12 @@ import marshal
 import os
 import stat
 import struct
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from syncd.hashwork import FAILED, OK, Hasher
 from syncd.model import Entry, Kind, LocalFile
 
 CHUNK = 1 << 20
@@ -107,12 +109,19 @@ class HashCache:
             pass  # a cache that cannot be written costs time at the next start, nothing else
 
     def digest(self, path: str, st: os.stat_result) -> str:
-        key = self._KEY.pack(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        hit = self.cached(path, st)
+        return hit if hit is not None else self.learn(path, st, sha1_file(path))
+
+    def cached(self, path: str, st: os.stat_result) -> str | None:
+        """The digest kept for the file as `st` describes it; None: it must be hashed."""
         hit = self._cache.get(path)
-        if hit is not None and hit.startswith(key):
+        if hit is not None and hit.startswith(self._KEY.pack(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)):
             return hit[32:].hex()
-        raw = sha1_file(path)
-        self._cache[path] = key + raw
+        return None
+
+    def learn(self, path: str, st: os.stat_result, raw: bytes) -> str:
+        """Keep `raw`, the SHA-1 of the file read after `st` was taken; its hex digest."""
+        self._cache[path] = self._KEY.pack(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) + raw
         self.fresh += 1
         return raw.hex()
 
@@ -201,15 +210,17 @@ def read_entry(path: str, hashes: HashCache | None) -> LocalFile | None:
     return entry_of(path, st, hashes)
 
 
-def entry_of(path: str, st: os.stat_result, hashes: HashCache | None) -> LocalFile | None:
-    """The path whose lstat is `st`; `hashes` None: files without a digest. None when it is
-    gone meanwhile (or a socket/fifo/device); OSError when its content cannot be read."""
+def entry_of(path: str, st: os.stat_result, hashes: HashCache | None, digest: str | None = None) -> LocalFile | None:
+    """The path whose lstat is `st`; `hashes` None: files without a digest (`digest`: a file's,
+    computed already). None when it is gone meanwhile (or a socket/fifo/device); OSError when
+    its content cannot be read."""
     # (a scan calls this per file: the mode's type bits tested inline, regular files first,
     # fields passed by position)
     kind = st.st_mode & _S_IFMT
     if kind == stat.S_IFREG:
         try:
-            digest = hashes.digest(path, st) if hashes is not None else ""
+            if digest is None:
+                digest = hashes.digest(path, st) if hashes is not None else ""
         except (FileNotFoundError, NotADirectoryError):
             return None
         mode = st.st_mode & 0o7777
@@ -278,15 +289,69 @@ def walk(top: str, src: str, rules: TreeRules, hashes: HashCache | None, errors:
          fp: Fingerprint | None = None) -> Iterable[LocalFile]:
     """Every non-ignored entry strictly below directory `top` (see `_stats`), hashed."""
     for path, st in _stats(top, src, rules, errors, fp):
-        try:
-            lf = entry_of(path, st, hashes)
-        except OSError as e:
-            errors.append((path, e.strerror or str(e)))
-            if fp is not None:
-                fp.note(f"{path}: {e.errno}")
-            continue
+        lf = _entry(path, st, hashes, errors, fp)
         if lf is not None:
             yield lf
+
+
+def _entry(path: str, st: os.stat_result, hashes: HashCache | None, errors: list[tuple[str, str]],
+           fp: Fingerprint | None, digest: str | None = None) -> LocalFile | None:
+    """`entry_of`, with a file that cannot be read reported in `errors` (and `fp`) instead."""
+    try:
+        return entry_of(path, st, hashes, digest)
+    except OSError as e:
+        errors.append((path, e.strerror or str(e)))
+        if fp is not None:
+            fp.note(f"{path}: {e.errno}")
+        return None
+
+
+# A scan that finds this many files its cache cannot vouch for hashes them in a helper process
+# (syncd/hashwork.py) while it walks on; fewer cost less than starting one (~20 ms).
+HELPER_AFTER = 2000
+
+
+class _Unhashed:
+    """The files a scan's cache could not vouch for, hashed in-process when they are few, else
+    by a helper process while the walk goes on (their entries are built when it answers)."""
+
+    def __init__(self, hashes: HashCache, helper_after: int) -> None:
+        self.hashes = hashes
+        self.helper_after = helper_after
+        self.files: list[tuple[str, os.stat_result]] = []
+        self.helper: Hasher | None = None
+
+    def add(self, path: str, st: os.stat_result) -> None:
+        self.files.append((path, st))
+        if self.helper is not None:
+            self.helper.submit(path)
+        elif len(self.files) >= self.helper_after:
+            try:
+                self.helper = Hasher()
+            except OSError:
+                self.helper_after = sys.maxsize  # (no helper: hashed here, as before)
+                return
+            for p, _ in self.files:
+                self.helper.submit(p)
+
+    def finish(self, out: dict[str, LocalFile], errors: list[tuple[str, str]], fp: Fingerprint | None) -> None:
+        """Put each file's entry in its place in `out` (reserved by the walk); drop the
+        vanished, report the unreadable."""
+        answers = self.helper.results() if self.helper is not None else [(FAILED, b"")] * len(self.files)
+        for (path, st), (status, raw) in zip(self.files, answers, strict=True):
+            lf: LocalFile | None = None
+            if status == OK:
+                lf = _entry(path, st, None, errors, fp, self.hashes.learn(path, st, raw))
+            elif status == FAILED:  # (hashed here: the real error, against its path)
+                lf = _entry(path, st, self.hashes, errors, fp)
+            if lf is None:
+                del out[path]
+            else:
+                out[path] = lf
+
+    def close(self) -> None:
+        if self.helper is not None:
+            self.helper.close()
 
 
 def _root(src: Path, rules: TreeRules, errors: list[tuple[str, str]], fp: Fingerprint | None) -> os.stat_result | None:
@@ -311,9 +376,9 @@ def _root(src: Path, rules: TreeRules, errors: list[tuple[str, str]], fp: Finger
 
 
 def scan_source(src: Path, rules: TreeRules, hashes: HashCache | None, errors: list[tuple[str, str]],
-                fp: Fingerprint | None = None) -> dict[str, LocalFile]:
+                fp: Fingerprint | None = None, helper_after: int = HELPER_AFTER) -> dict[str, LocalFile]:
     """The whole mapped tree (for a reconcile): the source itself and everything below.
-    `fp`: fed as `fingerprint_source` feeds it."""
+    `fp`: fed as `fingerprint_source` feeds it; `helper_after`: see `HELPER_AFTER`."""
     out: dict[str, LocalFile] = {}
     st = _root(src, rules, errors, fp)
     if st is None:
@@ -326,9 +391,28 @@ def scan_source(src: Path, rules: TreeRules, hashes: HashCache | None, errors: l
     if root is None:
         return out
     out[str(src)] = root
-    if root.entry.kind is Kind.DIR:
-        for lf in walk(str(src), str(src), rules, hashes, errors, fp):
+    if root.entry.kind is not Kind.DIR:
+        return out
+    if hashes is None:
+        for lf in walk(str(src), str(src), rules, None, errors, fp):
             out[lf.path] = lf
+        return out
+    unhashed = _Unhashed(hashes, helper_after)
+    try:
+        for path, st in _stats(str(src), str(src), rules, errors, fp):
+            digest = None
+            if st.st_mode & _S_IFMT == stat.S_IFREG:
+                digest = hashes.cached(path, st)
+                if digest is None:
+                    unhashed.add(path, st)
+                    out[path] = root  # (its place, in walk order: filled by `finish`)
+                    continue
+            found = _entry(path, st, hashes, errors, fp, digest)
+            if found is not None:
+                out[path] = found
+        unhashed.finish(out, errors, fp)
+    finally:
+        unhashed.close()
     return out
 
 
