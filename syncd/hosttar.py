@@ -36,7 +36,9 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from functools import cache
-from stat import S_ISDIR, S_ISLNK, S_ISREG
+from stat import S_IFDIR as _S_IFDIR
+from stat import S_IFLNK as _S_IFLNK
+from stat import S_IFREG as _S_IFREG
 
 from syncd.core.manifest import DIR
 from syncd.model import Entry, Kind, PackReport, Put
@@ -47,6 +49,7 @@ RUN_MIN = 256
 SETTLED = 1.0
 _READ = 1 << 20
 _BATCH = 64 << 10
+_S_IFMT = 0o170000  # (stat.S_IFMT is a function)
 _EOF = b"\0" * 1024  # the end-of-archive marker: two zero blocks (tar's blocking factor 1 adds no more)
 _F_SETPIPE_SZ = 1031  # (fcntl.F_SETPIPE_SZ, Python 3.10+ on Linux)
 
@@ -202,31 +205,41 @@ def _failed(tar: str, said: str, tails: Sequence[str]) -> dict[str, str]:
 def _account(puts: Sequence[Put], tails: Sequence[str], failed: dict[str, str], report: PackReport) -> None:
     """Record each file as sent, torn, vanished or an error, by its stat now against the
     scan's (equal: nothing touched it between the hash and tar's read)."""
+    # (per file at 100,000 files a replica, one pass after tar: locals, a single lookup of `failed`
+    # when tar named none, the mode's type bits tested inline, the entry built by position)
+    sent, torn, lstat, FILE, DIR_, LINK = report.sent, report.torn, os.lstat, Kind.FILE, Kind.DIR, Kind.LINK
+    failed_all = failed.get("")
+    files = 0
     for put, tail in zip(puts, tails, strict=True):
         lf = put.source
         try:
-            st = os.lstat(lf.path)
+            st = lstat(lf.path)
         except (FileNotFoundError, NotADirectoryError):
             report.vanished.append(put.dest)
             continue
-        why = failed.get(tail, failed.get(""))
-        if why is not None:
-            report.errors.append((put.dest, lf.path, f"host tar: {why}"))
-            continue
-        kind = lf.entry.kind
-        if kind is Kind.DIR:  # (what the scan saw of a directory is only that it was one)
-            if S_ISDIR(st.st_mode):
-                report.sent[put.dest] = DIR
+        if failed:
+            why = failed.get(tail, failed_all)
+            if why is not None:
+                report.errors.append((put.dest, lf.path, f"host tar: {why}"))
+                continue
+        entry = lf.entry
+        kind = entry.kind
+        fmt = st.st_mode & _S_IFMT
+        if kind is DIR_:  # (what the scan saw of a directory is only that it was one)
+            if fmt == _S_IFDIR:
+                sent[put.dest] = DIR
             else:
-                report.torn.append(put.dest)
-            continue
-        if st.st_mtime != lf.mtime or st.st_ctime != lf.ctime or not (S_ISLNK if kind is Kind.LINK else S_ISREG)(st.st_mode):
-            report.torn.append(put.dest)
-        elif kind is Kind.LINK:
-            report.sent[put.dest] = lf.entry
-        elif st.st_size != lf.size:
-            report.torn.append(put.dest)
+                torn.append(put.dest)
+        elif st.st_mtime != lf.mtime or st.st_ctime != lf.ctime:
+            torn.append(put.dest)
+        elif kind is FILE:
+            if fmt == _S_IFREG and st.st_size == lf.size:
+                sent[put.dest] = Entry(FILE, entry.digest, entry.exec, "", lf.size, int(lf.mtime))
+                files += 1
+            else:
+                torn.append(put.dest)
+        elif kind is LINK and fmt == _S_IFLNK:
+            sent[put.dest] = entry
         else:
-            report.sent[put.dest] = Entry(Kind.FILE, digest=lf.entry.digest, exec=lf.entry.exec, size=lf.size,
-                                          mtime=int(lf.mtime))
-            report.files += 1
+            torn.append(put.dest)
+    report.files += files

@@ -71,7 +71,7 @@ DestPath = str
 Desired = dict[DestPath, "LocalFile | None"]
 
 
-@dataclass(frozen=True, slots=True)
+@per_path
 class Put:
     dest: DestPath
     source: LocalFile

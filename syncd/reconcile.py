@@ -14,9 +14,10 @@ unchanged, takes the kept manifest without comparing anything.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -91,6 +92,17 @@ class Scanned:
     desired: Desired
     errors: list[tuple[str, str]]
     fingerprint: str = ""
+    _into_empty: Delta | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def into_empty(self) -> Delta:
+        """The delta into a container that holds nothing below the destinations: the same for
+        every replica sharing this scan, so computed once (at 100,000 paths ~0.15 s and
+        100,000 puts per replica, all but the first spared)."""
+        with self._lock:
+            if self._into_empty is None:
+                self._into_empty = diff(self.desired, {})
+            return self._into_empty
 
 
 @dataclass
@@ -201,6 +213,8 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
         share(remote, desired, pool)
     trace.add(f"manifest:{ref.label}", began[0], clock.now(), detail={"paths": len(remote), "hashed": len(unsure)})
     def compare() -> Delta:
+        if not remote:
+            return scanned.into_empty()
         return diff(desired, remote, full=True, owned=lambda d: target.owned(d, remote[d].kind, services))
 
     # (a 100,000-path comparison takes ~0.3 s: off the event loop, as the scan is)
