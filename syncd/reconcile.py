@@ -69,7 +69,7 @@ def desired_state(target: TargetRuntime, services: set[str] | None, hashes: Hash
 
 def local_fingerprint(target: TargetRuntime) -> str:
     """The fingerprint a whole scan of the target (`desired_state`, every service) would feed,
-    from a walk that hashes nothing (~0.5 s at 100,000 files against ~2). Blocking."""
+    from a walk that hashes nothing (~0.5 s at 100,000 files against ~1.3 for a cold scan). Blocking."""
     fp = Fingerprint()
     fp.note(_identity(target))
     for svc in target.services:

@@ -128,8 +128,8 @@ class HashCache:
 
 def _existing(paths: Iterable[str]) -> set[str]:
     """Those of the absolute `paths` that exist (as `os.path.lexists`), found by listing each
-    directory once: 100,000 paths in 1,000 directories ~0.05 s against 100,000 lstat calls —
-    ~0.3 s alone, over a second beside the pushes whose threads want the GIL back after each."""
+    directory once: 100,000 paths in 1,000 directories 0.09 s against 100,000 lstat calls —
+    0.25 s alone, over a second beside the pushes whose threads want the GIL back after each."""
     by_dir: dict[str, list[str]] = {}
     for path in paths:
         by_dir.setdefault(path.rpartition("/")[0], []).append(path)

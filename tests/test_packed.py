@@ -40,6 +40,8 @@ def _same(packed: PackedManifest, plain: dict) -> None:
     assert sorted(packed) == sorted(plain)
     assert dict(packed.items()) == plain
     assert packed == plain
+    in_order = list(packed.walk_sorted())  # (what a re-pack reads: columns merged with the changes)
+    assert [p for p, _ in in_order] == sorted(plain) and dict(in_order) == plain
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

@@ -20,9 +20,11 @@ deleted from them (`_gone`); `compact` packs again once those have grown. Pure: 
 """
 from __future__ import annotations
 
+import heapq
 from array import array
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
 from itertools import accumulate
+from operator import itemgetter
 from typing import cast
 
 from syncd.core.manifest import DIR
@@ -137,6 +139,13 @@ class PackedManifest(MutableMapping[DestPath, Entry]):
             yield p, entry(i)
         yield from list(self._changed.items())
 
+    def walk_sorted(self) -> Iterator[tuple[DestPath, Entry]]:
+        """Every (path, entry) in path order: the columns (sorted as packed) merged with what
+        changed since (the two never name the same path: see `_columns`)."""
+        entry, changed = self._entry, self._changed
+        packed = ((p, entry(i)) for i, p in self._columns())
+        return heapq.merge(packed, ((p, changed[p]) for p in sorted(changed)), key=itemgetter(0))
+
     def items(self) -> ItemsView[DestPath, Entry]:
         """(A whole pass in column order, not a lookup per path: `confirmed`, `record_of`.)"""
         return _Items(self)
@@ -178,8 +187,8 @@ def pack(manifest: Mapping[DestPath, Entry], like: Iterable[MutableMapping[DestP
     """`manifest` in columns (~0.05 s at 100,000 paths). A column equal to the same column of
     a packed manifest in `like` (the target's other replicas) is that very object: replicas in
     step keep one copy of their paths and digests between them."""
-    paths = sorted(manifest)
-    n = len(paths)
+    n = len(manifest)
+    paths: list[DestPath] = []
     kinds = bytearray(n)
     hexes: list[str] = []  # every column's digest, joined and converted at once below
     sizes = array("q", bytes(8 * n))
@@ -188,7 +197,8 @@ def pack(manifest: Mapping[DestPath, Entry], like: Iterable[MutableMapping[DestP
     none = "0" * 2 * _DIGEST
     low, high = _INT64
     file = Kind.FILE
-    for i, e in enumerate(map(manifest.__getitem__, paths)):
+    for i, (path, e) in enumerate(_in_order(manifest)):
+        paths.append(path)
         # (inline: once per path of the tree)
         if (e.kind is file and not e.link and len(e.digest) == 2 * _DIGEST and type(e.size) is int and type(e.mtime) is int
                 and low <= e.size <= high and low <= e.mtime <= high):
@@ -213,6 +223,16 @@ def pack(manifest: Mapping[DestPath, Entry], like: Iterable[MutableMapping[DestP
     starts = array("q", accumulate((len(p) + 1 for p in paths), initial=0))
     del paths
     return from_columns((names, starts, bytes(kinds), digests, sizes, mtimes, odd), like)
+
+
+def _in_order(manifest: Mapping[DestPath, Entry]) -> Iterator[tuple[DestPath, Entry]]:
+    """(path, entry) by path. A packed manifest's in one pass over its sorted columns merged
+    with what changed since packing: a lookup per path cost ~6 us (a binary search and the
+    entry), and each replica re-packs after the bursts that changed an eighth of it (10 replicas
+    of a 10,000-file tree after a 1,000-file burst: ~0.6 s of CPU)."""
+    if isinstance(manifest, PackedManifest):
+        return manifest.walk_sorted()
+    return ((p, manifest[p]) for p in sorted(manifest))
 
 
 def from_columns(columns: Columns, like: Iterable[MutableMapping[DestPath, Entry] | None] = ()) -> PackedManifest:
