@@ -21,6 +21,8 @@ def expand(paths: frozenset[str], services: Sequence[ServiceRuntime], hashes: Ha
     local: dict[str, LocalFile | None] = {}
     memo: dict[str, str | None] = {}
     for raw in sorted(not_through_links(paths, services, memo)):
+        if raw in local:
+            continue  # read already, by the walk of a new directory above it (sorted: it came first)
         try:
             lf = read_entry(raw, hashes)
         except OSError as e:
