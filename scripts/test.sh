@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# Bytecode once, as an installed copy has it: under PYTHONDONTWRITEBYTECODE each of the suite's
+# syncd processes would compile every module again (~0.14 s a start).
+python3 -m compileall -q syncd
 bash scripts/ensure-docker.sh
 bash scripts/build-test-images.sh
 # The example app's tools (tests/test_fullstack.py): PostgreSQL from Debian for its
