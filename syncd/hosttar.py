@@ -207,7 +207,8 @@ def _account(puts: Sequence[Put], tails: Sequence[str], failed: dict[str, str], 
     scan's (equal: nothing touched it between the hash and tar's read)."""
     # (per file at 100,000 files a replica, one pass after tar: locals, a single lookup of `failed`
     # when tar named none, the mode's type bits tested inline, the entry built by position)
-    sent, torn, lstat, FILE, DIR_, LINK = report.sent, report.torn, os.lstat, Kind.FILE, Kind.DIR, Kind.LINK
+    sent, torn, lstat = report.sent, report.torn, os.lstat
+    k_file, k_dir, k_link = Kind.FILE, Kind.DIR, Kind.LINK
     failed_all = failed.get("")
     files = 0
     for put, tail in zip(puts, tails, strict=True):
@@ -225,20 +226,20 @@ def _account(puts: Sequence[Put], tails: Sequence[str], failed: dict[str, str], 
         entry = lf.entry
         kind = entry.kind
         fmt = st.st_mode & _S_IFMT
-        if kind is DIR_:  # (what the scan saw of a directory is only that it was one)
+        if kind is k_dir:  # (what the scan saw of a directory is only that it was one)
             if fmt == _S_IFDIR:
                 sent[put.dest] = DIR
             else:
                 torn.append(put.dest)
         elif st.st_mtime != lf.mtime or st.st_ctime != lf.ctime:
             torn.append(put.dest)
-        elif kind is FILE:
+        elif kind is k_file:
             if fmt == _S_IFREG and st.st_size == lf.size:
-                sent[put.dest] = Entry(FILE, entry.digest, entry.exec, "", lf.size, int(lf.mtime))
+                sent[put.dest] = Entry(k_file, entry.digest, entry.exec, "", lf.size, int(lf.mtime))
                 files += 1
             else:
                 torn.append(put.dest)
-        elif kind is LINK and fmt == _S_IFLNK:
+        elif kind is k_link and fmt == _S_IFLNK:
             sent[put.dest] = entry
         else:
             torn.append(put.dest)
