@@ -226,8 +226,8 @@ async def compute_reconcile(target: TargetRuntime, ref: ContainerRef, known: Rec
 class _Landing:
     """A chunk in flight, awaited from the moment it is sent: when its answer came is the end
     of its time on the link. (Awaited only when the next chunk had been written, the chunk
-    before it seemed to take as long as that chunk's writing: budgets swung between 2,000 and
-    60,000 files at a 100,000-file start-up, an edit waited ~3 s behind the big ones, and the
+    before it seemed to take as long as that chunk's writing: budgets swung between ~1,000 and
+    ~60,000 files at a 100,000-file start-up, an edit waited ~3 s behind the big ones, and the
     push spans ended seconds late.)"""
 
     def __init__(self, answer: PendingAnswer, sent: int, began: float) -> None:

@@ -86,21 +86,20 @@ def plan_batch(
         claimed.update(triggers)
         touched = False
         for raw, state in local.items():
-            path = raw
             mapping = most_specific(svc.mappings, raw)
             if mapping is None:
                 continue
             claimed.add(raw)
             is_dir = None if state is None else state.entry.kind.value == "d"
             gone_and_ignored = state is None and (
-                ignored(svc.name, path, False, mapping.src) or ignored(svc.name, path, True, mapping.src)
+                ignored(svc.name, raw, False, mapping.src) or ignored(svc.name, raw, True, mapping.src)
             )
-            ignored_here = gone_and_ignored or (state is not None and ignored(svc.name, path, bool(is_dir), mapping.src))
-            if ignored_here and (open_below is None or is_dir is False or not open_below(svc.name, path, mapping.src)):
+            ignored_here = gone_and_ignored or (state is not None and ignored(svc.name, raw, bool(is_dir), mapping.src))
+            if ignored_here and (open_below is None or is_dir is False or not open_below(svc.name, raw, mapping.src)):
                 skipped.append(Skip(raw, f"ignored by service '{svc.name}'"))
                 continue
             try:
-                mine[mapping.dest_of(path)] = state
+                mine[mapping.dest_of(raw)] = state
             except UnsafePath as e:
                 skipped.append(Skip(raw, f"unsafe destination: {e}"))
                 continue
